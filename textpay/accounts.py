@@ -1,0 +1,263 @@
+"""Enrolling and changing accounts: the operator's side of an account's life.
+
+Owns the rules that need the database: a unique account number, a phone stored as E.164, a real
+facility, a known time zone, a preset amount inside the deposit limits the account inherits, and a
+payment method kept as a token only. Every change is written to the audit trail with the state
+before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlmodel import Session, col, select
+
+from textpay import audit
+from textpay.errors import DuplicateAccountNumber, FieldError, NotFound, ValidationFailed
+from textpay.models import Account, Facility, PaymentMethod
+from textpay.payments import PaymentGateway
+from textpay.phones import to_e164
+from textpay.policy import effective_for_account
+from textpay.schemas import (
+    ACCOUNT_FIELDS_NOT_NULLABLE,
+    AccountCreate,
+    AccountUpdate,
+    PaymentMethodIn,
+)
+from textpay.timeutil import utcnow
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What an account service needs besides the session: who acts, and how to read inputs."""
+
+    actor: str
+    gateway: PaymentGateway
+    default_region: str = "US"
+
+
+def get_account(session: Session, account_id: int) -> Account:
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} does not exist")
+    return account
+
+
+def find_accounts(
+    session: Session,
+    *,
+    phone: str | None = None,
+    account_number: str | None = None,
+    default_region: str = "US",
+    limit: int = 50,
+    after_id: int | None = None,
+) -> list[Account]:
+    """Accounts in id order, filtered by phone (any common spelling) or account number."""
+    statement = select(Account)
+    if phone is not None:
+        statement = statement.where(Account.phone == to_e164(phone, default_region=default_region))
+    if account_number is not None:
+        statement = statement.where(Account.account_number == account_number)
+    if after_id is not None:
+        statement = statement.where(col(Account.id) > after_id)
+    return list(session.exec(statement.order_by(col(Account.id)).limit(limit)))
+
+
+def payment_method_of(session: Session, account_id: int) -> PaymentMethod | None:
+    return session.exec(select(PaymentMethod).where(PaymentMethod.account_id == account_id)).first()
+
+
+def facility_by_code(session: Session, code: str, *, field: str = "facility") -> Facility:
+    facility = session.exec(select(Facility).where(Facility.code == code)).first()
+    if facility is None:
+        raise ValidationFailed.single(field, f"no facility has the code {code!r}")
+    return facility
+
+
+def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Account:
+    errors: list[FieldError] = []
+    phone = _collect(errors, lambda: to_e164(data.phone, default_region=ctx.default_region))
+    facility = (
+        _collect(errors, partial(facility_by_code, session, data.facility))
+        if data.facility
+        else None
+    )
+    if data.timezone is not None:
+        _collect(errors, partial(_check_timezone, data.timezone))
+    if errors or phone is None:
+        raise ValidationFailed(errors)
+    if session.exec(
+        select(Account.id).where(Account.account_number == data.account_number)
+    ).first():
+        raise DuplicateAccountNumber(f"account number {data.account_number!r} already exists")
+
+    now = utcnow()
+    account = Account(
+        account_number=data.account_number,
+        phone=phone,
+        nickname=data.nickname,
+        language=data.language,
+        timezone=data.timezone,
+        facility_id=facility.id if facility else None,
+        textpay_enabled=data.textpay_enabled,
+        autopay_enabled=data.autopay_enabled,
+        preset_amount_cents=data.preset_amount_cents,
+        threshold_cents=data.threshold_cents,
+        balance_updated_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(account)
+    session.flush()
+    assert account.id is not None
+    _check_account_limits(session, account)
+    method = None
+    if data.payment_method is not None:
+        method = _store_payment_method(session, account.id, data.payment_method, ctx)
+    _check_autopay_has_card(account, method)
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action="account.create",
+        entity_type="account",
+        entity_id=account.id,
+        before=None,
+        after=_account_snapshot(account, method),
+        now=now,
+    )
+    return account
+
+
+def update_account(
+    session: Session, account_id: int, data: AccountUpdate, ctx: Enrolment
+) -> Account:
+    account = get_account(session, account_id)
+    method = payment_method_of(session, account_id)
+    before = _account_snapshot(account, method)
+    changes = data.changes()
+
+    errors = [
+        FieldError(name, "must not be null")
+        for name in ACCOUNT_FIELDS_NOT_NULLABLE
+        if name in changes and changes[name] is None
+    ]
+    if "phone" in changes and changes["phone"] is not None:
+        changes["phone"] = _collect(
+            errors, lambda: to_e164(changes["phone"], default_region=ctx.default_region)
+        )
+    if "facility" in changes:
+        code = changes.pop("facility")
+        facility = _collect(errors, lambda: facility_by_code(session, code)) if code else None
+        changes["facility_id"] = facility.id if facility else None
+    if changes.get("timezone") is not None:
+        _collect(errors, lambda: _check_timezone(changes["timezone"]))
+    if errors:
+        raise ValidationFailed(errors)
+
+    card_change = "payment_method" in changes
+    new_method: PaymentMethodIn | None = changes.pop("payment_method", None)
+    for name, value in changes.items():
+        setattr(account, name, value)
+    account.updated_at = utcnow()
+    session.add(account)
+    session.flush()
+    _check_account_limits(session, account)
+    if new_method is not None:
+        method = _store_payment_method(session, account_id, new_method, ctx)
+    elif card_change and method is not None:
+        session.delete(method)  # `"payment_method": null` removes the card on file
+        session.flush()
+        method = None
+    _check_autopay_has_card(account, method)
+    after = _account_snapshot(account, method)
+    if after != before:
+        audit.record(
+            session,
+            actor=ctx.actor,
+            action="account.update",
+            entity_type="account",
+            entity_id=account_id,
+            before=before,
+            after=after,
+        )
+    return account
+
+
+def _store_payment_method(
+    session: Session, account_id: int, data: PaymentMethodIn, ctx: Enrolment
+) -> PaymentMethod:
+    """Replace the account's card on file. Brand and last 4 default to what the gateway knows."""
+    known = ctx.gateway.describe(data.token)
+    brand = data.brand or (known.brand if known else None)
+    last4 = data.last4 or (known.last4 if known else None)
+    if brand is None or last4 is None:
+        raise ValidationFailed.single(
+            "payment_method.last4", "is required for a token the gateway cannot describe"
+        )
+    method = payment_method_of(session, account_id) or PaymentMethod(
+        account_id=account_id, token=data.token, last4=last4
+    )
+    method.token = data.token
+    method.brand = brand
+    method.last4 = last4
+    method.exp_month = data.exp_month
+    method.exp_year = data.exp_year
+    method.updated_at = utcnow()
+    session.add(method)
+    session.flush()
+    return method
+
+
+def _check_account_limits(session: Session, account: Account) -> None:
+    """The account's own preset amount must be a deposit its limits allow."""
+    if account.preset_amount_cents is None:
+        return
+    effective = effective_for_account(session, account)
+    if (
+        not effective.min_deposit_cents
+        <= account.preset_amount_cents
+        <= effective.max_deposit_cents
+    ):
+        raise ValidationFailed.single(
+            "preset_amount_cents",
+            f"must be within the deposit limits ({effective.min_deposit_cents} to "
+            f"{effective.max_deposit_cents} cents)",
+        )
+
+
+def _check_autopay_has_card(account: Account, method: PaymentMethod | None) -> None:
+    if account.autopay_enabled and method is None:
+        raise ValidationFailed.single(
+            "autopay_enabled", "AutoPay needs a payment_method on the account"
+        )
+
+
+def _check_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed.single(
+            "timezone", f"{name!r} is not an IANA time zone such as America/Chicago"
+        ) from None
+
+
+def _collect(errors: list[FieldError], check: Callable[[], T]) -> T | None:
+    """Run one check, adding its field errors to `errors` so that all are reported together."""
+    try:
+        return check()
+    except ValidationFailed as failure:
+        errors.extend(failure.errors)
+        return None
+
+
+def _account_snapshot(account: Account, method: PaymentMethod | None) -> dict[str, Any]:
+    data = audit.snapshot(account) or {}
+    data.pop("balance_cents", None)  # moved by the ledger, which is its own audit trail
+    data["payment_method"] = audit.snapshot(method)
+    return data

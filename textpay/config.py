@@ -1,0 +1,143 @@
+"""Typed settings read from the environment (and an optional `.env` file).
+
+Owns the names of every environment variable in the public contract (DESIGN §3), their defaults,
+the normalisation of database URLs, and the production start-up check that refuses to run
+without secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///textpay.db"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line naming the variable."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URL spellings hosting providers hand out and pin PostgreSQL to psycopg 3.
+
+    Heroku-style `postgres://` and bare `postgresql://` would otherwise select psycopg2, which we
+    do not install.
+    """
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """Everything an operator configures through the environment."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    env: Literal["development", "production"] = Field(
+        default="development", validation_alias=AliasChoices("TEXTPAY_ENV", "env")
+    )
+    admin_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEXTPAY_ADMIN_TOKEN", "admin_token")
+    )
+    twilio_account_sid: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "twilio_account_sid"),
+    )
+    twilio_auth_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "twilio_auth_token")
+    )
+    twilio_from_number: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_FROM_NUMBER", "twilio_from_number")
+    )
+    twilio_messaging_service_sid: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "TWILIO_MESSAGING_SERVICE_SID", "twilio_messaging_service_sid"
+        ),
+    )
+    sms_backend: Literal["twilio", "console"] | None = Field(
+        default=None, validation_alias=AliasChoices("TEXTPAY_SMS_BACKEND", "sms_backend")
+    )
+    twilio_api_url: str = Field(
+        default="https://api.twilio.com",
+        validation_alias=AliasChoices("TEXTPAY_TWILIO_API_URL", "twilio_api_url"),
+    )
+    public_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEXTPAY_PUBLIC_URL", "public_url")
+    )
+    validate_signatures: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("TEXTPAY_VALIDATE_SIGNATURES", "validate_signatures"),
+    )
+    payments_backend: Literal["sandbox"] = Field(
+        default="sandbox",
+        validation_alias=AliasChoices("TEXTPAY_PAYMENTS_BACKEND", "payments_backend"),
+    )
+    default_region: str = Field(
+        default="US",
+        validation_alias=AliasChoices("TEXTPAY_DEFAULT_REGION", "default_region"),
+        description="Region assumed for phone numbers written without a country code.",
+    )
+    sandbox_slow_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        validation_alias=AliasChoices("TEXTPAY_SANDBOX_SLOW_SECONDS", "sandbox_slow_seconds"),
+        description="How long the sandbox's tok_slow card takes to answer.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @property
+    def effective_sms_backend(self) -> Literal["twilio", "console"]:
+        """`twilio` when credentials are configured, else `console`, unless set explicitly."""
+        if self.sms_backend is not None:
+            return self.sms_backend
+        if self.twilio_account_sid and self.twilio_auth_token:
+            return "twilio"
+        return "console"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def check_production(self) -> None:
+        """Refuse to start a production process with anything a deployment must not lack.
+
+        Raises `ConfigError` whose message is one line naming the first missing variable.
+        """
+        if not self.is_production:
+            return
+        required = {
+            "TEXTPAY_ADMIN_TOKEN": self.admin_token,
+            "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
+            "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+        }
+        for variable, value in required.items():
+            if not value:
+                raise ConfigError(f"{variable} is required when TEXTPAY_ENV=production")
+        if not (self.twilio_from_number or self.twilio_messaging_service_sid):
+            raise ConfigError(
+                "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID is required "
+                "when TEXTPAY_ENV=production"
+            )
+        if not self.validate_signatures:
+            raise ConfigError(
+                "TEXTPAY_VALIDATE_SIGNATURES=false is not allowed when TEXTPAY_ENV=production"
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword overrides win (tests and the CLI use them)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,106 @@
+"""Database engine construction and the unit of work.
+
+Owns how TextPay talks to SQLite (the embedded default) and PostgreSQL (production): connection
+options, SQLite pragmas and locking, and `unit_of_work`, the one way the edges open a transaction.
+Domain functions receive the session it yields and never commit it themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, create_engine
+
+from textpay import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from textpay.policy import get_global_settings
+
+# How long a SQLite writer waits for another writer before giving up. Long enough to ride out a
+# burst of webhooks, short enough to answer Twilio well inside its 15 s timeout.
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def is_postgresql(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Build an engine for `url` with the options each backend needs."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,  # survive a database restart without restarting TextPay
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=10,
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers, and BEGIN IMMEDIATE so writers queue instead of deadlocking.
+
+    With pysqlite's default deferred transactions, two connections that both read and then write
+    each hold a shared lock and wait for the other: one of them fails with "database is locked"
+    regardless of the busy timeout. Taking the write lock at BEGIN makes writers wait their turn
+    (SQLite's answer to `SELECT ... FOR UPDATE`), which is the behaviour the ledger relies on.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN, instead of pysqlite's own handling.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Session]:
+    """Open a session in a transaction: commit when the block succeeds, roll back when it raises."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def is_unique_violation(error: Exception) -> bool:
+    """True when `error` is a unique-constraint race another transaction won.
+
+    Callers retry their unit of work once: the second attempt finds the winner's row and answers
+    as a replay.
+    """
+    if not isinstance(error, IntegrityError):
+        return False
+    text = str(error.orig).lower()
+    return "unique" in text or "duplicate key" in text
+
+
+def create_schema(engine: Engine) -> None:
+    """Create any missing tables and the global settings row. Safe to run again."""
+    SQLModel.metadata.create_all(engine)
+    with unit_of_work(engine) as session:
+        get_global_settings(session)

@@ -1,0 +1,308 @@
+"""The database tables, as typed SQLModel classes.
+
+Owns the schema: global settings, facilities and their overrides, accounts, stored payment
+methods, the append-only ledger, sandbox gateway charges and the operator audit log. Constraints
+here are the last line of defence for the money rules: unique references make postings
+idempotent, `balance_cents >= 0` keeps prepaid accounts prepaid, and triggers refuse to edit or
+delete a ledger entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    DDL,
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    event,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+from textpay.timeutil import UTCDateTime, utcnow
+
+
+def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_column_kwargs={"nullable": nullable},
+        sa_type=UTCDateTime,
+        index=index,
+    )
+
+
+def _cents(*, nullable: bool = False, default: int | None = None) -> Any:
+    return Field(default=default, sa_type=BigInteger, nullable=nullable)
+
+
+class Language(StrEnum):
+    ENGLISH = "en"
+    SPANISH = "es"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+class LedgerKind(StrEnum):
+    DEPOSIT = "deposit"  # money in from the subscriber's card
+    USAGE = "usage"  # call charges posted by the calling platform
+    CREDIT = "credit"  # goodwill credit from an operator
+    REFUND = "refund"  # a charge given back to the account by an operator
+    FEE = "fee"  # a fee taken from the balance
+    ADJUSTMENT = "adjustment"  # an operator correction, either sign
+
+
+# The sign each kind of entry must carry; 0 means either sign is allowed.
+LEDGER_KIND_SIGN: dict[LedgerKind, int] = {
+    LedgerKind.DEPOSIT: 1,
+    LedgerKind.USAGE: -1,
+    LedgerKind.CREDIT: 1,
+    LedgerKind.REFUND: 1,
+    LedgerKind.FEE: -1,
+    LedgerKind.ADJUSTMENT: 0,
+}
+
+# Field names shared by the global settings row and each facility's overrides, in display order.
+SETTING_FIELDS: tuple[str, ...] = (
+    "low_balance_threshold_cents",
+    "preset_amount_cents",
+    "min_deposit_cents",
+    "max_deposit_cents",
+    "daily_deposit_limit_cents",
+    "deposit_fee_cents",
+    "prompt_ttl_minutes",
+    "prompt_cooldown_hours",
+    "quiet_hours_start",
+    "quiet_hours_end",
+    "daily_message_cap",
+)
+
+
+class GlobalSettings(SQLModel, table=True):
+    """Operator defaults; a single row with id 1. Facilities and accounts override them."""
+
+    __tablename__ = "global_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_global_settings_single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    low_balance_threshold_cents: int = _cents(default=500)
+    preset_amount_cents: int = _cents(default=2500)
+    min_deposit_cents: int = _cents(default=500)
+    # The FCC requires that deposits of at least $50 be allowed; the default leaves room above it.
+    max_deposit_cents: int = _cents(default=20_000)
+    daily_deposit_limit_cents: int = _cents(default=50_000)
+    deposit_fee_cents: int = _cents(default=0)
+    prompt_ttl_minutes: int = Field(default=24 * 60)
+    prompt_cooldown_hours: int = Field(default=72)
+    quiet_hours_start: str = Field(default="08:00", max_length=5)
+    quiet_hours_end: str = Field(default="21:00", max_length=5)
+    daily_message_cap: int = Field(default=3)
+    updated_at: datetime = _timestamp()
+
+
+class Facility(SQLModel, table=True):
+    """A facility (prison, jail) whose accounts share overrides of the global settings.
+
+    Every override column is nullable: null means "inherit the global value".
+    """
+
+    __tablename__ = "facility"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)
+    name: str = Field(default="", max_length=200)
+    low_balance_threshold_cents: int | None = _cents(nullable=True)
+    preset_amount_cents: int | None = _cents(nullable=True)
+    min_deposit_cents: int | None = _cents(nullable=True)
+    max_deposit_cents: int | None = _cents(nullable=True)
+    daily_deposit_limit_cents: int | None = _cents(nullable=True)
+    deposit_fee_cents: int | None = _cents(nullable=True)
+    prompt_ttl_minutes: int | None = Field(default=None)
+    prompt_cooldown_hours: int | None = Field(default=None)
+    quiet_hours_start: str | None = Field(default=None, max_length=5)
+    quiet_hours_end: str | None = Field(default=None, max_length=5)
+    daily_message_cap: int | None = Field(default=None)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class Account(SQLModel, table=True):
+    """A prepaid calling account and the phone that owns it.
+
+    `balance_cents` is a cache of the sum of the account's ledger entries, updated only by
+    `textpay.ledger.post` in the same transaction as the entry.
+    """
+
+    __tablename__ = "account"
+    __table_args__ = (
+        CheckConstraint("balance_cents >= 0", name="ck_account_balance_not_negative"),
+        CheckConstraint("language IN ('en', 'es')", name="ck_account_language"),
+        CheckConstraint("status IN ('active', 'suspended', 'closed')", name="ck_account_status"),
+        # The low-balance scan reads only this index: enrolled, reachable, active accounts, ordered
+        # by balance, so "balance below threshold" is a short range scan however many accounts
+        # are healthy.
+        Index(
+            "ix_account_low_balance_scan",
+            "balance_cents",
+            postgresql_where=text(
+                "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
+            ),
+            sqlite_where=text(
+                "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
+            ),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_number: str = Field(max_length=40, unique=True)
+    phone: str = Field(max_length=16, index=True)  # E.164
+    nickname: str = Field(default="", max_length=40)
+    language: str = Field(default=Language.ENGLISH.value, max_length=2)
+    timezone: str | None = Field(default=None, max_length=64)
+    facility_id: int | None = Field(
+        default=None, sa_column_args=[ForeignKey("facility.id")], index=True
+    )
+    textpay_enabled: bool = Field(default=True)
+    autopay_enabled: bool = Field(default=False)
+    preset_amount_cents: int | None = _cents(nullable=True)
+    threshold_cents: int | None = _cents(nullable=True)
+    status: str = Field(default=AccountStatus.ACTIVE.value, max_length=16)
+    opted_out: bool = Field(default=False)
+    opted_out_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    balance_cents: int = _cents(default=0)
+    balance_updated_at: datetime = _timestamp()
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class PaymentMethod(SQLModel, table=True):
+    """The card on file for an account: the gateway's opaque token and what may be shown of it.
+
+    A card number is never stored: the token is all TextPay can charge, and brand/last 4/expiry
+    are only for wording messages.
+    """
+
+    __tablename__ = "payment_method"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column_args=[ForeignKey("account.id")], unique=True)
+    token: str = Field(max_length=255)
+    brand: str = Field(default="card", max_length=20)
+    last4: str = Field(max_length=4)
+    exp_month: int | None = Field(default=None)
+    exp_year: int | None = Field(default=None)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One movement of money on an account. Append-only: never updated, never deleted.
+
+    `reference` is unique across the ledger and namespaced by its source (`usage:<ref>`,
+    `credit:<idempotency key>`, ...), which is what makes every posting idempotent.
+    """
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        CheckConstraint("amount_cents <> 0", name="ck_ledger_entry_nonzero"),
+        CheckConstraint("balance_after_cents >= 0", name="ck_ledger_entry_balance_after"),
+        CheckConstraint(
+            "kind IN ('deposit', 'usage', 'credit', 'refund', 'fee', 'adjustment')",
+            name="ck_ledger_entry_kind",
+        ),
+        Index("ix_ledger_entry_account_id_id", "account_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column_args=[ForeignKey("account.id")])
+    kind: str = Field(max_length=16)
+    amount_cents: int = _cents()
+    balance_after_cents: int = _cents()
+    reference: str = Field(max_length=200, unique=True)
+    memo: str = Field(default="", max_length=500)
+    created_at: datetime = _timestamp()
+
+
+class SandboxCharge(SQLModel, table=True):
+    """The sandbox gateway's own record of the charges it has made, keyed by idempotency key.
+
+    It stands for the processor's side of the wire: it is written by the gateway in its own
+    transaction, never inside TextPay's, so a reconciler can ask it what really happened.
+    """
+
+    __tablename__ = "sandbox_charge"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    token: str = Field(max_length=255)
+    amount_cents: int = _cents()
+    initiator: str = Field(max_length=10)
+    status: str = Field(max_length=16)
+    decline_reason: str | None = Field(default=None, max_length=40)
+    charge_id: str = Field(max_length=40, unique=True)
+    created_at: datetime = _timestamp()
+    settles_at: datetime = _timestamp()
+
+
+class AuditLogEntry(SQLModel, table=True):
+    """Who changed what, when, with the state before and after; one per operator change."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_entity", "entity_type", "entity_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=60)
+    entity_type: str = Field(max_length=40)
+    entity_id: str = Field(max_length=60)
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = _timestamp(index=True)
+
+
+# The ledger is append-only in the database itself, not only by convention in our code: any
+# UPDATE or DELETE of an entry, from any client, fails.
+_LEDGER_APPEND_ONLY_SQLITE = [
+    DDL(  # type: ignore[no-untyped-call]
+        f"CREATE TRIGGER ledger_entry_no_{verb.lower()} BEFORE {verb} ON ledger_entry "
+        "BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END"
+    ).execute_if(dialect="sqlite")
+    for verb in ("UPDATE", "DELETE")
+]
+_LEDGER_APPEND_ONLY_POSTGRESQL = [
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE OR REPLACE FUNCTION ledger_entry_append_only() RETURNS trigger AS $$ "
+        "BEGIN RAISE EXCEPTION 'ledger_entry is append-only'; END; $$ LANGUAGE plpgsql"
+    ).execute_if(dialect="postgresql"),
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE TRIGGER ledger_entry_append_only BEFORE UPDATE OR DELETE ON ledger_entry "
+        "FOR EACH ROW EXECUTE FUNCTION ledger_entry_append_only()"
+    ).execute_if(dialect="postgresql"),
+]
+for _ddl in (*_LEDGER_APPEND_ONLY_SQLITE, *_LEDGER_APPEND_ONLY_POSTGRESQL):
+    event.listen(SQLModel.metadata.tables["ledger_entry"], "after_create", _ddl)
+
+__all__ = [
+    "LEDGER_KIND_SIGN",
+    "SETTING_FIELDS",
+    "Account",
+    "AccountStatus",
+    "AuditLogEntry",
+    "Facility",
+    "GlobalSettings",
+    "Language",
+    "LedgerEntry",
+    "LedgerKind",
+    "PaymentMethod",
+    "SandboxCharge",
+]

@@ -1,0 +1,26 @@
+"""Phone numbers: turning what people type into E.164, the only form TextPay stores.
+
+Operators paste numbers as `(212) 555-0147`, `212.555.0147` or `+1 212 555 0147`; Twilio sends
+`+12125550147`. Everything is parsed with Google's libphonenumber (`phonenumbers`) so that all of
+these meet at the same account.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from textpay.errors import ValidationFailed
+
+
+def to_e164(raw: str, *, default_region: str = "US", field: str = "phone") -> str:
+    """Return `raw` as an E.164 string, or raise `ValidationFailed` naming `field`."""
+    text = raw.strip()
+    if not text:
+        raise ValidationFailed.single(field, "is required")
+    try:
+        parsed = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException:
+        raise ValidationFailed.single(field, f"{raw!r} is not a phone number") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValidationFailed.single(field, f"{raw!r} is not a valid phone number")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))

@@ -1,0 +1,134 @@
+"""The shapes of what operators send: accounts, payment methods, settings, usage and credits.
+
+Owns field-level rules (types, ranges, patterns, unknown fields) so that every way in (the admin
+API, the demo's fixture loader, scripts) rejects the same bad input with the same messages.
+Rules that need the database, such as deposit limits inherited from a facility, live in the
+services that use these shapes. Money is always integer cents: strict mode refuses `25.0`,
+`"2500"` and `true` where cents are expected.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from textpay.policy import MAX_AMOUNT_CENTS
+
+Cents = Annotated[int, Field(ge=0, le=MAX_AMOUNT_CENTS)]
+PositiveCents = Annotated[int, Field(ge=1, le=MAX_AMOUNT_CENTS)]
+HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+# A card number (or anything with a run of 12+ digits) must never be stored as a "token".
+CARD_NUMBER_LIKE = re.compile(r"\d[\d -]{10,}\d")
+
+
+class StrictInput(BaseModel):
+    """Base for operator input: unknown fields are errors, and types are never coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the sender actually wrote (a PATCH touches only these)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class PaymentMethodIn(StrictInput):
+    token: Annotated[str, StringConstraints(min_length=3, max_length=255)]
+    brand: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    last4: Annotated[str, StringConstraints(pattern=r"^\d{4}$")] | None = None
+    exp_month: Annotated[int, Field(ge=1, le=12)] | None = None
+    exp_year: Annotated[int, Field(ge=2000, le=2100)] | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _not_a_card_number(cls, token: str) -> str:
+        if CARD_NUMBER_LIKE.search(token):
+            raise ValueError(
+                "looks like a card number; send the payment gateway's token, never the card"
+            )
+        return token
+
+
+AccountNumber = Annotated[
+    str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+Nickname = Annotated[str, StringConstraints(max_length=40)]
+
+
+class AccountCreate(StrictInput):
+    account_number: AccountNumber
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    facility: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    nickname: Nickname = ""
+    language: Literal["en", "es"] = "en"
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    textpay_enabled: bool = True
+    autopay_enabled: bool = False
+    preset_amount_cents: PositiveCents | None = None
+    threshold_cents: Cents | None = None
+    payment_method: PaymentMethodIn | None = None
+
+
+class AccountUpdate(StrictInput):
+    """Every field optional; a field sent as null clears an override (threshold, preset, ...)."""
+
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    facility: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    nickname: Nickname | None = None
+    language: Literal["en", "es"] | None = None
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    textpay_enabled: bool | None = None
+    autopay_enabled: bool | None = None
+    preset_amount_cents: PositiveCents | None = None
+    threshold_cents: Cents | None = None
+    status: Literal["active", "suspended", "closed"] | None = None
+    payment_method: PaymentMethodIn | None = None
+
+
+# Fields of AccountUpdate that cannot be null: sending null for them is an error, not a clear.
+ACCOUNT_FIELDS_NOT_NULLABLE = (
+    "phone",
+    "nickname",
+    "language",
+    "textpay_enabled",
+    "autopay_enabled",
+    "status",
+)
+
+
+class SettingsPatch(StrictInput):
+    """A change to the global defaults; only the fields sent are changed, none may be null."""
+
+    low_balance_threshold_cents: Cents | None = None
+    preset_amount_cents: PositiveCents | None = None
+    min_deposit_cents: PositiveCents | None = None
+    max_deposit_cents: PositiveCents | None = None
+    daily_deposit_limit_cents: Annotated[int, Field(ge=1, le=MAX_AMOUNT_CENTS * 10)] | None = None
+    deposit_fee_cents: Cents | None = None
+    prompt_ttl_minutes: Annotated[int, Field(ge=1)] | None = None
+    prompt_cooldown_hours: Annotated[int, Field(ge=1)] | None = None
+    quiet_hours_start: HHMM | None = None
+    quiet_hours_end: HHMM | None = None
+    daily_message_cap: Annotated[int, Field(ge=1)] | None = None
+
+
+class FacilityPut(SettingsPatch):
+    """A facility and its overrides, replaced whole.
+
+    A field left out or null inherits the global value.
+    """
+
+    name: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+class UsageIn(StrictInput):
+    amount_cents: PositiveCents
+    reference: Annotated[str, StringConstraints(min_length=1, max_length=150)]
+
+
+class CreditIn(StrictInput):
+    amount_cents: PositiveCents
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    kind: Literal["credit", "refund"] = "credit"

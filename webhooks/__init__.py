@@ -1,0 +1,38 @@
+"""TextPay's web edge: the Flask application factory.
+
+`create_app` wires settings, the database engine and the payment gateway into one Flask app with
+its blueprints: health, the admin JSON API, and problem documents. Views open the transactions;
+the domain core in `textpay/` does the work.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from textpay.config import Settings, load_settings
+from textpay.db import make_engine
+from textpay.payments import SandboxGateway
+from webhooks import health, problems
+from webhooks.admin import bp as admin_bp
+from webhooks.services import Services
+
+# Admin bodies are small JSON documents; anything larger is a mistake or an attack.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    settings.check_production()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    engine = make_engine(settings.database_url)
+    gateway = SandboxGateway(engine, slow_seconds=settings.sandbox_slow_seconds)
+    app.extensions["textpay"] = Services(settings=settings, engine=engine, gateway=gateway)
+
+    problems.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(admin_bp)
+    return app

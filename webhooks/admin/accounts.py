@@ -1,0 +1,78 @@
+"""Admin routes for accounts: enrol, look up by phone or number, read, change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify, request, url_for
+from sqlmodel import Session
+
+from textpay.accounts import Enrolment, create_account, find_accounts, get_account, update_account
+from textpay.schemas import AccountCreate, AccountUpdate
+from webhooks.admin import bp
+from webhooks.admin.requests import actor, body, in_transaction, int_arg
+from webhooks.admin.serializers import account_json
+from webhooks.services import services
+
+
+def _enrolment() -> Enrolment:
+    found = services()
+    return Enrolment(
+        actor=actor(), gateway=found.gateway, default_region=found.settings.default_region
+    )
+
+
+@bp.post("/accounts")
+def create() -> tuple[Response, int, dict[str, str]]:
+    data = body(AccountCreate)
+    context = _enrolment()
+
+    def work(session: Session) -> dict[str, Any]:
+        return account_json(session, create_account(session, data, context))
+
+    created = in_transaction(work)
+    location = url_for("admin.show", account_id=created["id"])
+    return jsonify(created), 201, {"Location": location}
+
+
+@bp.get("/accounts")
+def index() -> Response:
+    limit = int_arg("limit", default=50, high=500)
+    after = int_arg("after", default=None)
+    phone = request.args.get("phone")
+    account_number = request.args.get("account_number")
+    region = services().settings.default_region
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        found = find_accounts(
+            session,
+            phone=phone,
+            account_number=account_number,
+            default_region=region,
+            limit=limit or 50,
+            after_id=after,
+        )
+        return [account_json(session, account) for account in found]
+
+    accounts = in_transaction(work)
+    return jsonify(accounts=accounts, next_after=accounts[-1]["id"] if accounts else None)
+
+
+@bp.get("/accounts/<int:account_id>")
+def show(account_id: int) -> Response:
+    return jsonify(
+        in_transaction(lambda session: account_json(session, get_account(session, account_id)))
+    )
+
+
+@bp.patch("/accounts/<int:account_id>")
+def change(account_id: int) -> Response:
+    data = body(AccountUpdate)
+    context = _enrolment()
+    return jsonify(
+        in_transaction(
+            lambda session: account_json(
+                session, update_account(session, account_id, data, context)
+            )
+        )
+    )

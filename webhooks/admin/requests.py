@@ -1,0 +1,75 @@
+"""Reading admin requests: JSON bodies into typed inputs, query parameters, the acting operator,
+and running a view's work in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from textpay.db import is_unique_violation, unit_of_work
+from textpay.errors import FieldError
+from webhooks.problems import Problem, field_errors
+from webhooks.services import services
+
+Model = TypeVar("Model", bound=BaseModel)
+T = TypeVar("T")
+
+ACTOR_HEADER = "X-TextPay-Actor"
+
+
+def body(model: type[Model]) -> Model:
+    """The request's JSON body as `model`, or a problem naming every bad field."""
+    if request.mimetype != "application/json":
+        raise Problem("unsupported-media-type", "Send the body as application/json.")
+    try:
+        return model.model_validate_json(request.get_data())
+    except ValidationError as error:
+        if any(item["type"] == "json_invalid" for item in error.errors()):
+            raise Problem("invalid-json", "The body is not valid JSON.") from None
+        if any(item["type"] == "model_type" for item in error.errors()):
+            raise Problem("invalid-json", "The body must be a JSON object.") from None
+        raise Problem(
+            "validation-error", "The request has invalid fields.", errors=field_errors(error)
+        ) from None
+
+
+def int_arg(name: str, *, default: int | None, low: int = 1, high: int = 10**12) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Problem(
+            "validation-error",
+            f"Query parameter {name} is invalid.",
+            errors=[FieldError(name, f"must be a whole number from {low} to {high}")],
+        )
+    return int(raw)
+
+
+def actor() -> str:
+    """Who is acting, for the audit trail: the `X-TextPay-Actor` header, else `admin`.
+
+    The bearer token is shared by all operators, so this is a declared name, not proof of
+    identity; it tells colleagues who made a change.
+    """
+    name = request.headers.get(ACTOR_HEADER, "").strip()
+    return name[:100] if name else "admin"
+
+
+def in_transaction(work: Callable[[Session], T]) -> T:
+    """Run `work` in one unit of work. A lost unique-key race is retried once: the second try
+    sees the winner's row and answers as a replay or a conflict."""
+    engine = services().engine
+    try:
+        with unit_of_work(engine) as session:
+            return work(session)
+    except IntegrityError as error:
+        if not is_unique_violation(error):
+            raise
+    with unit_of_work(engine) as session:
+        return work(session)

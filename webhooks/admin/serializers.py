@@ -1,0 +1,111 @@
+"""The JSON shapes of the admin API. Field names are part of the public contract (DESIGN §3):
+snake_case, money as integer `*_cents`, times as ISO 8601 with an offset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from textpay.accounts import payment_method_of
+from textpay.models import (
+    SETTING_FIELDS,
+    Account,
+    AuditLogEntry,
+    Facility,
+    GlobalSettings,
+    LedgerEntry,
+)
+from textpay.policy import effective_for_account, get_global_settings, resolve
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def account_json(session: Session, account: Account) -> dict[str, Any]:
+    assert account.id is not None
+    facility = session.get(Facility, account.facility_id) if account.facility_id else None
+    method = payment_method_of(session, account.id)
+    effective = effective_for_account(session, account)
+    return {
+        "id": account.id,
+        "account_number": account.account_number,
+        "phone": account.phone,
+        "nickname": account.nickname,
+        "language": account.language,
+        "timezone": account.timezone,
+        "facility": facility.code if facility else None,
+        "textpay_enabled": account.textpay_enabled,
+        "autopay_enabled": account.autopay_enabled,
+        "preset_amount_cents": account.preset_amount_cents,
+        "threshold_cents": account.threshold_cents,
+        "status": account.status,
+        "opted_out": account.opted_out,
+        "opted_out_at": iso(account.opted_out_at),
+        "balance_cents": account.balance_cents,
+        "balance_as_of": iso(account.balance_updated_at),
+        # The token is write-only: what was stored is never read back out.
+        "payment_method": (
+            {
+                "brand": method.brand,
+                "last4": method.last4,
+                "exp_month": method.exp_month,
+                "exp_year": method.exp_year,
+            }
+            if method
+            else None
+        ),
+        # Low-balance prompts arrive with the conversation engine; until then there is none.
+        "pending_prompt": None,
+        "effective": {**effective.as_dict(), "sources": effective.sources},
+        "created_at": iso(account.created_at),
+        "updated_at": iso(account.updated_at),
+    }
+
+
+def ledger_entry_json(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "account_id": entry.account_id,
+        "kind": entry.kind,
+        "amount_cents": entry.amount_cents,
+        "balance_after_cents": entry.balance_after_cents,
+        "reference": entry.reference,
+        "memo": entry.memo,
+        "created_at": iso(entry.created_at),
+    }
+
+
+def settings_json(row: GlobalSettings) -> dict[str, Any]:
+    return {
+        **{name: getattr(row, name) for name in SETTING_FIELDS},
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def facility_json(session: Session, facility: Facility) -> dict[str, Any]:
+    overrides = {name: getattr(facility, name) for name in SETTING_FIELDS}
+    effective = resolve(get_global_settings(session), facility)
+    return {
+        "code": facility.code,
+        "name": facility.name,
+        **overrides,
+        "effective": {**effective.as_dict(), "sources": effective.sources},
+        "created_at": iso(facility.created_at),
+        "updated_at": iso(facility.updated_at),
+    }
+
+
+def audit_json(entry: AuditLogEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "actor": entry.actor,
+        "action": entry.action,
+        "entity_type": entry.entity_type,
+        "entity_id": entry.entity_id,
+        "before": entry.before,
+        "after": entry.after,
+        "created_at": iso(entry.created_at),
+    }

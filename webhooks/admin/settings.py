@@ -1,0 +1,65 @@
+"""Admin routes for the global defaults and per-facility overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+from sqlmodel import Session
+
+from textpay.operator_settings import (
+    get_facility,
+    list_facilities,
+    put_facility,
+    update_global_settings,
+)
+from textpay.policy import get_global_settings
+from textpay.schemas import FacilityPut, SettingsPatch
+from webhooks.admin import bp
+from webhooks.admin.requests import actor, body, in_transaction
+from webhooks.admin.serializers import facility_json, settings_json
+
+
+@bp.get("/settings")
+def show_settings() -> Response:
+    return jsonify(in_transaction(lambda session: settings_json(get_global_settings(session))))
+
+
+@bp.patch("/settings")
+def change_settings() -> Response:
+    patch = body(SettingsPatch)
+    who = actor()
+    return jsonify(
+        in_transaction(
+            lambda session: settings_json(update_global_settings(session, patch, actor=who))
+        )
+    )
+
+
+@bp.get("/facilities")
+def facilities() -> Response:
+    return jsonify(
+        facilities=in_transaction(
+            lambda session: [facility_json(session, f) for f in list_facilities(session)]
+        )
+    )
+
+
+@bp.get("/facilities/<code>")
+def show_facility(code: str) -> Response:
+    return jsonify(
+        in_transaction(lambda session: facility_json(session, get_facility(session, code)))
+    )
+
+
+@bp.put("/facilities/<code>")
+def replace_facility(code: str) -> tuple[Response, int]:
+    data = body(FacilityPut)
+    who = actor()
+
+    def work(session: Session) -> tuple[dict[str, Any], bool]:
+        facility, created = put_facility(session, code, data, actor=who)
+        return facility_json(session, facility), created
+
+    shown, created = in_transaction(work)
+    return jsonify(shown), 201 if created else 200

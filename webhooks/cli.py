@@ -1,0 +1,90 @@
+"""The `textpay` command: set up the database, serve, and check the ledger.
+
+Each command is an edge: it reads settings, opens its own transactions and turns errors into one
+clear line and an exit status that scripts can test.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from sqlalchemy.engine import make_url
+from werkzeug.serving import run_simple
+
+from textpay import ledger
+from textpay.config import ConfigError, Settings, load_settings
+from textpay.db import create_schema, make_engine, unit_of_work
+from webhooks import create_app
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+        settings.check_production()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    return settings
+
+
+@click.group(help="TextPay: keep prepaid calling accounts funded over SMS.")
+def cli() -> None:
+    pass
+
+
+@cli.command("init-db")
+def init_db() -> None:
+    """Create the tables and default settings (safe to run again)."""
+    settings = _settings()
+    create_schema(make_engine(settings.database_url))
+    click.echo(f"database ready: {_describe(settings.database_url)}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=int,
+    default=lambda: int(os.environ.get("PORT", "5000")),
+    show_default="$PORT or 5000",
+    help="Port to listen on.",
+)
+def serve(host: str, port: int) -> None:
+    """Run the development server on the embedded default (creates the database if needed)."""
+    settings = _settings()
+    create_schema(make_engine(settings.database_url))
+    app = create_app(settings)
+    click.echo(f"TextPay on http://{host}:{port} with {_describe(settings.database_url)}")
+    if not settings.admin_token:
+        click.echo("admin API disabled: set TEXTPAY_ADMIN_TOKEN to enable it", err=True)
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@cli.command("verify-ledger")
+def verify_ledger() -> None:
+    """Recompute every balance from the ledger; exit 1 if any account has drifted."""
+    settings = _settings()
+    with unit_of_work(make_engine(settings.database_url)) as session:
+        drifts = ledger.verify(session)
+    for drift in drifts:
+        line = (
+            f"DRIFT account {drift.account_id}: cached {drift.cached_balance_cents} cents, "
+            f"ledger sum {drift.ledger_sum_cents} cents"
+        )
+        if drift.bad_entry_ids:
+            line += f", entries with wrong balance_after: {list(drift.bad_entry_ids)}"
+        click.echo(line)
+    if drifts:
+        click.echo(f"ledger drift on {len(drifts)} account(s)", err=True)
+        sys.exit(1)
+    click.echo("ledger ok: every balance equals the sum of its entries")
+
+
+def _describe(url: str) -> str:
+    """The database URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    cli(prog_name="textpay")

@@ -1,0 +1,24 @@
+"""The long-lived objects a request needs (settings, engine, gateway), kept on the Flask app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy.engine import Engine
+
+from textpay.config import Settings
+from textpay.payments import PaymentGateway
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    gateway: PaymentGateway
+
+
+def services() -> Services:
+    found = current_app.extensions["textpay"]
+    assert isinstance(found, Services)
+    return found
