@@ -1,0 +1,120 @@
+"""Settings from the environment: URL spellings, backends, and the production start-up check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from textpay.config import ConfigError, Settings, normalize_database_url
+from webhooks.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db:5432/textpay", "postgresql+psycopg://u:p@db:5432/textpay"),
+        ("postgresql://u:p@db/textpay", "postgresql+psycopg://u:p@db/textpay"),
+        ("postgresql+psycopg://u@db/textpay", "postgresql+psycopg://u@db/textpay"),
+        ("sqlite:///textpay.db", "sqlite:///textpay.db"),
+    ],
+)
+def test_database_urls_are_normalised_to_psycopg3(given: str, expected: str) -> None:
+    assert normalize_database_url(given) == expected
+    assert settings(database_url=given).database_url == expected
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://h/db")
+    monkeypatch.setenv("TEXTPAY_ADMIN_TOKEN", "s3cret")
+    monkeypatch.setenv("TEXTPAY_VALIDATE_SIGNATURES", "false")
+    loaded = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert loaded.database_url == "postgresql+psycopg://h/db"
+    assert loaded.admin_token == "s3cret"
+    assert loaded.validate_signatures is False
+
+
+def test_sms_backend_follows_credentials_unless_set() -> None:
+    assert settings().effective_sms_backend == "console"
+    with_creds = settings(twilio_account_sid="AC1", twilio_auth_token="t")
+    assert with_creds.effective_sms_backend == "twilio"
+    assert (
+        settings(
+            twilio_account_sid="AC1", twilio_auth_token="t", sms_backend="console"
+        ).effective_sms_backend
+        == "console"
+    )
+
+
+COMPLETE = {
+    "env": "production",
+    "admin_token": "a",
+    "twilio_account_sid": "AC1",
+    "twilio_auth_token": "t",
+    "twilio_from_number": "+12125550100",
+}
+
+
+@pytest.mark.parametrize(
+    ("missing", "variable"),
+    [
+        ("admin_token", "TEXTPAY_ADMIN_TOKEN"),
+        ("twilio_account_sid", "TWILIO_ACCOUNT_SID"),
+        ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
+        ("twilio_from_number", "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"),
+    ],
+)
+def test_production_refuses_to_start_without_a_secret(missing: str, variable: str) -> None:
+    values = {k: v for k, v in COMPLETE.items() if k != missing}
+    with pytest.raises(ConfigError) as raised:
+        settings(**values).check_production()
+    message = str(raised.value)
+    assert message.startswith(variable + " is required")
+    assert "\n" not in message
+
+
+def test_production_accepts_a_messaging_service_and_refuses_unsigned_webhooks() -> None:
+    values = {k: v for k, v in COMPLETE.items() if k != "twilio_from_number"}
+    settings(**values, twilio_messaging_service_sid="MG1").check_production()
+    with pytest.raises(ConfigError, match="TEXTPAY_VALIDATE_SIGNATURES"):
+        settings(**COMPLETE, validate_signatures=False).check_production()
+    settings(validate_signatures=False).check_production()  # fine in development
+
+
+def test_cli_in_production_without_secrets_prints_one_line() -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["init-db"],
+        env={"TEXTPAY_ENV": "production", "TEXTPAY_ADMIN_TOKEN": "", "DATABASE_URL": "sqlite://"},
+    )
+    assert result.exit_code != 0
+    assert (
+        result.output.strip()
+        == "Error: TEXTPAY_ADMIN_TOKEN is required when TEXTPAY_ENV=production"
+    )
+
+
+def test_wsgi_in_production_without_secrets_exits_with_one_line(tmp_path: Path) -> None:
+    env = {"TEXTPAY_ENV": "production", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "textpay: TEXTPAY_ADMIN_TOKEN is required when TEXTPAY_ENV=production"
+    )
