@@ -13,6 +13,7 @@ from sqlmodel import select
 from textpay.db import unit_of_work
 from textpay.models import SandboxCharge
 from textpay.payments import (
+    ChargeResult,
     ChargeStatus,
     GatewayKeyReuse,
     GatewayTimeout,
@@ -26,14 +27,22 @@ def charges(engine: Engine) -> int:
         return int(session.exec(select(func.count()).select_from(SandboxCharge)).one())
 
 
-def charge(gateway: SandboxGateway, token: str, key: str, cents: int = 2500) -> ChargeStatus:
+def charge(
+    gateway: SandboxGateway,
+    token: str,
+    key: str,
+    *,
+    cents: int = 2500,
+    initiator: Initiator = Initiator.CUSTOMER,
+    timeout: float = 5,
+) -> ChargeResult:
     return gateway.charge(
         token=token,
         amount_cents=cents,
         idempotency_key=key,
-        initiator=Initiator.CUSTOMER,
-        timeout_seconds=5,
-    ).status
+        initiator=initiator,
+        timeout_seconds=timeout,
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,34 +61,16 @@ def test_each_test_token_has_its_documented_outcome(
     engine: Engine, token: str, status: ChargeStatus, reason: str | None
 ) -> None:
     gateway = SandboxGateway(engine)
-    result = gateway.charge(
-        token=token,
-        amount_cents=2500,
-        idempotency_key=f"prompt-{token}",
-        initiator=Initiator.CUSTOMER,
-        timeout_seconds=5,
-    )
+    result = charge(gateway, token, f"prompt-{token}")
     assert (result.status, result.decline_reason) == (status, reason)
     assert gateway.retrieve(f"prompt-{token}") == result
 
 
 def test_the_same_key_returns_the_first_result_and_charges_once(engine: Engine) -> None:
     gateway = SandboxGateway(engine)
-    first = gateway.charge(
-        token="tok_visa",
-        amount_cents=2500,
-        idempotency_key="prompt-1",
-        initiator=Initiator.CUSTOMER,
-        timeout_seconds=5,
-    )
+    first = charge(gateway, "tok_visa", "prompt-1")
     for _ in range(3):
-        again = gateway.charge(
-            token="tok_visa",
-            amount_cents=2500,
-            idempotency_key="prompt-1",
-            initiator=Initiator.CUSTOMER,
-            timeout_seconds=5,
-        )
+        again = charge(gateway, "tok_visa", "prompt-1")
         assert again == first
     assert charges(engine) == 1
     with pytest.raises(GatewayKeyReuse):
@@ -92,26 +83,14 @@ def test_slow_card_outlasts_the_caller_and_completes_anyway(engine: Engine) -> N
     slept: list[float] = []
     gateway = SandboxGateway(engine, slow_seconds=30, sleep=slept.append)
     with pytest.raises(GatewayTimeout):
-        gateway.charge(
-            token="tok_slow",
-            amount_cents=2500,
-            idempotency_key="prompt-slow",
-            initiator=Initiator.CUSTOMER,
-            timeout_seconds=2,
-        )
+        charge(gateway, "tok_slow", "prompt-slow", timeout=2)
     assert slept == [2]  # it waited as long as the caller allowed, no longer
     pending = gateway.retrieve("prompt-slow")
     assert pending is not None
     assert pending.status is ChargeStatus.PENDING
 
     quick = SandboxGateway(engine, slow_seconds=0)
-    settled = quick.charge(
-        token="tok_slow",
-        amount_cents=2500,
-        idempotency_key="prompt-slow-2",
-        initiator=Initiator.MERCHANT,
-        timeout_seconds=2,
-    )
+    settled = charge(quick, "tok_slow", "prompt-slow-2", initiator=Initiator.MERCHANT, timeout=2)
     assert settled.succeeded
     assert charges(engine) == 2
 
@@ -119,13 +98,7 @@ def test_slow_card_outlasts_the_caller_and_completes_anyway(engine: Engine) -> N
 def test_slow_card_settles_for_the_reconciler(engine: Engine) -> None:
     gateway = SandboxGateway(engine, slow_seconds=0.2)
     with pytest.raises(GatewayTimeout):
-        gateway.charge(
-            token="tok_slow",
-            amount_cents=2500,
-            idempotency_key="prompt-crash",
-            initiator=Initiator.CUSTOMER,
-            timeout_seconds=0.05,
-        )
+        charge(gateway, "tok_slow", "prompt-crash", timeout=0.05)
     time.sleep(0.25)  # the processor finishes after the caller gave up
     result = gateway.retrieve("prompt-crash")
     assert result is not None
@@ -139,15 +112,7 @@ def test_concurrent_first_use_of_a_key_charges_once(engine: Engine) -> None:
 
     def worker() -> None:
         barrier.wait()
-        ids.append(
-            gateway.charge(
-                token="tok_visa",
-                amount_cents=2500,
-                idempotency_key="prompt-race",
-                initiator=Initiator.CUSTOMER,
-                timeout_seconds=5,
-            ).charge_id
-        )
+        ids.append(charge(gateway, "tok_visa", "prompt-race").charge_id)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
