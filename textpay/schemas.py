@@ -9,19 +9,16 @@ services that use these shapes. Money is always integer cents: strict mode refus
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from textpay.policy import MAX_AMOUNT_CENTS
+from textpay.redaction import CARD_NUMBER_PATTERN
 
 Cents = Annotated[int, Field(ge=0, le=MAX_AMOUNT_CENTS)]
 PositiveCents = Annotated[int, Field(ge=1, le=MAX_AMOUNT_CENTS)]
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
-
-# A card number (or anything with a run of 12+ digits) must never be stored as a "token".
-CARD_NUMBER_LIKE = re.compile(r"\d[\d -]{10,}\d")
 
 
 class StrictInput(BaseModel):
@@ -44,7 +41,8 @@ class PaymentMethodIn(StrictInput):
     @field_validator("token")
     @classmethod
     def _not_a_card_number(cls, token: str) -> str:
-        if CARD_NUMBER_LIKE.search(token):
+        # A card number (any run of 12+ digits) must never be stored as a "token".
+        if CARD_NUMBER_PATTERN.search(token):
             raise ValueError(
                 "looks like a card number; send the payment gateway's token, never the card"
             )

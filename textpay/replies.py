@@ -1,0 +1,356 @@
+"""Every word TextPay texts, in English and Spanish.
+
+Owns the templates and the one function that fills them. English templates use only the GSM-7
+alphabet, so a message costs as few segments as it can, and every template stays within 320
+characters (two segments) with realistic values; the test suite renders them all to check.
+Spanish is written correctly, accents included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from textpay.conversation import AccountFacts, Facts, Reply
+from textpay.localtime import when
+from textpay.money import format_cents
+
+MAX_REPLY_CHARS = 320
+
+TEMPLATES: dict[str, dict[str, str]] = {
+    "offer": {
+        "en": "{program}: acct ...{label}{nick}: balance {balance} as of {as_of}. Reply YES to "
+        "add {amount} (fee {fee}, total {total}) with card ...{card}, YES 40 for another "
+        "amount, NO to skip. Offer ends {expires}. STOP to opt out.",
+        "es": "{program}: cuenta ...{label}{nick}: saldo {balance} a las {as_of}. Responda SI "
+        "para agregar {amount} (cargo {fee}, total {total}) con la tarjeta ...{card}, SI 40 "
+        "para otro monto, NO para omitir. Vence {expires}. ALTO para cancelar.",
+    },
+    "receipt": {
+        "en": "{program}: added {amount} to acct ...{label}{nick}. New balance {balance}. "
+        "Card ...{card} charged {total}{fee_note}. Confirmation {confirmation}. "
+        "Text BAL anytime.",
+        "es": "{program}: se agregaron {amount} a la cuenta ...{label}{nick}. Nuevo saldo "
+        "{balance}. Tarjeta ...{card}: {total}{fee_note}. Confirmación {confirmation}. "
+        "Envíe SALDO cuando quiera.",
+    },
+    "fee_note": {"en": " (fee {fee})", "es": " (cargo {fee})"},
+    "processing": {
+        "en": "{program}: we're processing your payment of {total} for acct ...{label}. We'll "
+        "text your receipt when it's done. You won't be charged twice.",
+        "es": "{program}: estamos procesando su pago de {total} para la cuenta ...{label}. Le "
+        "enviaremos el recibo al terminar. No se le cobrará dos veces.",
+    },
+    "card_declined": {
+        "en": "{program}: card ...{card} was declined ({reason}). Nothing was charged and acct "
+        "...{label} is unchanged. Update your card with {support}, then reply YES to try again.",
+        "es": "{program}: la tarjeta ...{card} fue rechazada ({reason}). No se cobró nada y la "
+        "cuenta ...{label} no cambió. Actualice su tarjeta con {support} y responda SI para "
+        "intentar de nuevo.",
+    },
+    "charge_failed": {
+        "en": "{program}: we couldn't reach the card processor, so nothing was charged to card "
+        "...{card}. Reply YES in a few minutes to try again.",
+        "es": "{program}: no pudimos contactar al procesador de pagos; no se cobró nada a la "
+        "tarjeta ...{card}. Responda SI en unos minutos para intentar de nuevo.",
+    },
+    "already_processing": {
+        "en": "{program}: your payment for acct ...{label} is already being processed. We'll "
+        "text your receipt. You won't be charged twice.",
+        "es": "{program}: su pago para la cuenta ...{label} ya se está procesando. Le "
+        "enviaremos el recibo. No se le cobrará dos veces.",
+    },
+    "no_offer": {
+        "en": "{program}: there's no top-up offer waiting, so nothing was charged. Text BAL for "
+        "your balance or HELP for help.",
+        "es": "{program}: no hay ninguna oferta pendiente; no se cobró nada. Envíe SALDO para "
+        "ver su saldo o AYUDA para ayuda.",
+    },
+    "no_offer_to_decline": {
+        "en": "{program}: there's no offer waiting, so there's nothing to skip. Text BAL for "
+        "your balance.",
+        "es": "{program}: no hay ninguna oferta pendiente que omitir. Envíe SALDO para ver su "
+        "saldo.",
+    },
+    "declined": {
+        "en": "{program}: OK, no top-up for {labels}. Nothing was charged. Text BAL anytime.",
+        "es": "{program}: de acuerdo, no se agregará saldo a {labels}. No se cobró nada.",
+    },
+    "which_account": {
+        "en": "{program}: you have offers for {labels}. Nothing was charged. Reply YES and the "
+        "account's last 4 digits, e.g. YES {example}.",
+        "es": "{program}: tiene ofertas para {labels}. No se cobró nada. Responda SI y los "
+        "últimos 4 dígitos de la cuenta, por ejemplo SI {example}.",
+    },
+    "bad_amount": {
+        "en": "{program}: we didn't understand that amount, so nothing was charged. Write it in "
+        "digits: YES 40 adds $40.00.",
+        "es": "{program}: no entendimos el monto; no se cobró nada. Escríbalo con números: SI 40 "
+        "agrega $40.00.",
+    },
+    "no_card": {
+        "en": "{program}: acct ...{label} has no card on file, so nothing was charged. Add one "
+        "with {support}.",
+        "es": "{program}: la cuenta ...{label} no tiene tarjeta registrada; no se cobró nada. "
+        "Agregue una con {support}.",
+    },
+    "out_of_limits": {
+        "en": "{program}: deposits must be {min} to {max}, so nothing was charged. Reply YES "
+        "for {amount}, or YES and an amount in that range.",
+        "es": "{program}: los depósitos deben ser de {min} a {max}; no se cobró nada. Responda "
+        "SI para {amount}, o SI y un monto en ese rango.",
+    },
+    "daily_limit": {
+        "en": "{program}: that would pass acct ...{label}'s daily limit of {limit} ({left} "
+        "left today), so nothing was charged.",
+        "es": "{program}: eso superaría el límite diario de {limit} de la cuenta ...{label} "
+        "(quedan {left} hoy); no se cobró nada.",
+    },
+    "balance": {
+        "en": "{program}: {lines}. Text HELP for help.",
+        "es": "{program}: {lines}. Envíe AYUDA para ayuda.",
+    },
+    "balance_line": {
+        "en": "acct ...{label}{nick} {balance} as of {as_of}",
+        "es": "cuenta ...{label}{nick} {balance} a las {as_of}",
+    },
+    "balance_more": {"en": "; +{count} more", "es": "; y {count} más"},
+    "balance_offer": {
+        "en": ", offer of {amount} waiting (reply YES)",
+        "es": ", oferta de {amount} pendiente (responda SI)",
+    },
+    "help": {
+        "en": "{program}: low-balance alerts and top-ups for prepaid calling accounts. Up to "
+        "{cap} msgs/day. Msg&data rates may apply. Help: {support}. Reply STOP to opt out.",
+        "es": "{program}: avisos de saldo bajo y recargas para cuentas de llamadas prepagadas. "
+        "Hasta {cap} mensajes al día. Pueden aplicarse tarifas de mensajes y datos. Ayuda: "
+        "{support}. Responda ALTO para cancelar.",
+    },
+    "unknown_number": {
+        "en": "{program}: this number isn't enrolled. Help: {support}. Msg&data rates may "
+        "apply. Reply STOP to opt out.",
+        "es": "{program}: este número no está inscrito. Ayuda: {support}. Pueden aplicarse "
+        "tarifas. Responda ALTO para cancelar.",
+    },
+    "not_understood": {
+        "en": "{program}: sorry, we didn't understand. Reply YES to accept an offer, NO to skip "
+        "it, BAL for your balance, HELP for help, STOP to opt out.",
+        "es": "{program}: no entendimos. Responda SI para aceptar una oferta, NO para omitirla, "
+        "SALDO para su saldo, AYUDA para ayuda, ALTO para cancelar.",
+    },
+    "card_number_warning": {
+        "en": "{program}: for your safety never text a card number. We deleted it and charged "
+        "nothing. To change your card, contact {support}.",
+        "es": "{program}: por su seguridad, nunca envíe el número de su tarjeta. Lo borramos y no "
+        "cobramos nada. Para cambiar su tarjeta, contacte a {support}.",
+    },
+    "opted_out": {
+        "en": "{program}: you're unsubscribed and will get no more messages. Reply START to "
+        "resubscribe.",
+        "es": "{program}: se canceló su suscripción y no recibirá más mensajes. Responda "
+        "COMENZAR para volver a suscribirse.",
+    },
+    "opted_in": {
+        "en": "{program}: you're subscribed. Up to {cap} msgs/day. Msg&data rates may apply. "
+        "Reply HELP for help, STOP to opt out.",
+        "es": "{program}: está suscrito. Hasta {cap} mensajes al día. Pueden aplicarse tarifas. "
+        "Responda AYUDA para ayuda, ALTO para cancelar.",
+    },
+    "still_opted_out": {
+        "en": "{program}: you're unsubscribed. Reply START to get messages again.",
+        "es": "{program}: su suscripción está cancelada. Responda COMENZAR para volver a "
+        "recibir mensajes.",
+    },
+    "language_set": {
+        "en": "{program}: we'll text you in English. Para español, responda ESPANOL.",
+        "es": "{program}: le escribiremos en español. For English, reply ENGLISH.",
+    },
+    "which_account_autopay": {
+        "en": "{program}: which account? Reply AUTOPAY ON and its last 4 digits, e.g. AUTOPAY "
+        "ON {example}. Your accounts: {labels}.",
+        "es": "{program}: ¿qué cuenta? Responda AUTOPAY ON y sus últimos 4 dígitos, por ejemplo "
+        "AUTOPAY ON {example}. Sus cuentas: {labels}.",
+    },
+    "autopay_on": {
+        "en": "{program}: AutoPay is on for acct ...{label}: when the balance falls below "
+        "{threshold} we'll add {amount} with card ...{card}. Reply AUTOPAY OFF to stop.",
+        "es": "{program}: AutoPay activado para la cuenta ...{label}: si el saldo baja de "
+        "{threshold} agregaremos {amount} con la tarjeta ...{card}. Responda AUTOPAY OFF para "
+        "desactivarlo.",
+    },
+    "autopay_off": {
+        "en": "{program}: AutoPay is off for {labels}. We'll text you when the balance runs low "
+        "instead.",
+        "es": "{program}: AutoPay desactivado para {labels}. Le avisaremos por mensaje cuando "
+        "el saldo esté bajo.",
+    },
+    "autopay_already_off": {
+        "en": "{program}: AutoPay isn't on for any of your accounts. Reply AUTOPAY ON to start.",
+        "es": "{program}: AutoPay no está activado en sus cuentas. Responda AUTOPAY ON para "
+        "activarlo.",
+    },
+}
+
+_DECLINE_REASONS = {
+    "en": {
+        "insufficient_funds": "insufficient funds",
+        "expired_card": "card expired",
+        "card_declined": "declined by the bank",
+    },
+    "es": {
+        "insufficient_funds": "fondos insuficientes",
+        "expired_card": "tarjeta vencida",
+        "card_declined": "rechazada por el banco",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Voice:
+    """Who is speaking: the program name and support contact carriers require in HELP."""
+
+    program: str = "TextPay"
+    support: str = "textpay.example/help"
+    messages_per_day: int = 3
+
+
+def fill(key: str, language: str, voice: Voice, **fields: object) -> str:
+    template = TEMPLATES[key].get(language) or TEMPLATES[key]["en"]
+    return template.format(
+        program=voice.program, support=voice.support, cap=voice.messages_per_day, **fields
+    )
+
+
+def nick(account: AccountFacts) -> str:
+    return f" ({account.nickname})" if account.nickname else ""
+
+
+def labels(accounts: Sequence[AccountFacts], language: str) -> str:
+    word = "acct" if language == "en" else "cuenta"
+    joiner = " and " if language == "en" else " y "
+    names = [f"...{a.label}{nick(a)}" for a in accounts]
+    if len(names) <= 1:
+        return f"{word} {''.join(names)}"
+    plural = "accts" if language == "en" else "cuentas"
+    return f"{plural} {', '.join(names[:-1])}{joiner}{names[-1]}"
+
+
+def decline_reason(reason: str | None, language: str) -> str:
+    known = _DECLINE_REASONS.get(language, _DECLINE_REASONS["en"])
+    return known.get(reason or "", known["card_declined"])
+
+
+def offer(
+    account: AccountFacts,
+    amount_cents: int,
+    fee_cents: int,
+    expires_at: datetime,
+    *,
+    now: datetime,
+    voice: Voice,
+) -> str:
+    language = account.language
+    return fill(
+        "offer",
+        language,
+        voice,
+        label=account.label,
+        nick=nick(account),
+        balance=format_cents(account.balance_cents),
+        as_of=when(account.balance_as_of, now, account.timezone, language),
+        amount=format_cents(amount_cents),
+        fee=format_cents(fee_cents),
+        total=format_cents(amount_cents + fee_cents),
+        card=account.card_last4 or "????",
+        expires=when(expires_at, now, account.timezone, language),
+    )
+
+
+def receipt(
+    account: AccountFacts,
+    *,
+    amount_cents: int,
+    fee_cents: int,
+    new_balance_cents: int,
+    card_last4: str,
+    confirmation: str,
+    voice: Voice,
+) -> str:
+    language = account.language
+    fee_note = fill("fee_note", language, voice, fee=format_cents(fee_cents)) if fee_cents else ""
+    return fill(
+        "receipt",
+        language,
+        voice,
+        amount=format_cents(amount_cents),
+        label=account.label,
+        nick=nick(account),
+        balance=format_cents(new_balance_cents),
+        card=card_last4,
+        total=format_cents(amount_cents + fee_cents),
+        fee_note=fee_note,
+        confirmation=confirmation,
+    )
+
+
+def render(reply: Reply, facts: Facts, *, language: str, now: datetime, voice: Voice) -> str:
+    """Words for a decision's reply, from the facts it was decided on."""
+    account = facts.account(reply.account_id) if reply.account_id is not None else None
+    listed = [facts.account(i) for i in reply.account_ids]
+    fields: dict[str, object] = {}
+    if account is not None:
+        fields.update(label=account.label, card=account.card_last4 or "????")
+    if listed:
+        fields.update(labels=labels(listed, language), example=listed[0].label)
+    if reply.key == "balance":
+        fields["lines"] = _balance_lines(facts, language, now, voice)
+    elif account is not None and reply.key == "out_of_limits":
+        fields.update(
+            min=format_cents(account.min_deposit_cents),
+            max=format_cents(account.max_deposit_cents),
+            amount=format_cents(reply.amount_cents or account.preset_amount_cents),
+        )
+    elif account is not None and reply.key == "daily_limit":
+        left = max(0, account.daily_limit_cents - account.deposited_last_24h_cents)
+        fields.update(limit=format_cents(account.daily_limit_cents), left=format_cents(left))
+    elif account is not None and reply.key == "autopay_on":
+        fields.update(
+            threshold=format_cents(account.threshold_cents),
+            amount=format_cents(reply.amount_cents or account.preset_amount_cents),
+        )
+    return fill(reply.key, language, voice, **fields)
+
+
+def _balance_lines(facts: Facts, language: str, now: datetime, voice: Voice) -> str:
+    """One line per account, as many as fit in the reply; the rest are counted."""
+    lines = [_balance_line(a, facts, language, now, voice) for a in facts.accounts]
+    room = MAX_REPLY_CHARS - len(fill("balance", language, voice, lines=""))
+    shown: list[str] = []
+    for index, line in enumerate(lines):
+        left = len(lines) - index - 1
+        more = fill("balance_more", language, voice, count=left) if left else ""
+        if len("; ".join([*shown, line])) + len(more) > room:
+            return "; ".join(shown) + fill(
+                "balance_more", language, voice, count=len(lines) - index
+            )
+        shown.append(line)
+    return "; ".join(shown)
+
+
+def _balance_line(
+    account: AccountFacts, facts: Facts, language: str, now: datetime, voice: Voice
+) -> str:
+    line = fill(
+        "balance_line",
+        language,
+        voice,
+        label=account.label,
+        nick=nick(account),
+        balance=format_cents(account.balance_cents),
+        as_of=when(account.balance_as_of, now, account.timezone, language),
+    )
+    live = [o for o in facts.offers if o.account_id == account.account_id and o.live]
+    if live:
+        line += fill("balance_offer", language, voice, amount=format_cents(live[0].amount_cents))
+    return line
