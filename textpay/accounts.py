@@ -98,7 +98,13 @@ def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Acc
         raise DuplicateAccountNumber(f"account number {data.account_number!r} already exists")
 
     now = utcnow()
+    # Consent belongs to the number: a new account on a number that said STOP stays quiet.
+    already_opted_out = session.exec(
+        select(Account.id).where(Account.phone == phone, Account.opted_out == True)  # noqa: E712
+    ).first()
     account = Account(
+        opted_out=already_opted_out is not None,
+        opted_out_at=now if already_opted_out is not None else None,
         account_number=data.account_number,
         phone=phone,
         nickname=data.nickname,

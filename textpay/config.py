@@ -94,6 +94,37 @@ class Settings(BaseSettings):
         description="How long the sandbox's tok_slow card takes to answer.",
     )
 
+    gateway_timeout_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        lt=14,
+        validation_alias=AliasChoices("TEXTPAY_GATEWAY_TIMEOUT_SECONDS", "gateway_timeout_seconds"),
+        description="How long a YES waits for the card charge before answering 'processing'; "
+        "below Twilio's 15 s webhook timeout.",
+    )
+    twilio_handles_opt_out: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("TEXTPAY_TWILIO_HANDLES_OPT_OUT", "twilio_handles_opt_out"),
+        description="Twilio's own opt-out handling answers STOP/START/HELP for the sender: "
+        "TextPay then records them without a second reply.",
+    )
+    program_name: str = Field(
+        default="TextPay",
+        validation_alias=AliasChoices("TEXTPAY_PROGRAM_NAME", "program_name"),
+    )
+    support_contact: str = Field(
+        default="textpay.example/help",
+        validation_alias=AliasChoices("TEXTPAY_SUPPORT_CONTACT", "support_contact"),
+        description="Where subscribers get help (a phone number or short URL), named in HELP.",
+    )
+    trusted_proxies: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        validation_alias=AliasChoices("TEXTPAY_TRUSTED_PROXIES", "trusted_proxies"),
+        description="How many reverse proxies set X-Forwarded-* headers in front of TextPay.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalize_url(cls, value: str) -> str:

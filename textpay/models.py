@@ -270,6 +270,167 @@ class AuditLogEntry(SQLModel, table=True):
     created_at: datetime = _timestamp(index=True)
 
 
+class PromptStatus(StrEnum):
+    PENDING = "pending"  # offered, waiting for the subscriber
+    ACCEPTED = "accepted"  # YES received; a charge is in flight
+    FUNDED = "funded"  # charged and posted
+    FAILED = "failed"  # the card was declined or the charge failed
+    DECLINED = "declined"  # the subscriber said NO
+    EXPIRED = "expired"  # nobody answered in time
+    CANCELLED = "cancelled"  # STOP, or an operator, withdrew it
+
+
+# A prompt in one of these states still holds its account: no second offer may be made.
+OPEN_PROMPT_STATUSES = (PromptStatus.PENDING.value, PromptStatus.ACCEPTED.value)
+
+
+class Prompt(SQLModel, table=True):
+    """An offer to top up an account, made by text, answered by YES or NO.
+
+    Every transition is a conditional update (`WHERE status = ...`) so that two replies racing
+    for one prompt cannot both move it; the partial unique index allows one open prompt per
+    account.
+    """
+
+    __tablename__ = "prompt"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'accepted', 'funded', 'failed', 'declined', 'expired',"
+            " 'cancelled')",
+            name="ck_prompt_status",
+        ),
+        Index(
+            "ux_prompt_one_open_per_account",
+            "account_id",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'accepted')"),
+            sqlite_where=text("status IN ('pending', 'accepted')"),
+        ),
+        Index("ix_prompt_account_id_id", "account_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column_args=[ForeignKey("account.id")])
+    status: str = Field(default=PromptStatus.PENDING.value, max_length=16)
+    amount_cents: int = _cents()  # what the offer proposed
+    fee_cents: int = _cents(default=0)
+    balance_at_offer_cents: int = _cents()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class AttemptStatus(StrEnum):
+    PENDING = "pending"  # committed before the gateway call; settled after it
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    FAILED = "failed"
+
+
+class PaymentAttempt(SQLModel, table=True):
+    """One card charge, recorded before the gateway is called and settled after.
+
+    The row committed before the call is what lets a reconciler finish a charge whose process
+    died mid-call: it asks the gateway about `idempotency_key` and settles accordingly.
+    """
+
+    __tablename__ = "payment_attempt"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'succeeded', 'declined', 'failed')",
+            name="ck_payment_attempt_status",
+        ),
+        Index(
+            "ix_payment_attempt_unsettled",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column_args=[ForeignKey("account.id")], index=True)
+    prompt_id: int | None = Field(
+        default=None, sa_column_args=[ForeignKey("prompt.id")], unique=True
+    )
+    idempotency_key: str = Field(max_length=100, unique=True)
+    initiator: str = Field(max_length=10)
+    status: str = Field(default=AttemptStatus.PENDING.value, max_length=16)
+    amount_cents: int = _cents()  # credited to the account
+    fee_cents: int = _cents(default=0)  # charged on top, not credited
+    card_brand: str = Field(max_length=20)
+    card_last4: str = Field(max_length=4)
+    decline_reason: str | None = Field(default=None, max_length=40)
+    charge_id: str | None = Field(default=None, max_length=60)
+    confirmation: str = Field(max_length=12, unique=True)
+    # Where to tell the subscriber the outcome when it is not known in time for the reply.
+    notify_phone: str = Field(max_length=16)
+    language: str = Field(default=Language.ENGLISH.value, max_length=2)
+    created_at: datetime = _timestamp()
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class MessageDirection(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Message(SQLModel, table=True):
+    """Every text in and out. Inbound rows are keyed by Twilio's MessageSid and keep the reply
+    we gave, so a retried webhook gets the same answer; outbound rows are the outbox.
+
+    Bodies are stored with card-number-like digit runs already masked.
+    """
+
+    __tablename__ = "message"
+    __table_args__ = (
+        CheckConstraint("direction IN ('inbound', 'outbound')", name="ck_message_direction"),
+        Index("ix_message_phone_id", "phone", "id"),
+        Index(
+            "ix_message_outbox",
+            "send_after",
+            postgresql_where=text("direction = 'outbound' AND status = 'queued'"),
+            sqlite_where=text("direction = 'outbound' AND status = 'queued'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    direction: str = Field(max_length=8)
+    phone: str = Field(max_length=16)  # the subscriber's number, E.164
+    account_id: int | None = Field(default=None, sa_column_args=[ForeignKey("account.id")])
+    body: str = Field(default="", max_length=2000)
+    kind: str = Field(default="", max_length=20)
+    status: str = Field(max_length=16)
+    send_after: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    twilio_sid: str | None = Field(default=None, max_length=64, unique=True)
+    error_code: str | None = Field(default=None, max_length=10)
+    reply_body: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class ConsentKind(StrEnum):
+    OPT_IN = "opt_in"
+    OPT_OUT = "opt_out"
+    AUTOPAY_ON = "autopay_on"
+    AUTOPAY_OFF = "autopay_off"
+
+
+class ConsentEvent(SQLModel, table=True):
+    """A subscriber's consent changing, with when and the words that changed it (TCPA records)."""
+
+    __tablename__ = "consent_event"
+    __table_args__ = (Index("ix_consent_event_phone", "phone", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(max_length=16)
+    account_id: int | None = Field(default=None, sa_column_args=[ForeignKey("account.id")])
+    kind: str = Field(max_length=16)
+    words: str = Field(default="", max_length=200)
+    source: str = Field(max_length=20)  # sms, carrier (error 21610), admin
+    created_at: datetime = _timestamp()
+
+
 # The ledger is append-only in the database itself, not only by convention in our code: any
 # UPDATE or DELETE of an entry, from any client, fails.
 _LEDGER_APPEND_ONLY_SQLITE = [
@@ -294,15 +455,24 @@ for _ddl in (*_LEDGER_APPEND_ONLY_SQLITE, *_LEDGER_APPEND_ONLY_POSTGRESQL):
 
 __all__ = [
     "LEDGER_KIND_SIGN",
+    "OPEN_PROMPT_STATUSES",
     "SETTING_FIELDS",
     "Account",
     "AccountStatus",
+    "AttemptStatus",
     "AuditLogEntry",
+    "ConsentEvent",
+    "ConsentKind",
     "Facility",
     "GlobalSettings",
     "Language",
     "LedgerEntry",
     "LedgerKind",
+    "Message",
+    "MessageDirection",
+    "PaymentAttempt",
     "PaymentMethod",
+    "Prompt",
+    "PromptStatus",
     "SandboxCharge",
 ]

@@ -24,3 +24,9 @@ def to_e164(raw: str, *, default_region: str = "US", field: str = "phone") -> st
     if not phonenumbers.is_valid_number(parsed):
         raise ValidationFailed.single(field, f"{raw!r} is not a valid phone number")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def masked_phone(number: str) -> str:
+    """A number fit for logs: all but the last two digits hidden (`+1********47`)."""
+    digits = number.strip()
+    return digits[:2] + "*" * max(0, len(digits) - 4) + digits[-2:] if len(digits) > 4 else "****"

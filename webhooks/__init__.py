@@ -8,11 +8,11 @@ the domain core in `textpay/` does the work.
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from textpay.config import Settings, load_settings
-from textpay.db import make_engine
-from textpay.payments import SandboxGateway
-from webhooks import health, problems
+from textpay.wiring import build
+from webhooks import health, problems, twilio
 from webhooks.admin import bp as admin_bp
 from webhooks.services import Services
 
@@ -28,11 +28,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    engine = make_engine(settings.database_url)
-    gateway = SandboxGateway(engine, slow_seconds=settings.sandbox_slow_seconds)
-    app.extensions["textpay"] = Services(settings=settings, engine=engine, gateway=gateway)
+    parts = build(settings)
+    app.extensions["textpay"] = Services(
+        settings=settings,
+        engine=parts.db,
+        gateway=parts.gateway,
+        engine_config=parts.engine_config,
+    )
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
 
     problems.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(twilio.bp)
     return app

@@ -13,9 +13,11 @@ import click
 from sqlalchemy.engine import make_url
 from werkzeug.serving import run_simple
 
+from scheduler import reconcile as reconcile_job
 from textpay import ledger
 from textpay.config import ConfigError, Settings, load_settings
 from textpay.db import create_schema, make_engine, unit_of_work
+from textpay.wiring import build
 from webhooks import create_app
 
 
@@ -59,6 +61,27 @@ def serve(host: str, port: int) -> None:
     if not settings.admin_token:
         click.echo("admin API disabled: set TEXTPAY_ADMIN_TOKEN to enable it", err=True)
     run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@cli.command()
+@click.option(
+    "--grace-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Leave attempts younger than this to the request that started them.",
+)
+def reconcile(grace_seconds: float) -> None:
+    """Settle card charges left pending by a slow gateway or a crash, and text the outcome."""
+    parts = build(_settings())
+    counts = reconcile_job.run(
+        parts.db,
+        parts.gateway,
+        parts.engine_config,
+        grace_seconds=grace_seconds,
+        timeout_seconds=parts.settings.gateway_timeout_seconds,
+    )
+    click.echo(f"settled {counts.settled}, still pending {counts.still_pending}")
 
 
 @cli.command("verify-ledger")

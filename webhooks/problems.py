@@ -39,6 +39,16 @@ CATALOGUE: dict[str, ProblemType] = {
         "Missing or wrong bearer token",
         "Send Authorization: Bearer <TEXTPAY_ADMIN_TOKEN>.",
     ),
+    "forbidden": ProblemType(
+        403,
+        "Forbidden",
+        "Twilio webhooks must carry a valid X-Twilio-Signature for TWILIO_AUTH_TOKEN.",
+    ),
+    "bad-webhook": ProblemType(
+        400,
+        "Malformed webhook",
+        "A Twilio webhook lacks a field every such request has (MessageSid, From, MessageStatus).",
+    ),
     "not-found": ProblemType(404, "Not found", "No such resource."),
     "method-not-allowed": ProblemType(405, "Method not allowed", "See the Allow header."),
     "conflict": ProblemType(409, "Conflict", "The request clashes with existing data."),

@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 
 from textpay.config import Settings
+from textpay.engine import EngineConfig
 from textpay.payments import PaymentGateway
 
 
@@ -16,6 +17,7 @@ class Services:
     settings: Settings
     engine: Engine
     gateway: PaymentGateway
+    engine_config: EngineConfig
 
 
 def services() -> Services:

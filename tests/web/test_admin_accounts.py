@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -116,10 +117,8 @@ def test_admin_api_needs_the_bearer_token(client: FlaskClient, path: str, method
 
 def test_admin_api_is_off_until_a_token_is_configured(app: Any) -> None:
     services = app.extensions["textpay"]
-    app.extensions["textpay"] = type(services)(
-        settings=services.settings.model_copy(update={"admin_token": None}),
-        engine=services.engine,
-        gateway=services.gateway,
+    app.extensions["textpay"] = dataclasses.replace(
+        services, settings=services.settings.model_copy(update={"admin_token": None})
     )
     response = app.test_client().get("/admin/settings", headers={"Authorization": "Bearer x"})
     problem(response, 503, "admin-api-disabled")

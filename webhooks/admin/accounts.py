@@ -10,9 +10,10 @@ from sqlmodel import Session
 from textpay.accounts import Enrolment, create_account, find_accounts, get_account, update_account
 from textpay.schemas import AccountCreate, AccountUpdate
 from webhooks.admin import bp
-from webhooks.admin.requests import actor, body, in_transaction, int_arg
+from webhooks.admin.requests import actor, body, int_arg
 from webhooks.admin.serializers import account_json
 from webhooks.services import services
+from webhooks.transactions import in_transaction
 
 
 def _enrolment() -> Enrolment:

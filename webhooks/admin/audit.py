@@ -6,8 +6,9 @@ from flask import Response, jsonify, request
 
 from textpay import audit
 from webhooks.admin import bp
-from webhooks.admin.requests import in_transaction, int_arg
+from webhooks.admin.requests import int_arg
 from webhooks.admin.serializers import audit_json
+from webhooks.transactions import in_transaction
 
 
 @bp.get("/audit")

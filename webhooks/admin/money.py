@@ -17,9 +17,10 @@ from textpay.ledger import Posting
 from textpay.models import LedgerKind
 from textpay.schemas import CreditIn, UsageIn
 from webhooks.admin import bp
-from webhooks.admin.requests import actor, body, in_transaction, int_arg
+from webhooks.admin.requests import actor, body, int_arg
 from webhooks.admin.serializers import ledger_entry_json
 from webhooks.problems import Problem
+from webhooks.transactions import in_transaction
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,150}$")

@@ -1,23 +1,16 @@
-"""Reading admin requests: JSON bodies into typed inputs, query parameters, the acting operator,
-and running a view's work in one transaction."""
+"""Reading admin requests: JSON bodies into typed inputs, query parameters, the acting operator."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
-from textpay.db import is_unique_violation, unit_of_work
 from textpay.errors import FieldError
 from webhooks.problems import Problem, field_errors
-from webhooks.services import services
 
 Model = TypeVar("Model", bound=BaseModel)
-T = TypeVar("T")
 
 ACTOR_HEADER = "X-TextPay-Actor"
 
@@ -59,17 +52,3 @@ def actor() -> str:
     """
     name = request.headers.get(ACTOR_HEADER, "").strip()
     return name[:100] if name else "admin"
-
-
-def in_transaction(work: Callable[[Session], T]) -> T:
-    """Run `work` in one unit of work. A lost unique-key race is retried once: the second try
-    sees the winner's row and answers as a replay or a conflict."""
-    engine = services().engine
-    try:
-        with unit_of_work(engine) as session:
-            return work(session)
-    except IntegrityError as error:
-        if not is_unique_violation(error):
-            raise
-    with unit_of_work(engine) as session:
-        return work(session)

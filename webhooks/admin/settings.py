@@ -16,8 +16,9 @@ from textpay.operator_settings import (
 from textpay.policy import get_global_settings
 from textpay.schemas import FacilityPut, SettingsPatch
 from webhooks.admin import bp
-from webhooks.admin.requests import actor, body, in_transaction
+from webhooks.admin.requests import actor, body
 from webhooks.admin.serializers import facility_json, settings_json
+from webhooks.transactions import in_transaction
 
 
 @bp.get("/settings")

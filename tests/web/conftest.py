@@ -1,0 +1,75 @@
+"""Fixtures for conversations: a Twilio client that signs, and accounts with offers waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from tests.conftest import AdminClient
+from tests.web.twilio_client import TwilioClient
+from textpay import prompts
+from textpay.db import unit_of_work
+from textpay.models import Account, LedgerEntry, Prompt, SandboxCharge
+from textpay.policy import effective_for_account
+from textpay.timeutil import utcnow
+
+MOM = "+12125550147"
+
+
+@pytest.fixture
+def twilio(client: FlaskClient) -> TwilioClient:
+    return TwilioClient(client)
+
+
+@pytest.fixture
+def offer(engine: Engine) -> Callable[[int], int]:
+    """Make a pending top-up offer for an account, as the low-balance scan will."""
+
+    def make(account_id: int) -> int:
+        with unit_of_work(engine) as session:
+            account = session.get(Account, account_id)
+            assert account is not None
+            effective = effective_for_account(session, account)
+            prompt = prompts.offer(session, account, effective, now=utcnow())
+            assert prompt.id is not None
+            return prompt.id
+
+    return make
+
+
+@pytest.fixture
+def low_account(admin: AdminClient, offer: Callable[[int], int]) -> dict[str, Any]:
+    """Mom's account ...4821 at $3.10 with a $25.00 offer waiting."""
+    account = admin.enrol(account_number="ACCT-4821", phone="(212) 555-0147", nickname="Mom")
+    admin.credit(account["id"], 310, "seed-4821")
+    account["prompt_id"] = offer(account["id"])
+    return account
+
+
+def count(engine: Engine, model: Any, *conditions: Any) -> int:
+    with unit_of_work(engine) as session:
+        statement = select(func.count()).select_from(model)
+        for condition in conditions:
+            statement = statement.where(condition)
+        return int(session.exec(statement).one())
+
+
+def deposits(engine: Engine) -> int:
+    return count(engine, LedgerEntry, LedgerEntry.kind == "deposit")
+
+
+def charges(engine: Engine) -> int:
+    return count(engine, SandboxCharge)
+
+
+def prompt_status(engine: Engine, prompt_id: int) -> str:
+    with unit_of_work(engine) as session:
+        prompt = session.get(Prompt, prompt_id)
+        assert prompt is not None
+        return prompt.status

@@ -1,0 +1,87 @@
+"""Delivery status callbacks: statuses only move forward, and error 21610 opts the number out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from tests.web.conftest import MOM, prompt_status
+from tests.web.twilio_client import TwilioClient, new_sid
+from textpay import messages
+from textpay.db import unit_of_work
+from textpay.models import Account, Message
+from textpay.timeutil import utcnow
+
+
+def sent_message(engine: Engine, account_id: int | None = None) -> tuple[int, str]:
+    """An outbound text as the dispatcher leaves it once Twilio accepted it."""
+    sid = new_sid()
+    with unit_of_work(engine) as session:
+        message = messages.queue_outbound(
+            session, phone=MOM, account_id=account_id, body="hello", kind="prompt", now=utcnow()
+        )
+        message.twilio_sid = sid
+        message.status = "sent"
+        session.add(message)
+        session.flush()
+        assert message.id is not None
+        return message.id, sid
+
+
+def status_of(engine: Engine, message_id: int) -> tuple[str, str | None]:
+    with unit_of_work(engine) as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        return message.status, message.error_code
+
+
+def test_status_only_moves_forward(twilio: TwilioClient, engine: Engine) -> None:
+    message_id, sid = sent_message(engine)
+    assert twilio.status(sid, "delivered").status_code == 204
+    assert status_of(engine, message_id) == ("delivered", None)
+    for late in ("sent", "sending", "queued", "undelivered"):
+        assert twilio.status(sid, late).status_code == 204
+        assert status_of(engine, message_id) == ("delivered", None)
+    twilio.status(sid, "read")
+    assert status_of(engine, message_id) == ("read", None)
+
+
+def test_duplicated_callbacks_change_nothing(twilio: TwilioClient, engine: Engine) -> None:
+    message_id, sid = sent_message(engine)
+    for _ in range(3):
+        assert twilio.status(sid, "undelivered", "30003").status_code == 204
+    assert status_of(engine, message_id) == ("undelivered", "30003")
+
+
+def test_error_21610_opts_the_number_out(
+    twilio: TwilioClient, engine: Engine, low_account: dict[str, Any]
+) -> None:
+    message_id, sid = sent_message(engine, low_account["id"])
+    twilio.status(sid, "failed", "21610")
+    assert status_of(engine, message_id) == ("failed", "21610")
+    with unit_of_work(engine) as session:
+        account = session.get(Account, low_account["id"])
+        assert account is not None
+        assert account.opted_out is True
+    assert prompt_status(engine, low_account["prompt_id"]) == "cancelled"
+    # Nothing more is offered: YES from the number is an opt-in, not a payment.
+    assert "subscribed" in twilio.text(MOM, "YES")
+
+
+def test_unknown_sids_and_statuses_are_accepted_and_ignored(
+    twilio: TwilioClient, engine: Engine
+) -> None:
+    assert twilio.status(new_sid(), "delivered").status_code == 204
+    message_id, sid = sent_message(engine)
+    assert twilio.status(sid, "teleported").status_code == 204
+    assert status_of(engine, message_id) == ("sent", None)
+
+
+def test_status_callbacks_need_a_signature(twilio: TwilioClient, engine: Engine) -> None:
+    message_id, sid = sent_message(engine)
+    response = twilio.client.post(
+        "/twilio/status", data={"MessageSid": sid, "MessageStatus": "delivered"}
+    )
+    assert response.status_code == 403
+    assert status_of(engine, message_id) == ("sent", None)

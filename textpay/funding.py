@@ -1,0 +1,244 @@
+"""Charging a card and crediting the account, in the three phases that make it safe.
+
+1. `begin` (in a transaction): record a pending `PaymentAttempt` with its idempotency key and
+   commit it, before any money moves.
+2. `call_gateway` (outside any transaction): charge the card with that key. A timeout means
+   "unknown", never "declined".
+3. `settle` (in a transaction): record the outcome; on success post the deposit to the ledger,
+   keyed by the attempt, so it can be posted once only.
+
+A crash between the phases leaves a pending attempt, which `reconcile_one` settles by asking the
+gateway what happened to the key (and charging with the same key if the gateway never saw it).
+The same key can never charge twice, so every step is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from textpay import ledger, prompts
+from textpay.accounts import payment_method_of
+from textpay.errors import NotFound
+from textpay.models import (
+    Account,
+    AttemptStatus,
+    LedgerEntry,
+    LedgerKind,
+    PaymentAttempt,
+)
+from textpay.payments import (
+    ChargeResult,
+    ChargeStatus,
+    GatewayTimeout,
+    Initiator,
+    PaymentGateway,
+)
+
+# Crockford's base 32 without I, L, O, U: nothing to misread when a subscriber reads it out.
+_CONFIRMATION_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+@dataclass(frozen=True)
+class ChargeOrder:
+    """What phase 2 needs, detached from any session."""
+
+    attempt_id: int
+    idempotency_key: str
+    token: str
+    total_cents: int
+    initiator: Initiator
+
+
+@dataclass(frozen=True)
+class Settlement:
+    attempt: PaymentAttempt
+    entry: LedgerEntry | None  # the deposit, when the charge succeeded
+    new_balance_cents: int
+    changed: bool  # False when the attempt had already been settled
+
+
+def confirmation_code() -> str:
+    return "TP-" + "".join(secrets.choice(_CONFIRMATION_ALPHABET) for _ in range(6))
+
+
+def deposit_reference(attempt: PaymentAttempt) -> str:
+    return f"deposit:{attempt.idempotency_key}"
+
+
+def deposited_since(session: Session, account_id: int, since: datetime) -> int:
+    """Deposits posted since `since` plus charges still in flight: what counts toward a daily
+    limit, so that two quick YESes cannot slip past it together."""
+    posted = session.exec(
+        select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.kind == LedgerKind.DEPOSIT.value,
+            col(LedgerEntry.created_at) >= since,
+        )
+    ).one()
+    in_flight = session.exec(
+        select(func.coalesce(func.sum(PaymentAttempt.amount_cents), 0)).where(
+            PaymentAttempt.account_id == account_id,
+            PaymentAttempt.status == AttemptStatus.PENDING.value,
+        )
+    ).one()
+    return int(posted) + int(in_flight)
+
+
+def begin(
+    session: Session,
+    account: Account,
+    *,
+    prompt_id: int | None,
+    amount_cents: int,
+    fee_cents: int,
+    initiator: Initiator,
+    idempotency_key: str,
+    now: datetime,
+) -> ChargeOrder:
+    """Phase 1: record the attempt. The caller commits before calling the gateway."""
+    assert account.id is not None
+    method = payment_method_of(session, account.id)
+    if method is None:
+        raise NotFound(f"account {account.id} has no card on file")
+    attempt = PaymentAttempt(
+        account_id=account.id,
+        prompt_id=prompt_id,
+        idempotency_key=idempotency_key,
+        initiator=initiator.value,
+        amount_cents=amount_cents,
+        fee_cents=fee_cents,
+        card_brand=method.brand,
+        card_last4=method.last4,
+        confirmation=confirmation_code(),
+        notify_phone=account.phone,
+        language=account.language,
+        created_at=now,
+    )
+    session.add(attempt)
+    session.flush()
+    assert attempt.id is not None
+    return ChargeOrder(
+        attempt_id=attempt.id,
+        idempotency_key=idempotency_key,
+        token=method.token,
+        total_cents=amount_cents + fee_cents,
+        initiator=initiator,
+    )
+
+
+def call_gateway(
+    gateway: PaymentGateway, order: ChargeOrder, *, timeout_seconds: float
+) -> ChargeResult | None:
+    """Phase 2, outside any transaction. None means the outcome is unknown (timed out)."""
+    try:
+        return gateway.charge(
+            token=order.token,
+            amount_cents=order.total_cents,
+            idempotency_key=order.idempotency_key,
+            initiator=order.initiator,
+            timeout_seconds=timeout_seconds,
+        )
+    except GatewayTimeout:
+        return None
+
+
+def settle(session: Session, attempt_id: int, result: ChargeResult, *, now: datetime) -> Settlement:
+    """Phase 3: record the outcome once. Settling an already settled attempt changes nothing
+    and returns what was recorded the first time."""
+    if result.status is ChargeStatus.PENDING:
+        raise ValueError("a pending charge cannot be settled yet")
+    status = {
+        ChargeStatus.SUCCEEDED: AttemptStatus.SUCCEEDED,
+        ChargeStatus.DECLINED: AttemptStatus.DECLINED,
+        ChargeStatus.FAILED: AttemptStatus.FAILED,
+    }[result.status]
+    won = session.execute(
+        update(PaymentAttempt)
+        .where(
+            col(PaymentAttempt.id) == attempt_id,
+            col(PaymentAttempt.status) == AttemptStatus.PENDING.value,
+        )
+        .values(
+            status=status.value,
+            charge_id=result.charge_id,
+            decline_reason=result.decline_reason,
+            settled_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    attempt = session.exec(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.id == attempt_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    entry = None
+    if won and status is AttemptStatus.SUCCEEDED:
+        entry = ledger.post(
+            session,
+            account_id=attempt.account_id,
+            kind=LedgerKind.DEPOSIT,
+            amount_cents=attempt.amount_cents,
+            reference=deposit_reference(attempt),
+            memo=f"card ...{attempt.card_last4} {attempt.confirmation}",
+            now=now,
+        ).entry
+    elif attempt.status == AttemptStatus.SUCCEEDED.value:
+        entry = session.exec(
+            select(LedgerEntry).where(LedgerEntry.reference == deposit_reference(attempt))
+        ).first()
+    if won and attempt.prompt_id is not None:
+        prompts.settle(
+            session, attempt.prompt_id, funded=status is AttemptStatus.SUCCEEDED, now=now
+        )
+    account = session.get(Account, attempt.account_id)
+    assert account is not None
+    return Settlement(attempt, entry, account.balance_cents, changed=bool(won))
+
+
+def unsettled(session: Session, *, older_than: datetime) -> list[int]:
+    """Attempts still pending since before `older_than`: a process died or a charge was slow."""
+    return [
+        attempt_id
+        for attempt_id in session.exec(
+            select(PaymentAttempt.id)
+            .where(
+                PaymentAttempt.status == AttemptStatus.PENDING.value,
+                col(PaymentAttempt.created_at) < older_than,
+            )
+            .order_by(col(PaymentAttempt.id))
+        )
+        if attempt_id is not None
+    ]
+
+
+def reconcile_result(
+    gateway: PaymentGateway, attempt: PaymentAttempt, token: str, *, timeout_seconds: float
+) -> ChargeResult | None:
+    """What really happened to an attempt, from the gateway: its record of the key, or, if it
+    never saw the key (the process died before calling), the charge made now with that key.
+    None while the gateway has no final answer."""
+    result = gateway.retrieve(attempt.idempotency_key)
+    if result is None:
+        result = call_gateway(
+            gateway,
+            ChargeOrder(
+                attempt_id=attempt.id or 0,
+                idempotency_key=attempt.idempotency_key,
+                token=token,
+                total_cents=attempt.amount_cents + attempt.fee_cents,
+                initiator=Initiator(attempt.initiator),
+            ),
+            timeout_seconds=timeout_seconds,
+        )
+    if result is None or result.status is ChargeStatus.PENDING:
+        return None
+    return result
+
+
+def stale_before(now: datetime, seconds: float) -> datetime:
+    return now - timedelta(seconds=seconds)

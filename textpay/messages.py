@@ -1,0 +1,134 @@
+"""The message log and outbox: every text in and out, and delivery status from Twilio.
+
+Inbound texts are recorded once per MessageSid with the reply we gave, so a retried webhook gets
+the same answer and changes nothing. Outbound texts TextPay starts itself (receipts after a slow
+charge, offers, notices) are queued here for the dispatcher. Delivery statuses only move forward:
+a late `sent` never overwrites `delivered`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from textpay.models import Message, MessageDirection
+
+# How far along its life a status is; a callback may only move a message to a higher rank.
+STATUS_RANK: dict[str, int] = {
+    "queued": 0,
+    "accepted": 1,
+    "scheduled": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
+
+# Twilio's error for "the recipient replied STOP": the number is opted out, carriers enforce it.
+OPTED_OUT_ERROR = "21610"
+
+
+def find_inbound(session: Session, sid: str) -> Message | None:
+    return session.exec(
+        select(Message).where(
+            Message.twilio_sid == sid, Message.direction == MessageDirection.INBOUND.value
+        )
+    ).first()
+
+
+def record_inbound(
+    session: Session,
+    *,
+    sid: str,
+    phone: str,
+    body: str,
+    account_id: int | None,
+    now: datetime,
+) -> Message:
+    """Store an inbound text (its body already masked). The unique MessageSid makes a second
+    insert of the same text fail, which the edge turns into a replay."""
+    message = Message(
+        direction=MessageDirection.INBOUND.value,
+        phone=phone,
+        account_id=account_id,
+        body=body[:2000],
+        kind="inbound",
+        status="received",
+        twilio_sid=sid,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def queue_outbound(
+    session: Session,
+    *,
+    phone: str,
+    account_id: int | None,
+    body: str,
+    kind: str,
+    now: datetime,
+    send_after: datetime | None = None,
+) -> Message:
+    message = Message(
+        direction=MessageDirection.OUTBOUND.value,
+        phone=phone,
+        account_id=account_id,
+        body=body,
+        kind=kind,
+        status="queued",
+        send_after=send_after or now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def cancel_queued(session: Session, phone: str, *, now: datetime) -> int:
+    """Withdraw every text still waiting to go to this number (it just opted out)."""
+    statement = (
+        update(Message)
+        .where(
+            col(Message.phone) == phone,
+            col(Message.direction) == MessageDirection.OUTBOUND.value,
+            col(Message.status) == "queued",
+        )
+        .values(status="canceled", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def apply_status(
+    session: Session, *, sid: str, status: str, error_code: str | None, now: datetime
+) -> Message | None:
+    """Record a delivery status for an outbound message if it moves the message forward.
+
+    Returns the message when it changed, None for an unknown SID or a stale status.
+    """
+    new_rank = STATUS_RANK.get(status)
+    if new_rank is None:
+        return None
+    message = session.exec(
+        select(Message)
+        .where(Message.twilio_sid == sid, Message.direction == MessageDirection.OUTBOUND.value)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if message is None or STATUS_RANK.get(message.status, 0) >= new_rank:
+        return None
+    message.status = status
+    message.error_code = error_code or message.error_code
+    message.updated_at = now
+    session.add(message)
+    return message

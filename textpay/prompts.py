@@ -1,0 +1,153 @@
+"""Top-up offers ("prompts") and their lifecycle.
+
+    pending ──YES──► accepted ──charge ok──► funded
+       │                 └──declined/failed──► failed
+       ├──NO──► declined      ├──past expiry──► expired      └──STOP──► cancelled
+
+Every transition here is one conditional UPDATE (`WHERE id = ? AND status = ?`, plus
+`expires_at > now` for acceptance) whose row count says whether this caller won. Two replies
+racing for one prompt therefore cannot both accept it, whatever the database's isolation level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from textpay.models import OPEN_PROMPT_STATUSES, Account, Prompt, PromptStatus
+from textpay.policy import EffectiveSettings
+
+
+def latest_for(session: Session, account_ids: Iterable[int]) -> dict[int, Prompt]:
+    """The newest prompt of each account that has one."""
+    ids = list(account_ids)
+    if not ids:
+        return {}
+    newest = (
+        select(func.max(Prompt.id))
+        .where(col(Prompt.account_id).in_(ids))
+        .group_by(col(Prompt.account_id))
+    )
+    rows = session.exec(
+        select(Prompt).where(col(Prompt.id).in_(newest)).execution_options(populate_existing=True)
+    )
+    return {prompt.account_id: prompt for prompt in rows}
+
+
+def offer(
+    session: Session, account: Account, settings: EffectiveSettings, *, now: datetime
+) -> Prompt:
+    """Create a pending offer of the account's preset amount. The partial unique index refuses
+    a second open prompt for the same account."""
+    assert account.id is not None
+    prompt = Prompt(
+        account_id=account.id,
+        amount_cents=settings.preset_amount_cents,
+        fee_cents=settings.deposit_fee_cents,
+        balance_at_offer_cents=account.balance_cents,
+        expires_at=now + timedelta(minutes=settings.prompt_ttl_minutes),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(prompt)
+    session.flush()
+    return prompt
+
+
+def _move(
+    session: Session,
+    prompt_ids: Iterable[int],
+    *,
+    from_statuses: tuple[str, ...],
+    to: PromptStatus,
+    now: datetime,
+    live_only: bool = False,
+    expired_only: bool = False,
+) -> int:
+    ids = list(prompt_ids)
+    if not ids:
+        return 0
+    statement = (
+        update(Prompt)
+        .where(col(Prompt.id).in_(ids), col(Prompt.status).in_(from_statuses))
+        .values(status=to.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if live_only:
+        statement = statement.where(col(Prompt.expires_at) > now)
+    if expired_only:
+        statement = statement.where(col(Prompt.expires_at) <= now)
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def accept(session: Session, prompt_id: int, *, now: datetime) -> bool:
+    """pending → accepted, only while the offer is live. True if this caller won."""
+    return (
+        _move(
+            session,
+            [prompt_id],
+            from_statuses=(PromptStatus.PENDING.value,),
+            to=PromptStatus.ACCEPTED,
+            now=now,
+            live_only=True,
+        )
+        == 1
+    )
+
+
+def settle(session: Session, prompt_id: int, *, funded: bool, now: datetime) -> bool:
+    """accepted → funded or failed."""
+    to = PromptStatus.FUNDED if funded else PromptStatus.FAILED
+    moved = _move(
+        session, [prompt_id], from_statuses=(PromptStatus.ACCEPTED.value,), to=to, now=now
+    )
+    return moved == 1
+
+
+def decline(session: Session, prompt_id: int, *, now: datetime) -> bool:
+    moved = _move(
+        session,
+        [prompt_id],
+        from_statuses=(PromptStatus.PENDING.value,),
+        to=PromptStatus.DECLINED,
+        now=now,
+    )
+    return moved == 1
+
+
+def expire(session: Session, prompt_ids: Iterable[int], *, now: datetime) -> int:
+    """pending → expired for those past their expiry."""
+    return _move(
+        session,
+        prompt_ids,
+        from_statuses=(PromptStatus.PENDING.value,),
+        to=PromptStatus.EXPIRED,
+        now=now,
+        expired_only=True,
+    )
+
+
+def cancel_pending(session: Session, account_ids: Iterable[int], *, now: datetime) -> int:
+    """Withdraw every pending offer of these accounts (a charge already accepted goes on)."""
+    ids = list(account_ids)
+    if not ids:
+        return 0
+    pending = session.exec(
+        select(Prompt.id).where(
+            col(Prompt.account_id).in_(ids), Prompt.status == PromptStatus.PENDING.value
+        )
+    )
+    return _move(
+        session,
+        [i for i in pending if i is not None],
+        from_statuses=(PromptStatus.PENDING.value,),
+        to=PromptStatus.CANCELLED,
+        now=now,
+    )
+
+
+def is_open(status: str) -> bool:
+    return status in OPEN_PROMPT_STATUSES

@@ -1,0 +1,124 @@
+"""Twilio's webhooks: inbound SMS (`POST /twilio/sms`) and delivery status (`POST /twilio/status`).
+
+Every request must carry a valid `X-Twilio-Signature`, computed by Twilio over the public URL it
+called and the form it posted; anything else gets 403 before it is read. An inbound text runs
+in phases so that no transaction is open while a card is charged: record and decide, charge,
+settle and reply. The reply is TwiML, and a repeated MessageSid gets the same reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Blueprint, Response, request
+from sqlmodel import Session
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from textpay import consent, engine, funding, messages
+from textpay.errors import ValidationFailed
+from textpay.phones import masked_phone
+from textpay.redaction import storable
+from textpay.timeutil import utcnow
+from webhooks.problems import Problem
+from webhooks.services import services
+from webhooks.transactions import in_transaction
+
+bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+_SID = re.compile(r"^[A-Za-z]{2}[0-9a-fA-F]{32}$")
+
+
+@bp.before_request
+def _require_signature() -> None:
+    settings = services().settings
+    if not settings.validate_signatures:
+        return
+    if not settings.twilio_auth_token:
+        raise Problem("forbidden", "TWILIO_AUTH_TOKEN is not set, so no signature can be valid.")
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    validator = RequestValidator(settings.twilio_auth_token)
+    if not signature or not validator.validate(_signed_url(), request.form, signature):
+        raise Problem("forbidden", "Missing or invalid X-Twilio-Signature.")
+
+
+def _signed_url() -> str:
+    """The URL Twilio signed: the configured public URL when behind a proxy, else this request's."""
+    public = services().settings.public_url
+    if public:
+        path = request.full_path if request.query_string else request.path
+        return public.rstrip("/") + path
+    return request.url
+
+
+def _required(name: str) -> str:
+    value = request.form.get(name, "").strip()
+    if not value:
+        raise Problem("bad-webhook", f"The webhook has no {name}.")
+    return value
+
+
+@bp.post("/sms")
+def inbound() -> Response:
+    sid = request.form.get("MessageSid", "").strip() or _required("SmsSid")
+    if not _SID.match(sid):
+        raise Problem("bad-webhook", "MessageSid is not a Twilio SID.")
+    sms = engine.InboundSms(sid=sid, sender=_required("From"), body=request.form.get("Body", ""))
+    found = services()
+    config = found.engine_config
+
+    try:
+        turn = in_transaction(
+            lambda session: engine.receive(session, sms, now=utcnow(), config=config)
+        )
+    except ValidationFailed as error:
+        raise Problem("bad-webhook", error.detail) from None
+    answer = turn.reply
+    if turn.charge is not None:
+        order = turn.charge
+        result = funding.call_gateway(
+            found.gateway, order, timeout_seconds=found.settings.gateway_timeout_seconds
+        )
+        answer = in_transaction(
+            lambda session: engine.finish(session, turn, result, now=utcnow(), config=config)
+        )
+    log.info(
+        "sms %s from %s%s: %r",
+        sid,
+        masked_phone(sms.sender),
+        " (replay)" if turn.replayed else "",
+        storable(sms.body)[:60],
+    )
+    twiml = MessagingResponse()
+    if answer:
+        twiml.message(answer)
+    return Response(str(twiml), mimetype="text/xml")
+
+
+@bp.post("/status")
+def status() -> Response:
+    sid = _required("MessageSid")
+    if not _SID.match(sid):
+        raise Problem("bad-webhook", "MessageSid is not a Twilio SID.")
+    new_status = _required("MessageStatus")
+    error_code = request.form.get("ErrorCode", "").strip() or None
+
+    def work(session: Session) -> None:
+        now = utcnow()
+        changed = messages.apply_status(
+            session, sid=sid, status=new_status, error_code=error_code, now=now
+        )
+        if changed is not None and error_code == messages.OPTED_OUT_ERROR:
+            consent.opt_out(
+                session,
+                changed.phone,
+                words=f"Twilio error {error_code}",
+                source="carrier",
+                now=now,
+            )
+
+    in_transaction(work)
+    return Response(status=204)
