@@ -222,6 +222,16 @@ def fill(key: str, language: str, voice: Voice, **fields: object) -> str:
     )
 
 
+def _account_fields(account: AccountFacts, now: datetime, language: str) -> dict[str, str]:
+    """How an account and its balance are named in any message."""
+    return {
+        "label": account.label,
+        "nick": nick(account),
+        "balance": format_cents(account.balance_cents),
+        "as_of": when(account.balance_as_of, now, account.timezone, language),
+    }
+
+
 def nick(account: AccountFacts) -> str:
     return f" ({account.nickname})" if account.nickname else ""
 
@@ -255,10 +265,7 @@ def offer(
         "offer",
         language,
         voice,
-        label=account.label,
-        nick=nick(account),
-        balance=format_cents(account.balance_cents),
-        as_of=when(account.balance_as_of, now, account.timezone, language),
+        **_account_fields(account, now, language),
         amount=format_cents(amount_cents),
         fee=format_cents(fee_cents),
         total=format_cents(amount_cents + fee_cents),
@@ -341,15 +348,7 @@ def _balance_lines(facts: Facts, language: str, now: datetime, voice: Voice) -> 
 def _balance_line(
     account: AccountFacts, facts: Facts, language: str, now: datetime, voice: Voice
 ) -> str:
-    line = fill(
-        "balance_line",
-        language,
-        voice,
-        label=account.label,
-        nick=nick(account),
-        balance=format_cents(account.balance_cents),
-        as_of=when(account.balance_as_of, now, account.timezone, language),
-    )
+    line = fill("balance_line", language, voice, **_account_fields(account, now, language))
     live = [o for o in facts.offers if o.account_id == account.account_id and o.live]
     if live:
         line += fill("balance_offer", language, voice, amount=format_cents(live[0].amount_cents))

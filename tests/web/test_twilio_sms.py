@@ -387,6 +387,16 @@ def test_spanish_subscribers_get_spanish(
     assert "le escribiremos en español" in twilio.text(MOM, "Español")
 
 
+def test_the_admin_api_shows_the_open_offer(
+    admin: AdminClient, twilio: TwilioClient, low_account: dict[str, Any]
+) -> None:
+    shown = admin.get(f"/admin/accounts/{low_account['id']}").get_json()["pending_prompt"]
+    assert shown["id"] == low_account["prompt_id"]
+    assert (shown["status"], shown["amount_cents"], shown["fee_cents"]) == ("pending", 2500, 0)
+    twilio.text(MOM, "YES")
+    assert admin.get(f"/admin/accounts/{low_account['id']}").get_json()["pending_prompt"] is None
+
+
 def test_no_declines_the_offer(
     twilio: TwilioClient, engine: Engine, low_account: dict[str, Any]
 ) -> None:

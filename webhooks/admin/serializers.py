@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from textpay import prompts
 from textpay.accounts import payment_method_of
 from textpay.models import (
     SETTING_FIELDS,
@@ -16,6 +17,7 @@ from textpay.models import (
     Facility,
     GlobalSettings,
     LedgerEntry,
+    Prompt,
 )
 from textpay.policy import effective_for_account, get_global_settings, resolve
 
@@ -29,6 +31,8 @@ def account_json(session: Session, account: Account) -> dict[str, Any]:
     facility = session.get(Facility, account.facility_id) if account.facility_id else None
     method = payment_method_of(session, account.id)
     effective = effective_for_account(session, account)
+    latest = prompts.latest_for(session, [account.id]).get(account.id)
+    open_prompt = latest if latest is not None and prompts.is_open(latest.status) else None
     return {
         "id": account.id,
         "account_number": account.account_number,
@@ -57,11 +61,21 @@ def account_json(session: Session, account: Account) -> dict[str, Any]:
             if method
             else None
         ),
-        # Low-balance prompts arrive with the conversation engine; until then there is none.
-        "pending_prompt": None,
+        "pending_prompt": prompt_json(open_prompt) if open_prompt else None,
         "effective": {**effective.as_dict(), "sources": effective.sources},
         "created_at": iso(account.created_at),
         "updated_at": iso(account.updated_at),
+    }
+
+
+def prompt_json(prompt: Prompt) -> dict[str, Any]:
+    return {
+        "id": prompt.id,
+        "status": prompt.status,
+        "amount_cents": prompt.amount_cents,
+        "fee_cents": prompt.fee_cents,
+        "expires_at": iso(prompt.expires_at),
+        "created_at": iso(prompt.created_at),
     }
 
 
