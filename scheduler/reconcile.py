@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from textpay import autopay, funding
 from textpay import engine as turns
-from textpay import funding
 from textpay.accounts import payment_method_of
 from textpay.db import unit_of_work
 from textpay.models import PaymentAttempt
-from textpay.payments import ChargeResult, ChargeStatus, PaymentGateway
+from textpay.payments import ChargeResult, ChargeStatus, Initiator, PaymentGateway
 from textpay.timeutil import utcnow
 
 
@@ -65,6 +65,11 @@ def run(
         with unit_of_work(db) as session:
             settlement = funding.settle(session, attempt_id, result, now=now or utcnow())
             if settlement.changed:
-                turns.notify_settlement(session, settlement, now=now or utcnow(), config=config)
+                if attempt.initiator == Initiator.MERCHANT.value:
+                    autopay.after_settlement(
+                        session, settlement, now=now or utcnow(), config=config
+                    )
+                else:
+                    turns.notify_settlement(session, settlement, now=now or utcnow(), config=config)
                 settled += 1
     return ReconcileCounts(settled=settled, still_pending=pending)

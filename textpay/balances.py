@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from textpay import audit
+from textpay import audit, episodes
 from textpay.ledger import Posting, post
-from textpay.models import LedgerKind
+from textpay.models import Account, LedgerKind
 
 
 def usage_reference(reference: str) -> str:
@@ -61,6 +61,9 @@ def issue_credit(
         memo=reason,
     )
     if not posting.replayed:
+        account = session.get(Account, account_id)
+        if account is not None:
+            episodes.rearm_if_healthy(session, account, now=posting.entry.created_at)
         audit.record(
             session,
             actor=actor,

@@ -125,6 +125,35 @@ class Settings(BaseSettings):
         description="How many reverse proxies set X-Forwarded-* headers in front of TextPay.",
     )
 
+    scan_interval_seconds: int = Field(
+        default=300,
+        ge=10,
+        validation_alias=AliasChoices("TEXTPAY_SCAN_INTERVAL_SECONDS", "scan_interval_seconds"),
+        description="How often the clock runs the low-balance scan and AutoPay.",
+    )
+    send_rate: float = Field(
+        default=1.0,
+        ge=0,
+        validation_alias=AliasChoices("TEXTPAY_SEND_RATE", "send_rate"),
+        description="Texts per second the dispatcher sends through one sender; 0 for no limit.",
+    )
+    autopay_retry_days: str = Field(
+        default="1,3",
+        pattern=r"^\d{1,2}(,\d{1,2}){0,4}$",
+        validation_alias=AliasChoices("TEXTPAY_AUTOPAY_RETRY_DAYS", "autopay_retry_days"),
+        description="Days after each AutoPay decline to try again; after the last, AutoPay "
+        "turns off.",
+    )
+
+    @property
+    def autopay_retry_schedule(self) -> tuple[int, ...]:
+        return tuple(int(days) for days in self.autopay_retry_days.split(","))
+
+    @property
+    def status_callback_url(self) -> str | None:
+        """Where Twilio should post delivery statuses: only knowable from the public URL."""
+        return self.public_url.rstrip("/") + "/twilio/status" if self.public_url else None
+
     @field_validator("database_url")
     @classmethod
     def _normalize_url(cls, value: str) -> str:

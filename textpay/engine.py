@@ -54,6 +54,7 @@ class EngineConfig:
     support: str = "textpay.example/help"
     carrier_answers_keywords: bool = False
     default_region: str = "US"
+    autopay_retry_days: tuple[int, ...] = (1, 3)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from textpay import ledger, prompts
+from textpay import episodes, ledger, prompts
 from textpay.accounts import payment_method_of
 from textpay.errors import NotFound
 from textpay.models import (
@@ -197,6 +197,8 @@ def settle(session: Session, attempt_id: int, result: ChargeResult, *, now: date
         )
     account = session.get(Account, attempt.account_id)
     assert account is not None
+    if won and entry is not None:
+        episodes.rearm_if_healthy(session, account, now=now)
     return Settlement(attempt, entry, account.balance_cents, changed=bool(won))
 
 

@@ -29,6 +29,11 @@ STATUS_RANK: dict[str, int] = {
     "read": 5,
 }
 
+# Outbox states of our own, before Twilio has the message (see `Message`).
+PENDING = "pending"
+DISPATCHING = "dispatching"
+UNKNOWN = "unknown"
+
 # Twilio's error for "the recipient replied STOP": the number is opted out, carriers enforce it.
 OPTED_OUT_ERROR = "21610"
 
@@ -77,14 +82,17 @@ def queue_outbound(
     kind: str,
     now: datetime,
     send_after: datetime | None = None,
+    engine_initiated: bool = False,
 ) -> Message:
+    """Put a text in the outbox for the dispatcher, to go no earlier than `send_after`."""
     message = Message(
         direction=MessageDirection.OUTBOUND.value,
         phone=phone,
         account_id=account_id,
         body=body,
         kind=kind,
-        status="queued",
+        status=PENDING,
+        engine_initiated=engine_initiated,
         send_after=send_after or now,
         created_at=now,
         updated_at=now,
@@ -101,7 +109,7 @@ def cancel_queued(session: Session, phone: str, *, now: datetime) -> int:
         .where(
             col(Message.phone) == phone,
             col(Message.direction) == MessageDirection.OUTBOUND.value,
-            col(Message.status) == "queued",
+            col(Message.status) == PENDING,
         )
         .values(status="canceled", updated_at=now)
         .execution_options(synchronize_session=False)

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from textpay.quiet_hours import DEFAULT_STATE_WINDOWS
 from textpay.timeutil import UTCDateTime, utcnow
 
 
@@ -107,6 +108,11 @@ class GlobalSettings(SQLModel, table=True):
     quiet_hours_start: str = Field(default="08:00", max_length=5)
     quiet_hours_end: str = Field(default="21:00", max_length=5)
     daily_message_cap: int = Field(default=3)
+    # Per-state sending windows stricter than the default: {"FL": ["08:00", "20:00"], ...}.
+    state_quiet_hours: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_STATE_WINDOWS.items()},
+        sa_column=Column(JSON, nullable=False),
+    )
     updated_at: datetime = _timestamp()
 
 
@@ -161,6 +167,13 @@ class Account(SQLModel, table=True):
                 "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
             ),
         ),
+        # Accounts in a low-balance episode, for the sweep that re-arms them once topped up.
+        Index(
+            "ix_account_in_episode",
+            "balance_cents",
+            postgresql_where=text("episode_prompts > 0 OR autopay_failures > 0"),
+            sqlite_where=text("episode_prompts > 0 OR autopay_failures > 0"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -175,12 +188,22 @@ class Account(SQLModel, table=True):
     textpay_enabled: bool = Field(default=True)
     autopay_enabled: bool = Field(default=False)
     preset_amount_cents: int | None = _cents(nullable=True)
-    threshold_cents: int | None = _cents(nullable=True)
+    # Indexed so that the scan finds the highest override without reading every account.
+    threshold_cents: int | None = Field(default=None, sa_type=BigInteger, index=True)
     status: str = Field(default=AccountStatus.ACTIVE.value, max_length=16)
     opted_out: bool = Field(default=False)
     opted_out_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     balance_cents: int = _cents(default=0)
     balance_updated_at: datetime = _timestamp()
+    # The current low-balance episode: how many offers it has had and when the last went out.
+    # Cleared ("re-armed") when the balance climbs back to the threshold; `episode_seq` counts
+    # episodes, so AutoPay's idempotency keys are unique per episode.
+    episode_seq: int = Field(default=0)
+    episode_prompts: int = Field(default=0)
+    episode_last_prompt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # AutoPay declines in this episode, and when the next try is due.
+    autopay_failures: int = Field(default=0)
+    autopay_retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -379,6 +402,10 @@ class Message(SQLModel, table=True):
     """Every text in and out. Inbound rows are keyed by Twilio's MessageSid and keep the reply
     we gave, so a retried webhook gets the same answer; outbound rows are the outbox.
 
+    Outbound status: `pending` (waiting in our outbox) → `dispatching` (claimed by a
+    dispatcher) → Twilio's own statuses (`queued`, `sent`, `delivered`, ...), or `failed`,
+    `canceled`, or `unknown` (sent, no answer: never re-sent, left for an operator).
+
     Bodies are stored with card-number-like digit runs already masked.
     """
 
@@ -388,9 +415,10 @@ class Message(SQLModel, table=True):
         Index("ix_message_phone_id", "phone", "id"),
         Index(
             "ix_message_outbox",
+            "engine_initiated",
             "send_after",
-            postgresql_where=text("direction = 'outbound' AND status = 'queued'"),
-            sqlite_where=text("direction = 'outbound' AND status = 'queued'"),
+            postgresql_where=text("direction = 'outbound' AND status = 'pending'"),
+            sqlite_where=text("direction = 'outbound' AND status = 'pending'"),
         ),
     )
 
@@ -402,6 +430,11 @@ class Message(SQLModel, table=True):
     kind: str = Field(default="", max_length=20)
     status: str = Field(max_length=16)
     send_after: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Texts TextPay starts itself (offers, AutoPay notices) obey quiet hours and the daily cap
+    # and go after answers to the subscriber's own texts (receipts), which are never held.
+    engine_initiated: bool = Field(default=False)
+    attempts: int = Field(default=0)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     twilio_sid: str | None = Field(default=None, max_length=64, unique=True)
     error_code: str | None = Field(default=None, max_length=10)
     reply_body: str | None = Field(default=None, max_length=2000)

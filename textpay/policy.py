@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, time
 from typing import Any
 
 from sqlmodel import Session
 
+from textpay import quiet_hours
 from textpay.errors import FieldError, ValidationFailed
 from textpay.models import SETTING_FIELDS, Account, Facility, GlobalSettings
 
@@ -147,3 +149,49 @@ def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
         )
     if errors:
         raise ValidationFailed(errors)
+
+
+@dataclass(frozen=True)
+class DeliveryRules:
+    """When and how often TextPay may start a conversation with one account's number."""
+
+    zones: tuple[str, ...]
+    window: tuple[time, time]
+    daily_cap: int
+
+    def allows(self, moment: datetime) -> bool:
+        return quiet_hours.allowed(moment, self.zones, self.window)
+
+    def next_allowed(self, moment: datetime) -> datetime:
+        return quiet_hours.next_allowed(moment, self.zones, self.window)
+
+
+def state_windows(global_settings: GlobalSettings) -> dict[str, tuple[str, str]]:
+    return {
+        state: (window[0], window[1])
+        for state, window in (global_settings.state_quiet_hours or {}).items()
+    }
+
+
+def delivery_rules(session: Session, account: Account) -> DeliveryRules:
+    global_settings = get_global_settings(session)
+    facility = session.get(Facility, account.facility_id) if account.facility_id else None
+    effective = resolve(global_settings, facility, account)
+    return delivery_rules_for(account, effective, state_windows(global_settings))
+
+
+def delivery_rules_for(
+    account: Account, effective: EffectiveSettings, windows: dict[str, tuple[str, str]]
+) -> DeliveryRules:
+    """The rules from settings already resolved (the scan resolves once per facility)."""
+    window = quiet_hours.window_for(
+        effective.quiet_hours_start,
+        effective.quiet_hours_end,
+        quiet_hours.state_of(account.phone),
+        windows,
+    )
+    return DeliveryRules(
+        zones=quiet_hours.zones_for(account.timezone, account.phone),
+        window=window,
+        daily_cap=effective.daily_message_cap,
+    )

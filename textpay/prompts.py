@@ -38,17 +38,26 @@ def latest_for(session: Session, account_ids: Iterable[int]) -> dict[int, Prompt
 
 
 def offer(
-    session: Session, account: Account, settings: EffectiveSettings, *, now: datetime
+    session: Session,
+    account: Account,
+    settings: EffectiveSettings,
+    *,
+    now: datetime,
+    starts_at: datetime | None = None,
 ) -> Prompt:
     """Create a pending offer of the account's preset amount. The partial unique index refuses
-    a second open prompt for the same account."""
+    a second open prompt for the same account.
+
+    `starts_at` is when the offer's text may go out (after quiet hours); the offer lasts its
+    full time from then, not from when it was made.
+    """
     assert account.id is not None
     prompt = Prompt(
         account_id=account.id,
         amount_cents=settings.preset_amount_cents,
         fee_cents=settings.deposit_fee_cents,
         balance_at_offer_cents=account.balance_cents,
-        expires_at=now + timedelta(minutes=settings.prompt_ttl_minutes),
+        expires_at=(starts_at or now) + timedelta(minutes=settings.prompt_ttl_minutes),
         created_at=now,
         updated_at=now,
     )
@@ -128,6 +137,20 @@ def expire(session: Session, prompt_ids: Iterable[int], *, now: datetime) -> int
         now=now,
         expired_only=True,
     )
+
+
+def expire_due(session: Session, *, now: datetime) -> int:
+    """pending → expired for every offer past its expiry (the expiry job)."""
+    statement = (
+        update(Prompt)
+        .where(
+            col(Prompt.status) == PromptStatus.PENDING.value,
+            col(Prompt.expires_at) <= now,
+        )
+        .values(status=PromptStatus.EXPIRED.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def cancel_pending(session: Session, account_ids: Iterable[int], *, now: datetime) -> int:

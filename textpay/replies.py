@@ -36,6 +36,29 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "Envíe SALDO cuando quiera.",
     },
     "fee_note": {"en": " (fee {fee})", "es": " (cargo {fee})"},
+    "autopay_receipt": {
+        "en": "{program}: AutoPay added {amount} to acct ...{label}{nick}. New balance "
+        "{balance}. Card ...{card} charged {total}{fee_note}. Confirmation {confirmation}. "
+        "Reply AUTOPAY OFF to stop.",
+        "es": "{program}: AutoPay agregó {amount} a la cuenta ...{label}{nick}. Nuevo saldo "
+        "{balance}. Tarjeta ...{card}: {total}{fee_note}. Confirmación {confirmation}. "
+        "Responda AUTOPAY OFF para desactivarlo.",
+    },
+    "autopay_declined": {
+        "en": "{program}: AutoPay couldn't charge card ...{card} ({reason}) for acct "
+        "...{label}. Nothing was charged. We'll try again {retry}. Update your card with "
+        "{support}.",
+        "es": "{program}: AutoPay no pudo cobrar a la tarjeta ...{card} ({reason}) para la "
+        "cuenta ...{label}. No se cobró nada. Lo intentaremos de nuevo {retry}. Actualice su "
+        "tarjeta con {support}.",
+    },
+    "autopay_disabled": {
+        "en": "{program}: card ...{card} was declined again ({reason}), so AutoPay is now off "
+        "for acct ...{label}. Nothing was charged. We'll text you when the balance is low.",
+        "es": "{program}: la tarjeta ...{card} fue rechazada otra vez ({reason}); AutoPay quedó "
+        "desactivado para la cuenta ...{label}. No se cobró nada. Le avisaremos cuando el saldo "
+        "esté bajo.",
+    },
     "processing": {
         "en": "{program}: we're processing your payment of {total} for acct ...{label}. We'll "
         "text your receipt when it's done. You won't be charged twice.",
@@ -277,6 +300,7 @@ def offer(
 def receipt(
     account: AccountFacts,
     *,
+    key: str = "receipt",
     amount_cents: int,
     fee_cents: int,
     new_balance_cents: int,
@@ -287,7 +311,7 @@ def receipt(
     language = account.language
     fee_note = fill("fee_note", language, voice, fee=format_cents(fee_cents)) if fee_cents else ""
     return fill(
-        "receipt",
+        key,
         language,
         voice,
         amount=format_cents(amount_cents),

@@ -1,4 +1,5 @@
-"""Building the long-lived parts from settings: database engine, payment gateway, engine config.
+"""Building the long-lived parts from settings: database engine, payment gateway, SMS sender,
+engine config.
 
 The web app, the CLI and the clock process all start the same way through `build`.
 """
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from textpay.config import Settings
+from textpay.config import ConfigError, Settings
 from textpay.db import make_engine
 from textpay.engine import EngineConfig
 from textpay.payments import PaymentGateway, SandboxGateway
+from textpay.sms import ConsoleSender, SmsSender, TwilioSender
 
 
 @dataclass(frozen=True)
@@ -34,5 +36,27 @@ def build(settings: Settings) -> Parts:
             support=settings.support_contact,
             carrier_answers_keywords=settings.twilio_handles_opt_out,
             default_region=settings.default_region,
+            autopay_retry_days=settings.autopay_retry_schedule,
         ),
+    )
+
+
+def make_sender(settings: Settings) -> SmsSender:
+    """Twilio when configured (or asked for), else the console."""
+    if settings.effective_sms_backend == "console":
+        return ConsoleSender()
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        raise ConfigError(
+            "TEXTPAY_SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+        )
+    if not (settings.twilio_from_number or settings.twilio_messaging_service_sid):
+        raise ConfigError(
+            "TEXTPAY_SMS_BACKEND=twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
+        )
+    return TwilioSender(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        from_number=settings.twilio_from_number,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        api_url=settings.twilio_api_url,
     )

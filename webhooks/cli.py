@@ -13,11 +13,14 @@ import click
 from sqlalchemy.engine import make_url
 from werkzeug.serving import run_simple
 
+from scheduler import clock
 from scheduler import reconcile as reconcile_job
+from scheduler import scan as scan_job
 from textpay import ledger
 from textpay.config import ConfigError, Settings, load_settings
 from textpay.db import create_schema, make_engine, unit_of_work
-from textpay.wiring import build
+from textpay.sms import SmsSender
+from textpay.wiring import build, make_sender
 from webhooks import create_app
 
 
@@ -60,7 +63,42 @@ def serve(host: str, port: int) -> None:
     click.echo(f"TextPay on http://{host}:{port} with {_describe(settings.database_url)}")
     if not settings.admin_token:
         click.echo("admin API disabled: set TEXTPAY_ADMIN_TOKEN to enable it", err=True)
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    jobs = clock.background(build(settings), _sender(settings))
+    jobs.start()
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        jobs.shutdown(wait=False)
+
+
+@cli.command("clock")
+def clock_command() -> None:
+    """Run the scheduled jobs (scan, AutoPay, expiry, reconciler, dispatcher) in this process."""
+    _settings()
+    clock.main()
+
+
+@cli.command("scan")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be sent and charged; change nothing."
+)
+def scan_command(dry_run: bool) -> None:
+    """Run the low-balance scan (and AutoPay) once, now."""
+    parts = build(_settings())
+    result = scan_job.run(
+        parts.db,
+        parts.gateway,
+        parts.engine_config,
+        gateway_timeout=parts.settings.gateway_timeout_seconds,
+        dry_run=dry_run,
+    )
+    for planned in result.planned:
+        when = planned.get("send_after") or "now"
+        click.echo(f"{planned['kind']} to {planned['phone']} at {when}: {planned['body']}")
+    if not result.leader:
+        click.echo("another scan is running; this one stepped aside")
+    counts = ", ".join(f"{name} {value}" for name, value in result.counts().items())
+    click.echo(("would have: " if dry_run else "") + counts)
 
 
 @cli.command()
@@ -102,6 +140,13 @@ def verify_ledger() -> None:
         click.echo(f"ledger drift on {len(drifts)} account(s)", err=True)
         sys.exit(1)
     click.echo("ledger ok: every balance equals the sum of its entries")
+
+
+def _sender(settings: Settings) -> SmsSender:
+    try:
+        return make_sender(settings)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _describe(url: str) -> str:

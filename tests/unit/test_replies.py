@@ -45,7 +45,16 @@ OFFERS = tuple(
 )
 # Pieces of other replies, and replies built by their own functions from engine data.
 FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more"}
-BUILT_ELSEWHERE = {"offer", "receipt", "processing", "card_declined", "charge_failed"}
+BUILT_ELSEWHERE = {
+    "offer",
+    "receipt",
+    "autopay_receipt",
+    "processing",
+    "card_declined",
+    "charge_failed",
+    "autopay_declined",
+    "autopay_disabled",
+}
 VOICE = replies.Voice(program="TextPay", support="1-800-555-0199", messages_per_day=3)
 
 
@@ -75,7 +84,18 @@ def every_reply(language: str) -> dict[str, str]:
         confirmation="TP-7K2M9Q",
         voice=VOICE,
     )
-    for key in ("processing", "card_declined", "charge_failed"):
+    rendered["autopay_receipt"] = replies.receipt(
+        accounts[0],
+        key="autopay_receipt",
+        amount_cents=20_000,
+        fee_cents=295,
+        new_balance_cents=21_999_99,
+        card_last4="4242",
+        confirmation="TP-7K2M9Q",
+        voice=VOICE,
+    )
+    for key in ("processing", "card_declined", "charge_failed", "autopay_declined",
+                "autopay_disabled"):  # fmt: skip
         rendered[key] = replies.fill(
             key,
             language,
@@ -84,6 +104,7 @@ def every_reply(language: str) -> dict[str, str]:
             label="4821",
             card="4242",
             reason=replies.decline_reason("insufficient_funds", language),
+            retry="Nov 29 2:05pm" if language == "en" else "29 nov 14:05",
         )
     return rendered
 

@@ -343,7 +343,7 @@ def test_a_slow_card_answers_processing_and_the_reconciler_sends_the_receipt(
     with unit_of_work(engine) as session:
         [receipt] = session.exec(select(Message).where(Message.direction == "outbound")).all()
     assert receipt.kind == "receipt"
-    assert receipt.status == "queued"
+    assert receipt.status == "pending"
     assert "New balance $28.10" in receipt.body
     hasty.extensions["textpay"].engine.dispose()
 

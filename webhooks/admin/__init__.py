@@ -36,4 +36,4 @@ def _require_token() -> None:
         )
 
 
-from webhooks.admin import accounts, audit, money, settings  # noqa: E402, F401
+from webhooks.admin import accounts, audit, money, outbox, settings  # noqa: E402, F401

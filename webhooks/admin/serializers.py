@@ -17,6 +17,7 @@ from textpay.models import (
     Facility,
     GlobalSettings,
     LedgerEntry,
+    Message,
     Prompt,
 )
 from textpay.policy import effective_for_account, get_global_settings, resolve
@@ -109,6 +110,26 @@ def facility_json(session: Session, facility: Facility) -> dict[str, Any]:
         "effective": {**effective.as_dict(), "sources": effective.sources},
         "created_at": iso(facility.created_at),
         "updated_at": iso(facility.updated_at),
+    }
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "direction": message.direction,
+        "phone": message.phone,
+        "account_id": message.account_id,
+        "body": message.body,
+        "reply_body": message.reply_body,
+        "status": message.status,
+        "kind": message.kind,
+        "engine_initiated": message.engine_initiated,
+        "send_after": iso(message.send_after),
+        "sent_at": iso(message.sent_at),
+        "attempts": message.attempts,
+        "twilio_sid": message.twilio_sid,
+        "error_code": message.error_code,
+        "created_at": iso(message.created_at),
     }
 
 

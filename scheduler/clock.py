@@ -1,0 +1,95 @@
+"""The clock process: runs TextPay's jobs on a schedule (`python -m scheduler.clock`).
+
+APScheduler 3 in UTC with `coalesce=True` and `max_instances=1`, so a slow run is never doubled
+and missed runs collapse into one. Jobs: the low-balance scan with AutoPay (every
+TEXTPAY_SCAN_INTERVAL_SECONDS), offer expiry and the reconciler (every minute), and the outbox
+dispatcher (every second). Never run inside gunicorn workers: run one or more clock processes
+beside them (on PostgreSQL several are safe), or `textpay serve` for the embedded default.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from scheduler import dispatch, expire, reconcile, scan
+from textpay.config import load_settings
+from textpay.sms import SmsSender
+from textpay.wiring import Parts, build, make_sender
+
+log = logging.getLogger(__name__)
+
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
+
+
+def add_jobs(scheduler: BaseScheduler, parts: Parts, sender: SmsSender) -> None:
+    settings = parts.settings
+    pacer = dispatch.Pacer(settings.send_rate)
+    batch = max(1, int(settings.send_rate * 2)) if settings.send_rate else 100
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    scheduler.add_job(
+        lambda: scan.run(
+            parts.db,
+            parts.gateway,
+            parts.engine_config,
+            gateway_timeout=settings.gateway_timeout_seconds,
+        ),
+        "interval",
+        seconds=settings.scan_interval_seconds,
+        id="scan",
+        next_run_time=soon,
+    )
+    scheduler.add_job(lambda: expire.run(parts.db), "interval", seconds=60, id="expire")
+    scheduler.add_job(
+        lambda: reconcile.run(
+            parts.db,
+            parts.gateway,
+            parts.engine_config,
+            timeout_seconds=settings.gateway_timeout_seconds,
+        ),
+        "interval",
+        seconds=60,
+        id="reconcile",
+    )
+    scheduler.add_job(
+        lambda: dispatch.run(
+            parts.db,
+            sender,
+            pacer=pacer,
+            batch=batch,
+            status_callback=settings.status_callback_url,
+        ),
+        "interval",
+        seconds=1,
+        id="dispatch",
+    )
+
+
+def background(parts: Parts, sender: SmsSender) -> BackgroundScheduler:
+    """A scheduler in a thread of this process (for `textpay serve`)."""
+    scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+    add_jobs(scheduler, parts, sender)
+    return scheduler
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    settings = load_settings()
+    settings.check_production()
+    parts = build(settings)
+    scheduler = BlockingScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+    add_jobs(scheduler, parts, make_sender(settings))
+    log.info("clock started: scan every %ss", settings.scan_interval_seconds)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        log.info("clock stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Job: send what waits in the outbox, at the sender's pace.
+
+Claims a batch (one transaction), sends each text outside any transaction, and records each
+outcome in its own transaction. The pacer keeps sends at or under the configured rate across
+runs of the job (a Twilio long code takes about one message per second).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from textpay import outbox
+from textpay.db import unit_of_work
+from textpay.sms import SendOutcome, SmsSender
+from textpay.timeutil import utcnow
+
+
+class Pacer:
+    """Spaces calls at least 1/rate seconds apart (no limit when rate is 0)."""
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._interval = 1 / rate_per_second if rate_per_second > 0 else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        now = self._clock()
+        if self._next > now:
+            self._sleep(self._next - now)
+            now = self._next
+        self._next = now + self._interval
+
+
+@dataclass
+class DispatchCounts:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+
+def run(
+    db: Engine,
+    sender: SmsSender,
+    *,
+    pacer: Pacer,
+    batch: int = 50,
+    status_callback: str | None = None,
+    now: Callable[[], datetime] = utcnow,
+) -> DispatchCounts:
+    with unit_of_work(db) as session:
+        claimed = outbox.claim(session, now=now(), limit=batch)
+    counts = DispatchCounts()
+    for item in claimed:
+        pacer.wait()
+        result = sender.send(to=item.phone, body=item.body, status_callback=status_callback)
+        with unit_of_work(db) as session:
+            outbox.record(session, item.message_id, result, now=now())
+        if result.outcome is SendOutcome.ACCEPTED:
+            counts.sent += 1
+        elif result.outcome is SendOutcome.RETRY:
+            counts.retrying += 1
+        elif result.outcome is SendOutcome.UNKNOWN:
+            counts.unknown += 1
+        else:
+            counts.failed += 1
+    return counts

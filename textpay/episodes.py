@@ -1,0 +1,41 @@
+"""Low-balance episodes: one offer per stretch of low balance, re-armed by a top-up.
+
+An episode starts when an account's balance falls below its threshold and ends when the balance
+climbs back to it. Within an episode the scan makes one offer (and one reminder after the
+cooldown); AutoPay counts its declines. Ending the episode clears both and advances
+`episode_seq`, which keeps AutoPay's idempotency keys unique per episode.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from textpay.models import Account
+from textpay.policy import effective_for_account
+
+
+def in_episode(account: Account) -> bool:
+    return bool(account.episode_prompts or account.autopay_failures or account.autopay_retry_at)
+
+
+def rearm(account: Account, *, now: datetime) -> None:
+    account.episode_seq += 1
+    account.episode_prompts = 0
+    account.episode_last_prompt_at = None
+    account.autopay_failures = 0
+    account.autopay_retry_at = None
+    account.updated_at = now
+
+
+def rearm_if_healthy(session: Session, account: Account, *, now: datetime) -> bool:
+    """End the episode if the balance is back at or above the account's threshold."""
+    if not in_episode(account):
+        return False
+    threshold = effective_for_account(session, account).low_balance_threshold_cents
+    if account.balance_cents < threshold:
+        return False
+    rearm(account, now=now)
+    session.add(account)
+    return True

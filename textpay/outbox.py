@@ -1,0 +1,158 @@
+"""The outbox's rules: which waiting texts may go now, and what a send's outcome does to them.
+
+Answers to a subscriber's own texts go first and are never held. Texts TextPay starts itself are
+held until the recipient's sending window opens, and until the number is under its daily cap of
+engine-initiated texts; a number that opted out gets nothing more. Claims use
+`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several dispatchers never take the same row.
+A text whose send had no answer is marked `unknown` and never sent again automatically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from textpay import consent, messages
+from textpay.models import Account, Message, MessageDirection
+from textpay.policy import DeliveryRules, delivery_rules
+from textpay.sms import SendOutcome, SendResult
+
+MAX_ATTEMPTS = 6
+# A claim older than this whose outcome was never recorded: the dispatcher died mid-send.
+STALE_CLAIM = timedelta(minutes=5)
+DAY = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    message_id: int
+    phone: str
+    body: str
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try: 2, 4, 8, ... seconds, at most five minutes."""
+    return timedelta(seconds=min(300, 2**attempts))
+
+
+def claim(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
+    """Take up to `limit` texts that may go now, marking them `dispatching`."""
+    _give_up_on_stale_claims(session, now=now)
+    due = session.exec(
+        select(Message)
+        .where(
+            Message.direction == MessageDirection.OUTBOUND.value,
+            Message.status == messages.PENDING,
+            col(Message.send_after) <= now,
+        )
+        .order_by(col(Message.engine_initiated), col(Message.send_after), col(Message.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    rules: dict[int, DeliveryRules | None] = {}
+    recent: dict[str, list[datetime]] = {}
+    claimed: list[Outgoing] = []
+    for message in due:
+        if message.engine_initiated:
+            hold = _hold(session, message, now=now, rules=rules, recent=recent)
+            if hold is not None:
+                message.send_after = hold
+                message.updated_at = now
+                session.add(message)
+                continue
+            if message.status == "canceled":
+                session.add(message)
+                continue
+            recent.setdefault(message.phone, []).append(now)
+        message.status = messages.DISPATCHING
+        message.updated_at = now
+        session.add(message)
+        assert message.id is not None
+        claimed.append(Outgoing(message.id, message.phone, message.body))
+    return claimed
+
+
+def _hold(
+    session: Session,
+    message: Message,
+    *,
+    now: datetime,
+    rules: dict[int, DeliveryRules | None],
+    recent: dict[str, list[datetime]],
+) -> datetime | None:
+    """When an engine-initiated text must wait until, or None if it may go now. Cancels it
+    (status) if its number opted out."""
+    account = session.get(Account, message.account_id) if message.account_id else None
+    if account is None:
+        return None
+    if account.opted_out:
+        message.status = "canceled"
+        return None
+    assert account.id is not None
+    if account.id not in rules:
+        rules[account.id] = delivery_rules(session, account)
+    rule = rules[account.id]
+    assert rule is not None
+    if not rule.allows(now):
+        return rule.next_allowed(now)
+    if message.phone not in recent:
+        sent_times = session.exec(
+            select(Message.sent_at).where(
+                Message.phone == message.phone,
+                Message.direction == MessageDirection.OUTBOUND.value,
+                Message.engine_initiated == True,  # noqa: E712
+                col(Message.sent_at) > now - DAY,
+            )
+        )
+        recent[message.phone] = [t for t in sent_times if t is not None]
+    sent = sorted(recent[message.phone])
+    if len(sent) >= rule.daily_cap:
+        return rule.next_allowed(sent[len(sent) - rule.daily_cap] + DAY)
+    return None
+
+
+def _give_up_on_stale_claims(session: Session, *, now: datetime) -> None:
+    """A text claimed long ago and never recorded may have been sent: mark it unknown."""
+    session.execute(
+        update(Message)
+        .where(
+            col(Message.direction) == MessageDirection.OUTBOUND.value,
+            col(Message.status) == messages.DISPATCHING,
+            col(Message.updated_at) < now - STALE_CLAIM,
+        )
+        .values(status=messages.UNKNOWN, sent_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record(session: Session, message_id: int, result: SendResult, *, now: datetime) -> Message:
+    """Apply a send's outcome to the text."""
+    message = session.get(Message, message_id)
+    assert message is not None
+    message.attempts += 1
+    message.updated_at = now
+    message.error_code = result.error_code
+    outcome = result.outcome
+    if outcome is SendOutcome.ACCEPTED:
+        message.status = result.status or "queued"
+        message.twilio_sid = result.sid
+        message.sent_at = now
+    elif outcome is SendOutcome.RETRY and message.attempts < MAX_ATTEMPTS:
+        message.status = messages.PENDING
+        message.send_after = now + backoff(message.attempts)
+    elif outcome is SendOutcome.UNKNOWN:
+        # It may be on its way: sending again could text the subscriber twice. It counts
+        # against the cap, and an operator decides.
+        message.status = messages.UNKNOWN
+        message.sent_at = now
+    else:
+        message.status = "failed"
+        if outcome is SendOutcome.OPTED_OUT:
+            consent.opt_out(
+                session, message.phone, words="Twilio error 21610", source="carrier", now=now
+            )
+    session.add(message)
+    return message
