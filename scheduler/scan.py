@@ -24,7 +24,6 @@ from textpay import autopay, funding, lowbalance
 from textpay.db import is_postgresql, unit_of_work
 from textpay.engine import EngineConfig
 from textpay.lowbalance import Action
-from textpay.models import Message
 from textpay.payments import PaymentGateway
 from textpay.timeutil import utcnow
 
@@ -72,8 +71,7 @@ def run(
                 return result
             orders = _phase_one(session, result, now=started, config=config, dry_run=dry_run)
             if dry_run:
-                result.planned = _queued_texts(session)
-                raise _DryRun
+                raise _DryRun  # roll everything back
     except _DryRun:
         return result
 
@@ -124,23 +122,16 @@ def _phase_one(
             except IntegrityError:
                 result.skipped += 1  # this episode's try was already made (another clock)
             continue
-        held = lowbalance.make_offer(session, candidate, now=now, config=config)
-        if held is None:
+        queued = lowbalance.make_offer(session, candidate, now=now, config=config)
+        if queued is None:
             result.skipped += 1
             continue
         result.prompted += 1
-        result.held += int(held)
+        send_after = queued.send_after or now
+        result.held += int(send_after > now)
+        if dry_run:
+            result.planned.append(
+                {"phone": queued.phone, "kind": queued.kind,
+                 "send_after": send_after.isoformat(), "body": queued.body}
+            )  # fmt: skip
     return orders
-
-
-def _queued_texts(session: Session) -> list[dict[str, str]]:
-    return [
-        {
-            "phone": m.phone,
-            "kind": m.kind,
-            "send_after": m.send_after.isoformat() if m.send_after else "",
-            "body": m.body,
-        }
-        for m in session.new
-        if isinstance(m, Message)
-    ]

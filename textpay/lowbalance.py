@@ -26,6 +26,7 @@ from textpay.models import (
     AccountStatus,
     AttemptStatus,
     Facility,
+    Message,
     PaymentAttempt,
     Prompt,
 )
@@ -125,9 +126,9 @@ def _action(
 
 def make_offer(
     session: Session, candidate: Candidate, *, now: datetime, config: engine.EngineConfig
-) -> bool | None:
-    """Create the offer and queue its text. Returns whether quiet hours hold the text for
-    later, or None when no offer can be made (no card on file)."""
+) -> Message | None:
+    """Create the offer and queue its text (held until quiet hours end, if need be). Returns
+    the queued text, or None when no offer can be made (no card on file)."""
     account = candidate.account
     assert account.id is not None
     if payment_method_of(session, account.id) is None:
@@ -144,7 +145,7 @@ def make_offer(
         now=send_at,
         voice=engine.voice(session, config),
     )
-    messages.queue_outbound(
+    text_message = messages.queue_outbound(
         session,
         phone=account.phone,
         account_id=account.id,
@@ -158,7 +159,7 @@ def make_offer(
     account.episode_last_prompt_at = now
     account.updated_at = now
     session.add(account)
-    return send_at > now
+    return text_message
 
 
 def _chunks(ids: list[int]) -> Iterator[list[int]]:

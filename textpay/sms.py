@@ -64,7 +64,10 @@ class _RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]
     stand-in in tests, a proxy in some deployments)."""
 
     def __init__(self, api_url: str, timeout: tuple[float, float]) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__()
+        # Connect and read timeouts apart: a refused connection is safe to retry, a read that
+        # times out means the request went out and its outcome is unknown.
+        self.timeout = timeout
         self._api_url = api_url.rstrip("/")
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:

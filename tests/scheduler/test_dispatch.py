@@ -1,0 +1,237 @@
+"""The outbox dispatcher against the Twilio stand-in: retries, opt-outs, unknown outcomes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+from werkzeug.serving import make_server
+
+from scheduler import dispatch
+from tests.standin.twilio import TwilioStandIn, error, slow
+from tests.web.conftest import MOM
+from textpay import messages
+from textpay.db import unit_of_work
+from textpay.models import Account, Message
+from textpay.sms import TwilioSender
+from textpay.timeutil import utcnow
+
+
+class Clock:
+    """Manual time for the outbox, so backoffs can be passed without waiting."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def queue(engine: Engine, body: str, *, to: str = MOM, engine_initiated: bool = False,
+          account_id: int | None = None, now: datetime | None = None) -> int:  # fmt: skip
+    with unit_of_work(engine) as session:
+        message = messages.queue_outbound(
+            session,
+            phone=to,
+            account_id=account_id,
+            body=body,
+            kind="prompt" if engine_initiated else "receipt",
+            now=now or utcnow(),
+            engine_initiated=engine_initiated,
+        )
+        assert message.id is not None
+        return message.id
+
+
+def message(engine: Engine, message_id: int) -> Message:
+    with unit_of_work(engine) as session:
+        found = session.get(Message, message_id)
+        assert found is not None
+        return found
+
+
+def run(engine: Engine, sender: TwilioSender, clock: Callable[[], datetime], **kw: Any) -> Any:
+    return dispatch.run(engine, sender, pacer=dispatch.Pacer(0), now=clock, **kw)
+
+
+def test_a_send_answered_20429_twice_then_201_is_sent_once(
+    engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender
+) -> None:
+    clock = Clock()
+    standin.script(MOM, error(429, 20429), error(429, 20429))
+    message_id = queue(engine, "Added $25.00", now=clock.now)
+
+    assert run(engine, twilio_sender, clock).retrying == 1
+    assert message(engine, message_id).status == "pending"
+    assert run(engine, twilio_sender, clock).sent == 0  # backing off: nothing is due yet
+    clock.advance(3)
+    assert run(engine, twilio_sender, clock).retrying == 1
+    clock.advance(5)
+    assert run(engine, twilio_sender, clock).sent == 1
+    clock.advance(600)
+    assert run(engine, twilio_sender, clock).sent == 0
+
+    sent = message(engine, message_id)
+    assert (sent.status, sent.attempts) == ("queued", 3)
+    assert sent.twilio_sid is not None
+    assert sent.twilio_sid.startswith("SM")
+    assert len(standin.sent_to(MOM)) == 3
+    assert standin.sent_to(MOM)[-1]["Body"] == "Added $25.00"
+
+
+def test_a_21610_answer_opts_the_number_out(
+    engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender, admin: Any
+) -> None:
+    account = admin.enrol()
+    standin.script(MOM, error(400, 21610))
+    first = queue(engine, "offer", engine_initiated=True, account_id=account["id"])
+    clock = Clock()
+    with unit_of_work(engine) as session:
+        stored = session.get(Account, account["id"])
+        assert stored is not None
+        stored.timezone = "UTC"  # so that quiet hours do not hold the offer in this test
+        session.add(stored)
+    clock.now = clock.now.replace(hour=12)
+    assert run(engine, twilio_sender, clock).failed == 1
+    assert (message(engine, first).status, message(engine, first).error_code) == ("failed", "21610")
+    with unit_of_work(engine) as session:
+        stored = session.get(Account, account["id"])
+        assert stored is not None
+        assert stored.opted_out
+    # Anything else TextPay meant to start with this number is dropped, not sent.
+    later = queue(engine, "reminder", engine_initiated=True, account_id=account["id"],
+                  now=clock.now)  # fmt: skip
+    run(engine, twilio_sender, clock)
+    assert message(engine, later).status == "canceled"
+    assert len(standin.sent_to(MOM)) == 1
+
+
+def test_a_timeout_after_sending_is_never_resent(
+    engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender
+) -> None:
+    clock = Clock()
+    standin.script(MOM, slow(1.5))  # longer than the sender's 0.5 s read timeout
+    message_id = queue(engine, "Added $25.00", now=clock.now)
+    assert run(engine, twilio_sender, clock).unknown == 1
+    for _ in range(3):
+        clock.advance(3600)
+        run(engine, twilio_sender, clock)
+    time.sleep(1.2)  # let the stand-in finish the slow request it is still answering
+    assert message(engine, message_id).status == "unknown"
+    assert len(standin.sent_to(MOM)) == 1
+
+
+def test_a_twilio_that_cannot_be_reached_is_retried_later(
+    engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender
+) -> None:
+    clock = Clock()
+    port = standin.port
+    standin.stop()
+    message_id = queue(engine, "Added $25.00", now=clock.now)
+    assert run(engine, twilio_sender, clock).retrying == 1
+    assert message(engine, message_id).status == "pending"
+    standin.start(port)
+    clock.advance(10)
+    assert run(engine, twilio_sender, clock).sent == 1
+    assert len(standin.sent_to(MOM)) == 1
+
+
+def test_invalid_numbers_fail_for_good(
+    engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender
+) -> None:
+    clock = Clock()
+    standin.script(MOM, error(400, 21211))
+    message_id = queue(engine, "hello", now=clock.now)
+    assert run(engine, twilio_sender, clock).failed == 1
+    clock.advance(3600)
+    run(engine, twilio_sender, clock)
+    assert (message(engine, message_id).status, message(engine, message_id).error_code) == (
+        "failed",
+        "21211",
+    )
+    assert len(standin.sent_to(MOM)) == 1
+
+
+def test_retries_stop_after_the_limit(
+    engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender
+) -> None:
+    clock = Clock()
+    standin.script(MOM, *[error(503, 20503)] * 10)
+    message_id = queue(engine, "hello", now=clock.now)
+    for _ in range(10):
+        run(engine, twilio_sender, clock)
+        clock.advance(600)
+    assert message(engine, message_id).status == "failed"
+    assert len(standin.sent_to(MOM)) == 6
+
+
+def test_answers_to_subscribers_go_before_offers(
+    engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender, admin: Any
+) -> None:
+    account = admin.enrol(timezone="UTC")
+    clock = Clock()
+    clock.now = clock.now.replace(hour=12)
+    queue(engine, "offer", engine_initiated=True, account_id=account["id"], now=clock.now)
+    queue(engine, "receipt", now=clock.now)
+    run(engine, twilio_sender, clock)
+    assert [r["Body"] for r in standin.requests] == ["receipt", "offer"]
+
+
+def test_status_callbacks_from_the_stand_in_reach_the_app_signed(
+    app: Flask, engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender
+) -> None:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    callback = f"http://127.0.0.1:{server.server_port}/twilio/status"
+    try:
+        message_id = queue(engine, "Added $25.00")
+        run(engine, twilio_sender, utcnow, status_callback=callback)
+        assert standin.requests[0]["StatusCallback"] == callback
+        deadline = time.monotonic() + 10
+        while message(engine, message_id).status != "delivered" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert message(engine, message_id).status == "delivered"
+        assert standin.callback_results == [204, 204]
+    finally:
+        server.shutdown()
+
+
+def test_the_pacer_keeps_to_the_rate() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = dispatch.Pacer(4, clock=lambda: now[0], sleep=sleep)
+    for _ in range(9):
+        pacer.wait()
+    assert now[0] == 2.0  # 9 sends at 4 per second: the 9th goes at t = 2 s
+    assert len(slept) == 8
+    unlimited = dispatch.Pacer(0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(100):
+        unlimited.wait()
+    assert len(slept) == 8
+
+
+def test_outbox_rows_are_listed_for_operators(admin: Any, engine: Engine) -> None:
+    queue(engine, "Added $25.00")
+    listed = admin.get("/admin/messages", query_string={"phone": "(212) 555-0147"}).get_json()
+    assert [m["body"] for m in listed["messages"]] == ["Added $25.00"]
+    assert listed["messages"][0]["status"] == "pending"
+    assert (
+        admin.get("/admin/messages", query_string={"status": "unknown"}).get_json()["messages"]
+        == []
+    )
+    with unit_of_work(engine) as session:
+        assert len(session.exec(select(Message)).all()) == 1

@@ -1,0 +1,161 @@
+"""A local stand-in for Twilio's Messages API, over real HTTP on 127.0.0.1.
+
+Unlike Prism (which checks requests against Twilio's spec but always answers the same), it
+returns a unique SID per message, answers with chosen Twilio errors and delays per recipient,
+and posts signed status callbacks (sent, then delivered) to the StatusCallback URL, the way
+Twilio does. Run it in a thread from tests, or as a process: `python -m tests.standin.twilio`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from twilio.request_validator import RequestValidator
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How to answer one request: an error (`status`, `code`), or success after `delay`."""
+
+    status: int = 201
+    code: int | None = None
+    delay: float = 0.0
+
+
+OK = Answer()
+
+
+def error(status: int, code: int) -> Answer:
+    return Answer(status=status, code=code)
+
+
+def slow(seconds: float) -> Answer:
+    return Answer(delay=seconds)
+
+
+class TwilioStandIn:
+    def __init__(self, auth_token: str, *, callbacks: bool = True) -> None:
+        self.auth_token = auth_token
+        self.callbacks = callbacks
+        self.requests: list[dict[str, str]] = []
+        self.callback_results: list[int] = []
+        self._scripts: dict[str, list[Answer]] = defaultdict(list)
+        self._sids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, to: str, *answers: Answer) -> None:
+        """Answer the next requests for `to` like this, in order; then succeed."""
+        with self._lock:
+            self._scripts[to].extend(answers)
+
+    def sent_to(self, to: str) -> list[dict[str, str]]:
+        with self._lock:
+            return [r for r in self.requests if r.get("To") == to]
+
+    def start(self, port: int = 0) -> TwilioStandIn:
+        self._server = make_server("127.0.0.1", port, self._app, threaded=True)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        response = self._handle(request)
+        return response(environ, start_response)
+
+    def _handle(self, request: Request) -> Response:
+        if request.method != "POST" or not request.path.endswith("/Messages.json"):
+            return _json({"code": 20404, "message": "Not Found", "status": 404}, 404)
+        form = dict(request.form.items())
+        account_sid = request.path.split("/")[3]
+        with self._lock:
+            self.requests.append(form)
+            queue = self._scripts.get(form.get("To", ""), [])
+            answer = queue.pop(0) if queue else OK
+        if answer.delay:
+            time.sleep(answer.delay)
+        if answer.status >= 400:
+            body = {"code": answer.code, "message": f"stand-in error {answer.code}",
+                    "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
+                    "status": answer.status}  # fmt: skip
+            return _json(body, answer.status)
+        sid = f"SM{next(self._sids):032x}"
+        message = {
+            "sid": sid,
+            "account_sid": account_sid,
+            "to": form.get("To"),
+            "from": form.get("From"),
+            "messaging_service_sid": form.get("MessagingServiceSid"),
+            "body": form.get("Body"),
+            "status": "queued",
+            "direction": "outbound-api",
+            "num_segments": "1",
+            "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
+        }
+        callback = form.get("StatusCallback")
+        if callback and self.callbacks:
+            threading.Thread(target=self._report, args=(callback, sid, form), daemon=True).start()
+        return _json(message, 201)
+
+    def _report(self, url: str, sid: str, form: dict[str, str]) -> None:
+        """Post `sent` then `delivered`, signed like Twilio's own callbacks."""
+        for status in ("sent", "delivered"):
+            params = {"MessageSid": sid, "MessageStatus": status, "To": form.get("To", ""),
+                      "From": form.get("From", ""), "AccountSid": "AC" + "0" * 32}  # fmt: skip
+            signature = RequestValidator(self.auth_token).compute_signature(url, params)
+            request = urllib.request.Request(
+                url,
+                data=urllib.parse.urlencode(params).encode(),
+                headers={"X-Twilio-Signature": signature},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    code = answer.status
+            except urllib.error.HTTPError as failure:
+                code = failure.code
+            except OSError:
+                code = 0
+            with self._lock:
+                self.callback_results.append(code)
+
+
+def _json(body: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+if __name__ == "__main__":
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    stand_in = TwilioStandIn(os.environ.get("TWILIO_AUTH_TOKEN", "")).start(args.port)
+    print(stand_in.url, flush=True)
+    threading.Event().wait()
