@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from textpay import consent, engine, funding, messages, replies
+from textpay import consent, engine, episodes, funding, messages, replies
 from textpay.localtime import when
 from textpay.models import Account, ConsentKind, Message
 from textpay.payments import Initiator
@@ -80,6 +80,10 @@ def after_settlement(
             voice=spoken,
         )
         kind = "autopay_receipt"
+        # A successful charge ends AutoPay's part of the episode, so that the next time the
+        # account runs low its charge gets a fresh key (and the daily limit still bounds it).
+        episodes.rearm(account, now=now)
+        session.add(account)
     else:
         account.autopay_failures += 1
         reason = replies.decline_reason(attempt.decline_reason, account.language)
