@@ -25,7 +25,10 @@ def update_global_settings(session: Session, patch: SettingsPatch, *, actor: str
     if nulls:
         raise ValidationFailed(nulls)
     for name, value in changes.items():
-        setattr(row, name, value)
+        if name == "state_quiet_hours":  # stored as JSON lists
+            setattr(row, name, {state: list(window) for state, window in value.items()})
+        else:
+            setattr(row, name, value)
     validate_settings(resolve(row).as_dict())
     for facility in list_facilities(session):
         try:

@@ -96,8 +96,8 @@ ACCOUNT_FIELDS_NOT_NULLABLE = (
 )
 
 
-class SettingsPatch(StrictInput):
-    """A change to the global defaults; only the fields sent are changed, none may be null."""
+class SettingsFields(StrictInput):
+    """The settings shared by the global defaults and each facility's overrides."""
 
     low_balance_threshold_cents: Cents | None = None
     preset_amount_cents: PositiveCents | None = None
@@ -112,7 +112,30 @@ class SettingsPatch(StrictInput):
     daily_message_cap: Annotated[int, Field(ge=1)] | None = None
 
 
-class FacilityPut(SettingsPatch):
+StateCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+class SettingsPatch(SettingsFields):
+    """A change to the global defaults; only the fields sent are changed, none may be null.
+
+    `state_quiet_hours` replaces the table of state windows stricter than the default, e.g.
+    `{"FL": ["08:00", "20:00"], "CT": ["09:00", "20:00"]}`.
+    """
+
+    state_quiet_hours: dict[StateCode, tuple[HHMM, HHMM]] | None = None
+
+    @field_validator("state_quiet_hours")
+    @classmethod
+    def _windows_are_not_empty(
+        cls, table: dict[str, tuple[str, str]] | None
+    ) -> dict[str, tuple[str, str]] | None:
+        for state, (start, end) in (table or {}).items():
+            if start >= end:
+                raise ValueError(f"{state}: the window must end after it starts")
+        return table
+
+
+class FacilityPut(SettingsFields):
     """A facility and its overrides, replaced whole.
 
     A field left out or null inherits the global value.

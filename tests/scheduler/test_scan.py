@@ -135,6 +135,18 @@ def test_stricter_states_and_unknown_zones_are_respected(
     assert waiting["+12145550100"] == now
 
 
+def test_an_operator_added_state_window_holds_offers(
+    app: Flask, admin: AdminClient, engine: Engine
+) -> None:
+    table = {"TX": ["09:00", "20:00"]}
+    assert admin.patch("/admin/settings", json={"state_quiet_hours": table}).status_code == 200
+    with freeze_time("2026-11-27 14:30:00"):  # 8:30am in Dallas
+        low(admin, account_number="TX-1", phone="(214) 555-0100")
+        scan_now(app)
+        [offer] = outbox(engine)
+    assert offer.send_after == datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 9:00am in Dallas
+
+
 def test_who_is_left_out(app: Flask, admin: AdminClient, engine: Engine, client: Any) -> None:
     with freeze_time(AFTERNOON):
         low(admin, account_number="OFF-1", phone="2125550101", textpay_enabled=False)

@@ -32,6 +32,24 @@ def test_settings_patch_changes_only_what_is_sent_and_is_audited(admin: AdminCli
     assert entry["after"]["low_balance_threshold_cents"] == 700
 
 
+def test_the_state_quiet_hours_table_is_operator_configurable(admin: AdminClient) -> None:
+    shown = admin.get("/admin/settings").get_json()["state_quiet_hours"]
+    assert shown["FL"] == ["08:00", "20:00"]
+    assert shown["CT"] == ["09:00", "20:00"]
+    table = {"FL": ["08:00", "20:00"], "TX": ["09:00", "20:00"]}
+    changed = admin.patch("/admin/settings", json={"state_quiet_hours": table})
+    assert changed.status_code == 200
+    assert changed.get_json()["state_quiet_hours"] == table
+    bad = admin.patch("/admin/settings", json={"state_quiet_hours": {"Texas": ["9:00", "20"]}})
+    assert bad.status_code == 422
+    empty = admin.patch("/admin/settings", json={"state_quiet_hours": {"TX": ["20:00", "09:00"]}})
+    assert empty.status_code == 422
+    assert admin.get("/admin/settings").get_json()["state_quiet_hours"] == table
+    # Facilities override the window, not the state table.
+    facility = admin.put("/admin/facilities/F1", json={"state_quiet_hours": table})
+    assert facility.status_code == 422
+
+
 def test_settings_refuse_nulls_and_bad_times_without_changing_anything(
     admin: AdminClient,
 ) -> None:

@@ -96,6 +96,7 @@ def ledger_entry_json(entry: LedgerEntry) -> dict[str, Any]:
 def settings_json(row: GlobalSettings) -> dict[str, Any]:
     return {
         **{name: getattr(row, name) for name in SETTING_FIELDS},
+        "state_quiet_hours": row.state_quiet_hours,
         "updated_at": iso(row.updated_at),
     }
 
