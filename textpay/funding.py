@@ -18,13 +18,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
 from textpay import episodes, ledger, prompts
 from textpay.accounts import payment_method_of
 from textpay.errors import NotFound
 from textpay.models import (
+    UNSETTLED_ATTEMPT,
     Account,
     AttemptStatus,
     LedgerEntry,
@@ -208,10 +209,7 @@ def unsettled(session: Session, *, older_than: datetime) -> list[int]:
         attempt_id
         for attempt_id in session.exec(
             select(PaymentAttempt.id)
-            .where(
-                PaymentAttempt.status == AttemptStatus.PENDING.value,
-                col(PaymentAttempt.created_at) < older_than,
-            )
+            .where(text(UNSETTLED_ATTEMPT), col(PaymentAttempt.created_at) < older_than)
             .order_by(col(PaymentAttempt.id))
         )
         if attempt_id is not None

@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from textpay import engine, episodes, messages, prompts, replies
 from textpay.accounts import payment_method_of
 from textpay.models import (
+    ACCOUNT_IN_EPISODE,
     OPEN_PROMPT_STATUSES,
+    SCANNABLE_ACCOUNT,
     Account,
-    AccountStatus,
     AttemptStatus,
     Facility,
     Message,
@@ -61,20 +63,18 @@ class Plan:
     rearmed: int = 0
 
 
+def low_accounts_query(ceiling: int) -> SelectOfScalar[Account]:
+    """Enrolled, reachable, active accounts with a balance below `ceiling`: a range scan of the
+    partial index `ix_account_low_balance_scan`, whatever the number of healthy accounts."""
+    return select(Account).where(col(Account.balance_cents) < ceiling, text(SCANNABLE_ACCOUNT))
+
+
+def in_episode_query() -> SelectOfScalar[Account]:
+    return select(Account).where(text(ACCOUNT_IN_EPISODE))
+
+
 def low_accounts(session: Session, *, ceiling: int) -> list[Account]:
-    """Enrolled, reachable, active accounts with a balance below `ceiling` (via the index)."""
-    return list(
-        session.exec(
-            select(Account)
-            .where(
-                col(Account.balance_cents) < ceiling,
-                (col(Account.textpay_enabled)) | (col(Account.autopay_enabled)),
-                col(Account.opted_out) == False,  # noqa: E712
-                col(Account.status) == AccountStatus.ACTIVE.value,
-            )
-            .order_by(col(Account.id))
-        )
-    )
+    return sorted(session.exec(low_accounts_query(ceiling)), key=lambda a: a.id or 0)
 
 
 def plan(session: Session, *, now: datetime) -> Plan:
@@ -196,11 +196,7 @@ def _with_charge_in_flight(session: Session, ids: list[int]) -> set[int]:
 
 def _rearm_recovered(session: Session, *, now: datetime) -> int:
     """End the episodes of accounts whose balance has climbed back to their threshold."""
-    in_episode = session.exec(
-        select(Account).where(
-            (col(Account.episode_prompts) > 0) | (col(Account.autopay_failures) > 0)
-        )
-    )
+    in_episode = session.exec(in_episode_query())
     count = 0
     for account in in_episode:
         if episodes.rearm_if_healthy(session, account, now=now):

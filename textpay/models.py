@@ -43,6 +43,15 @@ def _cents(*, nullable: bool = False, default: int | None = None) -> Any:
     return Field(default=default, sa_type=BigInteger, nullable=nullable)
 
 
+# Predicates of the partial indexes. The queries that should use an index repeat its predicate
+# word for word (SQLite only uses a partial index when the query's WHERE visibly implies it, and
+# never through bound parameters), so each is written once, here.
+SCANNABLE_ACCOUNT = "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
+ACCOUNT_IN_EPISODE = "episode_prompts > 0 OR autopay_failures > 0"
+WAITING_MESSAGE = "direction = 'outbound' AND status = 'pending'"
+UNSETTLED_ATTEMPT = "status = 'pending'"
+
+
 class Language(StrEnum):
     ENGLISH = "en"
     SPANISH = "es"
@@ -160,19 +169,15 @@ class Account(SQLModel, table=True):
         Index(
             "ix_account_low_balance_scan",
             "balance_cents",
-            postgresql_where=text(
-                "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
-            ),
-            sqlite_where=text(
-                "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
-            ),
+            postgresql_where=text(SCANNABLE_ACCOUNT),
+            sqlite_where=text(SCANNABLE_ACCOUNT),
         ),
         # Accounts in a low-balance episode, for the sweep that re-arms them once topped up.
         Index(
             "ix_account_in_episode",
             "balance_cents",
-            postgresql_where=text("episode_prompts > 0 OR autopay_failures > 0"),
-            sqlite_where=text("episode_prompts > 0 OR autopay_failures > 0"),
+            postgresql_where=text(ACCOUNT_IN_EPISODE),
+            sqlite_where=text(ACCOUNT_IN_EPISODE),
         ),
     )
 
@@ -366,8 +371,8 @@ class PaymentAttempt(SQLModel, table=True):
         Index(
             "ix_payment_attempt_unsettled",
             "created_at",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text(UNSETTLED_ATTEMPT),
+            sqlite_where=text(UNSETTLED_ATTEMPT),
         ),
     )
 
@@ -417,8 +422,8 @@ class Message(SQLModel, table=True):
             "ix_message_outbox",
             "engine_initiated",
             "send_after",
-            postgresql_where=text("direction = 'outbound' AND status = 'pending'"),
-            sqlite_where=text("direction = 'outbound' AND status = 'pending'"),
+            postgresql_where=text(WAITING_MESSAGE),
+            sqlite_where=text(WAITING_MESSAGE),
         ),
     )
 

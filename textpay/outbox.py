@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from textpay import consent, messages
-from textpay.models import Account, Message, MessageDirection
+from textpay.models import WAITING_MESSAGE, Account, Message, MessageDirection
 from textpay.policy import DeliveryRules, delivery_rules
 from textpay.sms import SendOutcome, SendResult
 
@@ -38,20 +39,22 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(300, 2**attempts))
 
 
-def claim(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
-    """Take up to `limit` texts that may go now, marking them `dispatching`."""
-    _give_up_on_stale_claims(session, now=now)
-    due = session.exec(
+def due_query(now: datetime, limit: int) -> SelectOfScalar[Message]:
+    """Waiting texts that may go now, answers first: read through `ix_message_outbox`, locked
+    and skipped by any other dispatcher (`FOR UPDATE SKIP LOCKED` on PostgreSQL)."""
+    return (
         select(Message)
-        .where(
-            Message.direction == MessageDirection.OUTBOUND.value,
-            Message.status == messages.PENDING,
-            col(Message.send_after) <= now,
-        )
+        .where(text(WAITING_MESSAGE), col(Message.send_after) <= now)
         .order_by(col(Message.engine_initiated), col(Message.send_after), col(Message.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
-    ).all()
+    )
+
+
+def claim(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
+    """Take up to `limit` texts that may go now, marking them `dispatching`."""
+    _give_up_on_stale_claims(session, now=now)
+    due = session.exec(due_query(now, limit)).all()
     rules: dict[int, DeliveryRules | None] = {}
     recent: dict[str, list[datetime]] = {}
     claimed: list[Outgoing] = []
