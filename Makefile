@@ -14,12 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# A development admin token, so that the README's curl examples work at once. Set your own
-# TEXTPAY_ADMIN_TOKEN to override it; production (TEXTPAY_ENV=production) never gets a default.
+# In development, `textpay serve` fills in well-known tokens (admin API: dev-token) when none is
+# set, so that the README's curl examples and `textpay chat` work at once.
 run: $(STAMP)
-	@if [ "$${TEXTPAY_ENV:-development}" = development ] && [ -z "$${TEXTPAY_ADMIN_TOKEN:-}" ]; then \
-		echo "admin API token for this session: dev-token"; export TEXTPAY_ADMIN_TOKEN=dev-token; fi; \
-	exec $(BIN)/textpay serve
+	$(BIN)/textpay serve
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -13,6 +13,10 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///textpay.db"
+# Used by `textpay serve` and `textpay chat` in development when no secret is configured, so that
+# the embedded default works out of the box. Never used in production (`check_production`).
+DEVELOPMENT_ADMIN_TOKEN = "dev-token"  # noqa: S105
+DEVELOPMENT_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"  # noqa: S105
 
 
 class ConfigError(Exception):
@@ -171,6 +175,18 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    def with_development_secrets(self) -> Settings:
+        """These settings, with the well-known development tokens filled in where none is set
+        (development only: production settings are returned unchanged)."""
+        if self.is_production:
+            return self
+        return self.model_copy(
+            update={
+                "admin_token": self.admin_token or DEVELOPMENT_ADMIN_TOKEN,
+                "twilio_auth_token": self.twilio_auth_token or DEVELOPMENT_TWILIO_AUTH_TOKEN,
+            }
+        )
 
     def check_production(self) -> None:
         """Refuse to start a production process with anything a deployment must not lack.

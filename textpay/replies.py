@@ -219,12 +219,12 @@ _DECLINE_REASONS = {
     "en": {
         "insufficient_funds": "insufficient funds",
         "expired_card": "card expired",
-        "card_declined": "declined by the bank",
+        "card_declined": "refused by the bank",
     },
     "es": {
         "insufficient_funds": "fondos insuficientes",
         "expired_card": "tarjeta vencida",
-        "card_declined": "rechazada por el banco",
+        "card_declined": "el banco la rechazó",
     },
 }
 

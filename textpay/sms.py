@@ -8,8 +8,8 @@ be on its way and must never be sent again blindly.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +43,12 @@ class SendResult:
     status: str | None = None  # Twilio's status for an accepted message
     error_code: str | None = None
     detail: str = ""
+
+
+def new_sid() -> str:
+    """A message SID shaped like Twilio's, unique across processes and restarts (for senders
+    that stand in for Twilio)."""
+    return "SM" + secrets.token_hex(16)
 
 
 class SmsSender(Protocol):
@@ -131,15 +137,19 @@ def _never_connected(error: requests.exceptions.ConnectionError) -> bool:
 class ConsoleSender:
     """Prints each text instead of sending it: the embedded default with no Twilio account."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        render: Callable[[str, str], str] | None = None,
+    ) -> None:
         self._stream = stream
-        self._sids = itertools.count(1)
+        self._render = render or (lambda to, body: f"[sms to {masked_phone(to)}] {body}")
 
     def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult:
         stream = self._stream or sys.stdout
-        print(f"[sms to {masked_phone(to)}] {body}", file=stream, flush=True)
-        return SendResult(SendOutcome.ACCEPTED, sid=f"SMconsole{next(self._sids):023d}",
-                          status="sent")  # fmt: skip
+        print(self._render(to, body), file=stream, flush=True)
+        return SendResult(SendOutcome.ACCEPTED, sid=new_sid(), status="sent")
 
 
 @dataclass
@@ -155,7 +165,6 @@ class RecordingSender:
         self.sent = []
         self.script = list(script or [])
         self.on_send = None
-        self._sids = itertools.count(1)
 
     def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult:
         if self.script:
@@ -165,6 +174,4 @@ class RecordingSender:
         self.sent.append((to, body))
         if self.on_send:
             self.on_send(to, body)
-        return SendResult(
-            SendOutcome.ACCEPTED, sid=f"SMrec{next(self._sids):029d}", status="queued"
-        )
+        return SendResult(SendOutcome.ACCEPTED, sid=new_sid(), status="queued")

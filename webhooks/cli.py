@@ -6,8 +6,13 @@ clear line and an exit status that scripts can test.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy.engine import make_url
@@ -19,9 +24,13 @@ from scheduler import scan as scan_job
 from textpay import ledger
 from textpay.config import ConfigError, Settings, load_settings
 from textpay.db import create_schema, make_engine, unit_of_work
-from textpay.sms import SmsSender
+from textpay.errors import ValidationFailed
+from textpay.phones import to_e164
+from textpay.sms import ConsoleSender, SmsSender
 from textpay.wiring import build, make_sender
-from webhooks import create_app
+from webhooks import chat, create_app
+from webhooks import demo as demo_story
+from webhooks.phone import Phone
 
 
 def _settings() -> Settings:
@@ -57,12 +66,16 @@ def init_db() -> None:
 )
 def serve(host: str, port: int) -> None:
     """Run the development server on the embedded default (creates the database if needed)."""
-    settings = _settings()
+    configured = _settings()
+    settings = configured.with_development_secrets()
     create_schema(make_engine(settings.database_url))
     app = create_app(settings)
     click.echo(f"TextPay on http://{host}:{port} with {_describe(settings.database_url)}")
-    if not settings.admin_token:
-        click.echo("admin API disabled: set TEXTPAY_ADMIN_TOKEN to enable it", err=True)
+    if settings.admin_token != configured.admin_token:
+        click.echo(f"admin API token (development): {settings.admin_token}")
+    if settings.twilio_auth_token != configured.twilio_auth_token:
+        click.echo("webhooks are checked against the development Twilio token; "
+                   "`textpay chat` signs with it")  # fmt: skip
     jobs = clock.background(build(settings), _sender(settings))
     jobs.start()
     try:
@@ -120,6 +133,79 @@ def reconcile(grace_seconds: float) -> None:
         timeout_seconds=parts.settings.gateway_timeout_seconds,
     )
     click.echo(f"settled {counts.settled}, still pending {counts.still_pending}")
+
+
+@cli.command("chat")
+@click.argument("phone")
+@click.option(
+    "--url",
+    default=lambda: f"http://127.0.0.1:{os.environ.get('PORT', '5000')}",
+    show_default="http://127.0.0.1:$PORT or 5000",
+    help="The running TextPay to text.",
+)
+@click.option(
+    "--in-process", is_flag=True, help="Run TextPay in this process instead, on DATABASE_URL."
+)
+def chat_command(phone: str, url: str, in_process: bool) -> None:
+    """Be the subscriber texting from PHONE: type texts, see TextPay's answers and texts."""
+    settings = _settings().with_development_secrets()
+    try:
+        number = to_e164(phone, default_region=settings.default_region)
+    except ValidationFailed as error:
+        raise click.ClickException(error.detail) from None
+    assert settings.twilio_auth_token is not None
+    assert settings.admin_token is not None
+    if in_process:
+        create_schema(make_engine(settings.database_url))
+        app = create_app(settings)
+        client = app.test_client()
+        jobs = clock.background(build(settings), ConsoleSender(io.StringIO()))
+        jobs.start()
+        headers = {"Authorization": f"Bearer {settings.admin_token}"}
+        sim = Phone(number, base_url="http://localhost", auth_token=settings.twilio_auth_token,
+                    transport=demo_story.in_process(client))  # fmt: skip
+
+        def admin_get(path: str) -> Any:
+            return client.get(path, headers=headers).get_json()
+    else:
+        sim = Phone(number, base_url=url, auth_token=settings.twilio_auth_token)
+
+        def admin_get(path: str) -> Any:
+            return _get_json(url + path, settings.admin_token or "")
+
+    try:
+        chat.chat(
+            sim,
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            watcher_factory=lambda show: chat.Watcher(number, admin_get, show),
+            interactive=sys.stdin.isatty(),
+        )
+    except (OSError, RuntimeError) as error:
+        raise click.ClickException(f"could not reach TextPay at {url}: {error}") from None
+    finally:
+        if in_process:
+            jobs.shutdown(wait=False)
+
+
+def _get_json(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        return json.loads(answer.read())
+
+
+@cli.command()
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the demo's SQLite file here (default: a throw-away temporary file).",
+)
+def demo(database: Path | None) -> None:
+    """Play a scripted story end to end on a throw-away SQLite file, as a chat transcript."""
+    if database is not None and database.exists():
+        raise click.ClickException(f"{database} exists; the demo starts from an empty database")
+    if not demo_story.run(sys.stdout, database):
+        sys.exit(1)
 
 
 @cli.command("verify-ledger")

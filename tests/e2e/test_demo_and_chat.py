@@ -1,0 +1,101 @@
+"""Trying TextPay in a minute: `textpay demo` tells the truth, and `textpay chat` talks to a
+running `textpay serve`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from tests.e2e.test_serve import call, free_port, running, server_env
+from textpay.db import make_engine, unit_of_work
+from textpay.models import Account, ConsentEvent, LedgerEntry, Message
+from textpay.money import parse_amount
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+FUNDED = re.compile(
+    r"(?:added|se agregaron) (\$[\d,.]+) (?:to acct|a la cuenta) \.\.\.(\d{4})", re.IGNORECASE
+)
+
+
+def test_the_demo_transcript_matches_the_database(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTPAY_", "TWILIO_"))}
+    result = subprocess.run(
+        [str(BIN / "textpay"), "demo", "--database", str(database)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    transcript = " ".join(result.stdout.split())  # the transcript wraps long texts
+    funded = [(parse_amount(amount), suffix) for amount, suffix in FUNDED.findall(transcript)]
+    assert len(funded) == 4  # Mom, Tio Luis, Abuela (in Spanish), Grandpa (AutoPay)
+    assert "ledger check: every balance equals the sum of its entries" in transcript
+
+    engine = make_engine(f"sqlite:///{database}")
+    with unit_of_work(engine) as session:
+        accounts = {a.account_number[-4:]: a for a in session.exec(select(Account))}
+        deposits = [
+            (e.amount_cents, e.account_id)
+            for e in session.exec(select(LedgerEntry).where(LedgerEntry.kind == "deposit"))
+        ]
+        # Every amount the transcript says was added is a deposit on that account, and no other.
+        assert sorted(deposits) == sorted((cents, accounts[s].id) for cents, s in funded)
+
+        # The declined card moved no money.
+        sis = accounts["3344"]
+        assert "card ...0002 was declined" in transcript
+        assert all(account_id != sis.id for _, account_id in deposits)
+
+        # STOP stopped the messages: nothing was queued for Sis between STOP and START.
+        events = session.exec(select(ConsentEvent).where(ConsentEvent.phone == sis.phone)).all()
+        stop = next(e.created_at for e in events if e.kind == "opt_out")
+        start = next(e.created_at for e in events if e.kind == "opt_in")
+        texts = session.exec(
+            select(Message).where(Message.phone == sis.phone, Message.direction == "outbound")
+        ).all()
+        assert not [m for m in texts if stop <= m.created_at <= start]
+        assert "(a scan three days later, when a reminder is due: 0 texts sent)" in transcript
+    engine.dispose()
+
+
+def test_chat_talks_to_a_running_server(database_url: str) -> None:
+    port = free_port()
+    env = server_env(database_url, port)
+    env.pop("TEXTPAY_ADMIN_TOKEN")  # `textpay serve` and `textpay chat` agree on dev tokens
+    command = [str(BIN / "textpay"), "serve", "--port", str(port)]
+    with running(command, env, port) as base:
+        status, account = call("POST", base + "/admin/accounts",
+                               {"account_number": "4821", "phone": "(212) 555-0147",
+                                "nickname": "Mom", "payment_method": {"token": "tok_visa"}},
+                               token="dev-token")  # fmt: skip
+        assert status == 201
+        chat = subprocess.run(
+            [str(BIN / "textpay"), "chat", "(212) 555-0147", "--url", base],
+            input="BAL\nhello\n", cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+    assert chat.returncode == 0, chat.stderr
+    lines = chat.stdout.splitlines()
+    assert lines[0].startswith("You are +12125550147")
+    assert "textpay> TextPay: acct ...4821 (Mom) $0.00 as of" in chat.stdout
+    assert "textpay> TextPay: sorry, we didn't understand" in chat.stdout
+
+
+def test_chat_in_process(database_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTPAY_", "TWILIO_"))}
+    env["DATABASE_URL"] = database_url
+    chat = subprocess.run(
+        [str(BIN / "textpay"), "chat", "+13125550199", "--in-process"],
+        input="HELP\n", cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert chat.returncode == 0, chat.stderr
+    assert "Msg&data rates may apply" in chat.stdout
