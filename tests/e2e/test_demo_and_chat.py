@@ -72,7 +72,7 @@ def test_chat_talks_to_a_running_server(database_url: str) -> None:
     env.pop("TEXTPAY_ADMIN_TOKEN")  # `textpay serve` and `textpay chat` agree on dev tokens
     command = [str(BIN / "textpay"), "serve", "--port", str(port)]
     with running(command, env, port) as base:
-        status, account = call("POST", base + "/admin/accounts",
+        status, _ = call("POST", base + "/admin/accounts",
                                {"account_number": "4821", "phone": "(212) 555-0147",
                                 "nickname": "Mom", "payment_method": {"token": "tok_visa"}},
                                token="dev-token")  # fmt: skip
