@@ -46,7 +46,9 @@ def postgres_url() -> str:
         pytest.skip("TEXTPAY_TEST_DATABASE_URL is not set (PostgreSQL half skipped)")
     url = normalize_database_url(PG_URL)
     engine = make_engine(url)
-    SQLModel.metadata.drop_all(engine)
+    with engine.begin() as connection:  # a clean slate, then the migrations, once per run
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
     create_schema(engine)
     engine.dispose()
     return url

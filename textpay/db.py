@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine
@@ -99,8 +102,26 @@ def is_unique_violation(error: Exception) -> bool:
     return "unique" in text or "duplicate key" in text
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class SchemaError(Exception):
+    """The database holds a schema the migrations did not make."""
+
+
 def create_schema(engine: Engine) -> None:
-    """Create any missing tables and the global settings row. Safe to run again."""
-    SQLModel.metadata.create_all(engine)
+    """Upgrade the database to the newest migration and make sure the global settings row
+    exists. Safe to run again (it is what `textpay init-db` and the `release` phase do)."""
+    with engine.begin() as connection:
+        tables = set(inspect(connection).get_table_names())
+        if tables & set(SQLModel.metadata.tables) and "alembic_version" not in tables:
+            raise SchemaError(
+                "this database has TextPay tables but no migration history (made by an early "
+                "development build); recreate it, e.g. delete textpay.db"
+            )
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
     with unit_of_work(engine) as session:
         get_global_settings(session)

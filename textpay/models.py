@@ -14,14 +14,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    DDL,
     JSON,
     BigInteger,
     CheckConstraint,
     Column,
     ForeignKey,
     Index,
-    event,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -468,28 +466,6 @@ class ConsentEvent(SQLModel, table=True):
     source: str = Field(max_length=20)  # sms, carrier (error 21610), admin
     created_at: datetime = _timestamp()
 
-
-# The ledger is append-only in the database itself, not only by convention in our code: any
-# UPDATE or DELETE of an entry, from any client, fails.
-_LEDGER_APPEND_ONLY_SQLITE = [
-    DDL(  # type: ignore[no-untyped-call]
-        f"CREATE TRIGGER ledger_entry_no_{verb.lower()} BEFORE {verb} ON ledger_entry "
-        "BEGIN SELECT RAISE(ABORT, 'ledger_entry is append-only'); END"
-    ).execute_if(dialect="sqlite")
-    for verb in ("UPDATE", "DELETE")
-]
-_LEDGER_APPEND_ONLY_POSTGRESQL = [
-    DDL(  # type: ignore[no-untyped-call]
-        "CREATE OR REPLACE FUNCTION ledger_entry_append_only() RETURNS trigger AS $$ "
-        "BEGIN RAISE EXCEPTION 'ledger_entry is append-only'; END; $$ LANGUAGE plpgsql"
-    ).execute_if(dialect="postgresql"),
-    DDL(  # type: ignore[no-untyped-call]
-        "CREATE TRIGGER ledger_entry_append_only BEFORE UPDATE OR DELETE ON ledger_entry "
-        "FOR EACH ROW EXECUTE FUNCTION ledger_entry_append_only()"
-    ).execute_if(dialect="postgresql"),
-]
-for _ddl in (*_LEDGER_APPEND_ONLY_SQLITE, *_LEDGER_APPEND_ONLY_POSTGRESQL):
-    event.listen(SQLModel.metadata.tables["ledger_entry"], "after_create", _ddl)
 
 __all__ = [
     "LEDGER_KIND_SIGN",

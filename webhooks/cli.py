@@ -23,7 +23,7 @@ from scheduler import reconcile as reconcile_job
 from scheduler import scan as scan_job
 from textpay import ledger
 from textpay.config import ConfigError, Settings, load_settings
-from textpay.db import create_schema, make_engine, unit_of_work
+from textpay.db import SchemaError, create_schema, make_engine, unit_of_work
 from textpay.errors import ValidationFailed
 from textpay.phones import to_e164
 from textpay.sms import ConsoleSender, SmsSender
@@ -49,9 +49,12 @@ def cli() -> None:
 
 @cli.command("init-db")
 def init_db() -> None:
-    """Create the tables and default settings (safe to run again)."""
+    """Migrate the database to the newest schema and add default settings (safe to repeat)."""
     settings = _settings()
-    create_schema(make_engine(settings.database_url))
+    try:
+        create_schema(make_engine(settings.database_url))
+    except SchemaError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"database ready: {_describe(settings.database_url)}")
 
 

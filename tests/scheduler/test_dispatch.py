@@ -91,16 +91,11 @@ def test_a_send_answered_20429_twice_then_201_is_sent_once(
 def test_a_21610_answer_opts_the_number_out(
     engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender, admin: Any
 ) -> None:
-    account = admin.enrol()
+    account = admin.enrol(timezone="UTC")  # noon UTC is inside its sending hours
     standin.script(MOM, error(400, 21610))
-    first = queue(engine, "offer", engine_initiated=True, account_id=account["id"])
     clock = Clock()
-    with unit_of_work(engine) as session:
-        stored = session.get(Account, account["id"])
-        assert stored is not None
-        stored.timezone = "UTC"  # so that quiet hours do not hold the offer in this test
-        session.add(stored)
     clock.now = clock.now.replace(hour=12)
+    first = queue(engine, "offer", engine_initiated=True, account_id=account["id"], now=clock.now)
     assert run(engine, twilio_sender, clock).failed == 1
     assert (message(engine, first).status, message(engine, first).error_code) == ("failed", "21610")
     with unit_of_work(engine) as session:
