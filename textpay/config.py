@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TEXTPAY_SUPPORT_CONTACT", "support_contact"),
         description="Where subscribers get help (a phone number or short URL), named in HELP.",
     )
+    inbound_per_minute: int = Field(
+        default=20,
+        ge=1,
+        validation_alias=AliasChoices("TEXTPAY_INBOUND_PER_MINUTE", "inbound_per_minute"),
+        description="Texts one number may send per minute before TextPay stops answering it "
+        "(STOP always works).",
+    )
     trusted_proxies: int = Field(
         default=0,
         ge=0,

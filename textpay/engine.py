@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from textpay import consent, conversation, funding, messages, prompts, replies
 from textpay.accounts import payment_method_of
@@ -55,6 +56,8 @@ class EngineConfig:
     carrier_answers_keywords: bool = False
     default_region: str = "US"
     autopay_retry_days: tuple[int, ...] = (1, 3)
+    # Texts one number may send per minute before TextPay stops answering (STOP always works).
+    inbound_per_minute: int = 20
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,13 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
     )
     assert message.id is not None
     command = conversation.parse(sms.body)
+    if command.intent is not conversation.Intent.OPT_OUT and _flooding(
+        session, phone, now=now, limit=config.inbound_per_minute
+    ):
+        # Recorded, not answered: a runaway script or a loop between two bots costs nothing.
+        message.reply_body = ""
+        session.add(message)
+        return Turn(message.id, None)
     decision = conversation.decide(facts, command)
     language = _language(facts, command, decision)
     spoken = voice(session, config)
@@ -249,6 +259,19 @@ def notify_settlement(
         kind=kind,
         now=now,
     )
+
+
+def _flooding(session: Session, phone: str, *, now: datetime, limit: int) -> bool:
+    recent = session.exec(
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.phone == phone,
+            Message.direction == "inbound",
+            col(Message.created_at) > now - timedelta(minutes=1),
+        )
+    ).one()
+    return int(recent) > limit
 
 
 def _replay_answer(session: Session, seen: Message, config: EngineConfig) -> str | None:

@@ -37,6 +37,7 @@ def build(settings: Settings) -> Parts:
             carrier_answers_keywords=settings.twilio_handles_opt_out,
             default_region=settings.default_region,
             autopay_retry_days=settings.autopay_retry_schedule,
+            inbound_per_minute=settings.inbound_per_minute,
         ),
     )
 
