@@ -117,6 +117,14 @@ def cancel_queued(session: Session, phone: str, *, now: datetime) -> int:
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
+def find_outbound(session: Session, sid: str) -> Message | None:
+    return session.exec(
+        select(Message).where(
+            Message.twilio_sid == sid, Message.direction == MessageDirection.OUTBOUND.value
+        )
+    ).first()
+
+
 def apply_status(
     session: Session, *, sid: str, status: str, error_code: str | None, now: datetime
 ) -> Message | None:

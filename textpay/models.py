@@ -445,6 +445,22 @@ class Message(SQLModel, table=True):
     updated_at: datetime = _timestamp()
 
 
+class StatusReport(SQLModel, table=True):
+    """A delivery status that arrived before we knew the message's SID.
+
+    Twilio may call back within milliseconds of accepting a message, before the dispatcher has
+    recorded the SID it was given; the report waits here and is applied when the SID is stored.
+    """
+
+    __tablename__ = "status_report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    twilio_sid: str = Field(max_length=64, index=True)
+    status: str = Field(max_length=16)
+    error_code: str | None = Field(default=None, max_length=10)
+    created_at: datetime = _timestamp()
+
+
 class ConsentKind(StrEnum):
     OPT_IN = "opt_in"
     OPT_OUT = "opt_out"
@@ -489,4 +505,5 @@ __all__ = [
     "Prompt",
     "PromptStatus",
     "SandboxCharge",
+    "StatusReport",
 ]

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from textpay import consent, messages
-from textpay.models import WAITING_MESSAGE, Account, Message, MessageDirection
+from textpay.models import WAITING_MESSAGE, Account, Message, MessageDirection, StatusReport
 from textpay.policy import DeliveryRules, delivery_rules
 from textpay.sms import SendOutcome, SendResult
 
@@ -54,6 +54,12 @@ def due_query(now: datetime, limit: int) -> SelectOfScalar[Message]:
 def claim(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
     """Take up to `limit` texts that may go now, marking them `dispatching`."""
     _give_up_on_stale_claims(session, now=now)
+    # Reports for SIDs never recorded within the hour are not ours (or are lost): drop them.
+    session.execute(
+        delete(StatusReport)
+        .where(col(StatusReport.created_at) < now - timedelta(hours=1))
+        .execution_options(synchronize_session=False)
+    )
     due = session.exec(due_query(now, limit)).all()
     rules: dict[int, DeliveryRules | None] = {}
     recent: dict[str, list[datetime]] = {}
@@ -131,6 +137,36 @@ def _give_up_on_stale_claims(session: Session, *, now: datetime) -> None:
     )
 
 
+def report_status(
+    session: Session, *, sid: str, status: str, error_code: str | None, now: datetime
+) -> None:
+    """A delivery status callback. One for a SID not recorded yet (Twilio called back before
+    the dispatcher stored it) is kept and applied when the SID arrives."""
+    if status not in messages.STATUS_RANK:
+        return
+    changed = messages.apply_status(session, sid=sid, status=status, error_code=error_code, now=now)
+    if changed is None:
+        if messages.find_outbound(session, sid) is None:
+            session.add(StatusReport(twilio_sid=sid, status=status, error_code=error_code,
+                                     created_at=now))  # fmt: skip
+        return
+    if error_code == messages.OPTED_OUT_ERROR:
+        consent.opt_out(session, changed.phone, words=f"Twilio error {error_code}",
+                        source="carrier", now=now)  # fmt: skip
+
+
+def _apply_early_reports(session: Session, message: Message, *, now: datetime) -> None:
+    assert message.twilio_sid is not None
+    early = session.exec(
+        select(StatusReport).where(StatusReport.twilio_sid == message.twilio_sid)
+    ).all()
+    session.flush()  # the message's SID must be in the database for apply_status to find it
+    for report in sorted(early, key=lambda r: messages.STATUS_RANK.get(r.status, 0)):
+        report_status(session, sid=report.twilio_sid, status=report.status,
+                      error_code=report.error_code, now=now)  # fmt: skip
+        session.delete(report)
+
+
 def record(session: Session, message_id: int, result: SendResult, *, now: datetime) -> Message:
     """Apply a send's outcome to the text."""
     message = session.get(Message, message_id)
@@ -143,6 +179,8 @@ def record(session: Session, message_id: int, result: SendResult, *, now: dateti
         message.status = result.status or "queued"
         message.twilio_sid = result.sid
         message.sent_at = now
+        session.add(message)
+        _apply_early_reports(session, message, now=now)
     elif outcome is SendOutcome.RETRY and message.attempts < MAX_ATTEMPTS:
         message.status = messages.PENDING
         message.send_after = now + backoff(message.attempts)

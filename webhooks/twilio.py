@@ -12,11 +12,10 @@ import logging
 import re
 
 from flask import Blueprint, Response, request
-from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from textpay import consent, engine, funding, messages
+from textpay import engine, funding, outbox
 from textpay.errors import ValidationFailed
 from textpay.phones import masked_phone
 from textpay.redaction import storable
@@ -106,19 +105,9 @@ def status() -> Response:
     new_status = _required("MessageStatus")
     error_code = request.form.get("ErrorCode", "").strip() or None
 
-    def work(session: Session) -> None:
-        now = utcnow()
-        changed = messages.apply_status(
-            session, sid=sid, status=new_status, error_code=error_code, now=now
+    in_transaction(
+        lambda session: outbox.report_status(
+            session, sid=sid, status=new_status, error_code=error_code, now=utcnow()
         )
-        if changed is not None and error_code == messages.OPTED_OUT_ERROR:
-            consent.opt_out(
-                session,
-                changed.phone,
-                words=f"Twilio error {error_code}",
-                source="carrier",
-                now=now,
-            )
-
-    in_transaction(work)
+    )
     return Response(status=204)

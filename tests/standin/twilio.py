@@ -44,9 +44,12 @@ def slow(seconds: float) -> Answer:
 
 
 class TwilioStandIn:
-    def __init__(self, auth_token: str, *, callbacks: bool = True) -> None:
+    def __init__(
+        self, auth_token: str, *, callbacks: bool = True, textpay_url: str | None = None
+    ) -> None:
         self.auth_token = auth_token
         self.callbacks = callbacks
+        self.textpay_url = textpay_url
         self.requests: list[dict[str, str]] = []
         self.callback_results: list[int] = []
         self._scripts: dict[str, list[Answer]] = defaultdict(list)
@@ -88,6 +91,8 @@ class TwilioStandIn:
         return response(environ, start_response)
 
     def _handle(self, request: Request) -> Response:
+        if request.path.startswith("/_"):
+            return self._control(request)
         if request.method != "POST" or not request.path.endswith("/Messages.json"):
             return _json({"code": 20404, "message": "Not Found", "status": 404}, 404)
         form = dict(request.form.items())
@@ -122,6 +127,47 @@ class TwilioStandIn:
             threading.Thread(target=self._report, args=(callback, sid, form), daemon=True).start()
         return _json(message, 201)
 
+    def _control(self, request: Request) -> Response:
+        """Test controls: what was sent, scripted answers, and a subscriber's text to TextPay."""
+        if request.path == "/_outbound":
+            with self._lock:
+                return _json({"messages": list(self.requests)}, 200)
+        if request.path == "/_script" and request.method == "POST":
+            body = request.get_json()
+            self.script(body["to"], *(Answer(**a) for a in body["answers"]))
+            return _json({"ok": True}, 200)
+        if request.path == "/_inbound" and request.method == "POST" and self.textpay_url:
+            status, twiml = self.deliver_inbound(
+                request.form["From"], request.form.get("Body", ""), request.form.get("Sid")
+            )
+            return Response(twiml, status=status, mimetype="text/xml")
+        return _json({"error": "unknown control"}, 404)
+
+    def deliver_inbound(self, sender: str, body: str, sid: str | None = None) -> tuple[int, str]:
+        """Post a subscriber's text to TextPay as Twilio would: signed, form-encoded."""
+        assert self.textpay_url is not None
+        url = self.textpay_url.rstrip("/") + "/twilio/sms"
+        params = {
+            "MessageSid": sid or f"SM{next(self._sids) + 10**12:032x}",
+            "AccountSid": "AC" + "0" * 32,
+            "From": sender,
+            "To": "+12125550100",
+            "Body": body,
+            "NumMedia": "0",
+        }
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        request = urllib.request.Request(
+            url,
+            data=urllib.parse.urlencode(params).encode(),
+            headers={"X-Twilio-Signature": signature},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=20) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as failure:
+            return failure.code, failure.read().decode()
+
     def _report(self, url: str, sid: str, form: dict[str, str]) -> None:
         """Post `sent` then `delivered`, signed like Twilio's own callbacks."""
         for status in ("sent", "delivered"):
@@ -155,7 +201,10 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--textpay-url", help="where subscribers' texts are posted")
     args = parser.parse_args()
-    stand_in = TwilioStandIn(os.environ.get("TWILIO_AUTH_TOKEN", "")).start(args.port)
+    stand_in = TwilioStandIn(
+        os.environ.get("TWILIO_AUTH_TOKEN", ""), textpay_url=args.textpay_url
+    ).start(args.port)
     print(stand_in.url, flush=True)
     threading.Event().wait()

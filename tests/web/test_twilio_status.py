@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from tests.web.conftest import MOM, prompt_status
 from tests.web.twilio_client import TwilioClient, new_sid
-from textpay import messages
+from textpay import messages, outbox
 from textpay.db import unit_of_work
-from textpay.models import Account, Message
+from textpay.models import Account, Message, StatusReport
+from textpay.sms import SendOutcome, SendResult
 from textpay.timeutil import utcnow
 
 
@@ -67,6 +69,27 @@ def test_error_21610_opts_the_number_out(
     assert prompt_status(engine, low_account["prompt_id"]) == "cancelled"
     # Nothing more is offered: YES from the number is an opt-in, not a payment.
     assert "subscribed" in twilio.text(MOM, "YES")
+
+
+def test_a_callback_that_beats_the_dispatcher_is_applied_when_the_sid_is_recorded(
+    twilio: TwilioClient, engine: Engine
+) -> None:
+    """Twilio can report `delivered` before the dispatcher has stored the SID it was given."""
+    sid = new_sid()
+    with unit_of_work(engine) as session:
+        waiting = messages.queue_outbound(
+            session, phone=MOM, account_id=None, body="hello", kind="receipt", now=utcnow()
+        )
+        waiting_id = waiting.id
+    assert waiting_id is not None
+    assert twilio.status(sid, "sent").status_code == 204
+    assert twilio.status(sid, "delivered").status_code == 204
+    with unit_of_work(engine) as session:
+        outbox.record(session, waiting_id, SendResult(SendOutcome.ACCEPTED, sid=sid,
+                                                      status="queued"), now=utcnow())  # fmt: skip
+    assert status_of(engine, waiting_id) == ("delivered", None)
+    with unit_of_work(engine) as session:
+        assert session.exec(select(StatusReport)).all() == []
 
 
 def test_unknown_sids_and_statuses_are_accepted_and_ignored(

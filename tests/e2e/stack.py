@@ -1,0 +1,169 @@
+"""TextPay as deployed, on one machine: gunicorn (2 workers), a clock process and the Twilio
+stand-in, each a real subprocess on 127.0.0.1, driven only over HTTP and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ADMIN_TOKEN = "e2e-admin-token"
+AUTH_TOKEN = "e2e-twilio-auth-token"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 30, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except (OSError, urllib.error.URLError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def http(method: str, url: str, body: Any = None, *, token: str | None = None,
+         form: dict[str, str] | None = None, timeout: float = 20,
+         headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
+    headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if form is not None:
+        data = urllib.parse.urlencode(form).encode()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            raw = answer.read().decode()
+            status = answer.status
+    except urllib.error.HTTPError as failure:
+        raw, status = failure.read().decode(), failure.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+@dataclass
+class Stack:
+    database_url: str
+    web_port: int = field(default_factory=free_port)
+    standin_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+    logs: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def web(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def standin(self) -> str:
+        return f"http://127.0.0.1:{self.standin_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTPAY_", "TWILIO_"))}
+        env.update(
+            DATABASE_URL=self.database_url,
+            PORT=str(self.web_port),
+            TEXTPAY_ADMIN_TOKEN=ADMIN_TOKEN,
+            TWILIO_ACCOUNT_SID="AC" + "e" * 32,
+            TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+            TWILIO_FROM_NUMBER="+12125550100",
+            TEXTPAY_SMS_BACKEND="twilio",
+            TEXTPAY_TWILIO_API_URL=self.standin,
+            TEXTPAY_PUBLIC_URL=self.web,
+            TEXTPAY_SCAN_INTERVAL_SECONDS="10",
+            TEXTPAY_SEND_RATE="0",
+            PYTHONUNBUFFERED="1",
+            **self.extra_env,
+        )
+        return env
+
+    def start(self, name: str) -> None:
+        commands = {
+            "standin": [sys.executable, "-m", "tests.standin.twilio", "--port",
+                        str(self.standin_port), "--textpay-url", self.web],
+            "web": [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind",
+                    f"127.0.0.1:{self.web_port}", "wsgi:app"],
+            "clock": [str(BIN / "textpay"), "clock"],
+        }  # fmt: skip
+        log = (self.logs / f"e2e-{name}-{self.web_port}.log").open("a")
+        self.processes[name] = subprocess.Popen(
+            commands[name], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        if name == "web":
+            wait_for(lambda: http("GET", self.web + "/healthz")[0] == 200, what="gunicorn")
+        if name == "standin":
+            wait_for(lambda: http("GET", self.standin + "/_outbound")[0] == 200, what="stand-in")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, sig)
+        process.wait(timeout=20)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"e2e-{name}-{self.web_port}.log").read_text()
+
+    def up(self) -> Stack:
+        subprocess.run([str(BIN / "textpay"), "init-db"], cwd=ROOT, env=self.env(), check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+        self.start("standin")
+        self.start("web")
+        self.start("clock")
+        return self
+
+    def down(self) -> None:
+        for name in list(self.processes):
+            self.kill(name, signal.SIGTERM)
+
+    def admin(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
+        status, answer = http(method, self.web + path, body, token=ADMIN_TOKEN, headers=headers)
+        assert status < 300, (status, answer)
+        return answer
+
+    def text(self, phone: str, body: str) -> str:
+        """A subscriber's text, posted by the stand-in as a signed webhook; TextPay's reply."""
+        status, twiml = http("POST", self.standin + "/_inbound", form={"From": phone, "Body": body})
+        assert status == 200, (status, twiml)
+        start = twiml.find("<Message>")
+        if start < 0:
+            return ""
+        return str(twiml[start + 9 : twiml.index("</Message>")]).replace("&amp;", "&")
+
+    def outbound(self, to: str | None = None) -> list[dict[str, str]]:
+        messages: list[dict[str, str]] = http("GET", self.standin + "/_outbound")[1]["messages"]
+        return [m for m in messages if to is None or m.get("To") == to]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "textpay"), *args], cwd=ROOT, env=self.env(),
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
