@@ -22,6 +22,9 @@ from textpay.policy import DeliveryRules, delivery_rules
 from textpay.sms import SendOutcome, SendResult
 
 MAX_ATTEMPTS = 6
+# How long to keep trying while Twilio cannot be reached at all (nothing was sent, so trying
+# again cannot duplicate a text).
+UNREACHABLE_FOR = timedelta(hours=24)
 # A claim older than this whose outcome was never recorded: the dispatcher died mid-send.
 STALE_CLAIM = timedelta(minutes=5)
 DAY = timedelta(hours=24)
@@ -167,6 +170,12 @@ def _apply_early_reports(session: Session, message: Message, *, now: datetime) -
         session.delete(report)
 
 
+def _may_retry(message: Message, result: SendResult, *, now: datetime) -> bool:
+    if result.error_code is None:  # never reached Twilio: keep the text for a day
+        return message.created_at > now - UNREACHABLE_FOR
+    return message.attempts < MAX_ATTEMPTS  # Twilio answered 429/5xx: a bounded number of tries
+
+
 def record(session: Session, message_id: int, result: SendResult, *, now: datetime) -> Message:
     """Apply a send's outcome to the text."""
     message = session.get(Message, message_id)
@@ -181,7 +190,7 @@ def record(session: Session, message_id: int, result: SendResult, *, now: dateti
         message.sent_at = now
         session.add(message)
         _apply_early_reports(session, message, now=now)
-    elif outcome is SendOutcome.RETRY and message.attempts < MAX_ATTEMPTS:
+    elif outcome is SendOutcome.RETRY and _may_retry(message, result, now=now):
         message.status = messages.PENDING
         message.send_after = now + backoff(message.attempts)
     elif outcome is SendOutcome.UNKNOWN:

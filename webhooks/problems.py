@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from textpay.errors import FieldError, TextPayError, ValidationFailed
@@ -176,6 +177,16 @@ def register(app: Flask) -> None:
             if allow:
                 response.headers["Allow"] = ", ".join(allow)
         return response
+
+    @app.errorhandler(OperationalError)
+    def _database_down(error: OperationalError) -> Response:
+        # The database is unreachable (restarting, failing over): say so at once, and let the
+        # caller (Twilio, an operator's script) retry; the pool reconnects when it is back.
+        current_app.logger.warning("database unavailable: %s", type(error.orig).__name__)
+        return problem_response(
+            "service-unavailable", "The database is unavailable; retry shortly.",
+            headers={"Retry-After": "5"},
+        )  # fmt: skip
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

@@ -140,6 +140,24 @@ def test_a_twilio_that_cannot_be_reached_is_retried_later(
     assert len(standin.sent_to(MOM)) == 1
 
 
+def test_an_unreachable_twilio_is_retried_for_a_day_then_given_up(
+    engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender
+) -> None:
+    clock = Clock()
+    standin.stop()
+    message_id = queue(engine, "Added $25.00", now=clock.now)
+    for _ in range(10):  # more tries than Twilio's own errors get: nothing was ever sent
+        run(engine, twilio_sender, clock)
+        clock.advance(600)
+    assert (message(engine, message_id).status, message(engine, message_id).attempts) == (
+        "pending",
+        10,
+    )
+    clock.advance(24 * 3600)
+    run(engine, twilio_sender, clock)
+    assert message(engine, message_id).status == "failed"
+
+
 def test_invalid_numbers_fail_for_good(
     engine: Engine, standin: TwilioStandIn, twilio_sender: TwilioSender
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tests.conftest import AdminClient
 from tests.web.test_admin_accounts import fields, problem
 from textpay.config import Settings
@@ -124,3 +126,12 @@ def test_healthz_reports_an_unreachable_database_as_503() -> None:
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["status"] == "unavailable"
+    # Every other request fails fast with a problem saying so, and a hint to retry.
+    app.extensions["textpay"] = dataclasses.replace(
+        app.extensions["textpay"],
+        settings=app.extensions["textpay"].settings.model_copy(update={"admin_token": "t"}),
+    )
+    answer = app.test_client().get("/admin/settings", headers={"Authorization": "Bearer t"})
+    assert answer.status_code == 503
+    assert answer.get_json()["type"] == "/problems/service-unavailable"
+    assert answer.headers["Retry-After"] == "5"
