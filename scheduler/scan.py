@@ -1,18 +1,20 @@
 """Job: the low-balance scan, with AutoPay charges for enrolled accounts.
 
-Phase 1 (one transaction): become the scan's leader, re-arm recovered accounts, create offers
-and queue their texts, and record a pending attempt for each AutoPay charge. Phase 2: charge
-each card, outside any transaction. Phase 3 (a transaction per charge): settle it and queue the
-receipt or decline notice. On PostgreSQL the leader holds a transaction-level advisory lock, so
-of several clocks scanning at the same moment one works and the others step aside; on SQLite
-the transaction's write lock does the same. Unique keys back this up: one open offer per
-account, one AutoPay attempt per episode and try.
+Phase 1 (short transactions, in batches): re-arm recovered accounts, create offers and queue
+their texts, and record a pending attempt for each AutoPay charge. Phase 2: charge each card,
+outside any transaction. Phase 3 (a transaction per charge): settle it and queue the receipt or
+decline notice. On PostgreSQL the scan is led by the holder of an advisory lock, so of several
+clocks scanning at the same moment one works and the others step aside. Unique keys back this
+up everywhere: one open offer per account, one AutoPay attempt per episode and try.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import text
@@ -24,13 +26,20 @@ from textpay import autopay, funding, lowbalance
 from textpay.db import is_postgresql, unit_of_work
 from textpay.engine import EngineConfig
 from textpay.lowbalance import Action
+from textpay.models import Account
 from textpay.payments import PaymentGateway
 from textpay.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-# pg_try_advisory_xact_lock key: "TextPay scan" as a 64-bit number.
+# pg_try_advisory_lock key: "TextPay scan" as a 64-bit number.
 SCAN_LOCK_KEY = 0x5465787450617953
+# Candidates per phase-1 transaction. On SQLite, whose writers wait by polling (every 100 ms at
+# the slowest), batches are smaller and the scan pauses between them, so that a webhook waiting
+# for the write lock gets it within a fraction of a second instead of being starved.
+BATCH = 100
+SQLITE_BATCH = 20
+SQLITE_PAUSE_SECONDS = 0.15
 
 
 @dataclass
@@ -63,17 +72,21 @@ def run(
 ) -> ScanResult:
     started = now or utcnow()
     result = ScanResult()
-    orders: list[funding.ChargeOrder] = []
-    try:
-        with unit_of_work(db) as session:
-            if not _lead(session):
-                result.leader = False
+    with _leadership(db) as leader:
+        if not leader:
+            result.leader = False
+            return result
+        if dry_run:
+            try:
+                with unit_of_work(db) as session:
+                    plan = lowbalance.plan(session, now=started)
+                    _phase_one(session, plan.candidates, result, now=started, config=config,
+                               dry_run=True)  # fmt: skip
+                    result.skipped += plan.skipped
+                    raise _DryRun  # roll everything back
+            except _DryRun:
                 return result
-            orders = _phase_one(session, result, now=started, config=config, dry_run=dry_run)
-            if dry_run:
-                raise _DryRun  # roll everything back
-    except _DryRun:
-        return result
+        orders = _offers_and_claims(db, result, now=started, config=config)
 
     for order in orders:
         outcome = funding.call_gateway(gateway, order, timeout_seconds=gateway_timeout)
@@ -91,20 +104,77 @@ def run(
     return result
 
 
-def _lead(session: Session) -> bool:
-    if not is_postgresql(session.get_bind()):  # type: ignore[arg-type]
-        return True  # SQLite: BEGIN IMMEDIATE already made this the only writer
-    got = session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SCAN_LOCK_KEY})
-    return bool(got.scalar())
+@contextmanager
+def _leadership(db: Engine) -> Iterator[bool]:
+    """On PostgreSQL, a session-level advisory lock on a connection of its own, held for the
+    whole scan and released at the end (or by the server if this process dies). On SQLite,
+    always granted: each batch's write lock orders the writers, and the unique keys stop a
+    second offer or charge."""
+    if not is_postgresql(db):
+        yield True
+        return
+    with db.connect() as connection:
+        got = bool(
+            connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": SCAN_LOCK_KEY}
+            ).scalar()
+        )
+        connection.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCAN_LOCK_KEY})
+                connection.commit()
+
+
+def _offers_and_claims(
+    db: Engine, result: ScanResult, *, now: datetime, config: EngineConfig
+) -> list[funding.ChargeOrder]:
+    """Phase 1 in short transactions: the plan, then the candidates in batches, so that a long
+    scan never holds a lock that keeps webhooks waiting, and a scan killed midway leaves whole
+    batches done for the next one to build on."""
+    with unit_of_work(db) as session:
+        plan = lowbalance.plan(session, now=now)
+    result.skipped += plan.skipped
+    ids = [(c.account.id, c) for c in plan.candidates]
+    orders: list[funding.ChargeOrder] = []
+    batch = BATCH if is_postgresql(db) else SQLITE_BATCH
+    for start in range(0, len(ids), batch):
+        if start and not is_postgresql(db):
+            time.sleep(SQLITE_PAUSE_SECONDS)
+        with unit_of_work(db) as session:
+            fresh = []
+            for account_id, candidate in ids[start : start + batch]:
+                account = session.get(Account, account_id)
+                if account is None or not _still_due(account, candidate):
+                    result.skipped += 1
+                    continue
+                fresh.append(replace(candidate, account=account))
+            orders += _phase_one(session, fresh, result, now=now, config=config, dry_run=False)
+    return orders
+
+
+def _still_due(account: Account, candidate: lowbalance.Candidate) -> bool:
+    """The plan may be a few seconds old: a top-up or a STOP since then cancels the action."""
+    return (
+        not account.opted_out
+        and account.balance_cents < candidate.settings.low_balance_threshold_cents
+        and account.episode_prompts == candidate.account.episode_prompts
+    )
 
 
 def _phase_one(
-    session: Session, result: ScanResult, *, now: datetime, config: EngineConfig, dry_run: bool
+    session: Session,
+    candidates: list[lowbalance.Candidate],
+    result: ScanResult,
+    *,
+    now: datetime,
+    config: EngineConfig,
+    dry_run: bool,
 ) -> list[funding.ChargeOrder]:
-    plan = lowbalance.plan(session, now=now)
-    result.skipped = plan.skipped
     orders: list[funding.ChargeOrder] = []
-    for candidate in plan.candidates:
+    for candidate in candidates:
         if candidate.action is Action.AUTOPAY:
             if not autopay.within_limits(session, candidate.account, candidate.settings, now):
                 result.skipped += 1
@@ -122,7 +192,11 @@ def _phase_one(
             except IntegrityError:
                 result.skipped += 1  # this episode's try was already made (another clock)
             continue
-        queued = lowbalance.make_offer(session, candidate, now=now, config=config)
+        try:
+            with session.begin_nested():
+                queued = lowbalance.make_offer(session, candidate, now=now, config=config)
+        except IntegrityError:
+            queued = None  # another scan made this offer a moment ago
         if queued is None:
             result.skipped += 1
             continue

@@ -67,7 +67,7 @@ def _empty_postgres(url: str) -> None:
 def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
         if request.node.get_closest_marker("postgres_only"):
-            pytest.skip("needs PostgreSQL row locks")
+            pytest.skip("a PostgreSQL-only test (row locks, advisory locks or the server itself)")
         url = f"sqlite:///{tmp_path}/textpay.db"
         create_schema_engine = make_engine(url)
         create_schema(create_schema_engine)

@@ -8,6 +8,7 @@ Twilio does. Run it in a thread from tests, or as a process: `python -m tests.st
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import threading
@@ -136,6 +137,10 @@ class TwilioStandIn:
             body = request.get_json()
             self.script(body["to"], *(Answer(**a) for a in body["answers"]))
             return _json({"ok": True}, 200)
+        if request.path == "/_callback" and request.method == "POST":
+            body = request.get_json()
+            self._report(body["url"], body["sid"], {}, statuses=tuple(body["statuses"]))
+            return _json({"results": self.callback_results[-len(body["statuses"]) :]}, 200)
         if request.path == "/_inbound" and request.method == "POST" and self.textpay_url:
             status, twiml = self.deliver_inbound(
                 request.form["From"], request.form.get("Body", ""), request.form.get("Sid")
@@ -167,10 +172,19 @@ class TwilioStandIn:
                 return answer.status, answer.read().decode()
         except urllib.error.HTTPError as failure:
             return failure.code, failure.read().decode()
+        except (OSError, http.client.HTTPException) as failure:
+            # What Twilio sees when the app dies mid-request: no answer at all.
+            return 502, f"no answer from TextPay: {type(failure).__name__}"
 
-    def _report(self, url: str, sid: str, form: dict[str, str]) -> None:
-        """Post `sent` then `delivered`, signed like Twilio's own callbacks."""
-        for status in ("sent", "delivered"):
+    def _report(
+        self,
+        url: str,
+        sid: str,
+        form: dict[str, str],
+        statuses: tuple[str, ...] = ("sent", "delivered"),
+    ) -> None:
+        """Post `sent` then `delivered` (or `statuses`), signed like Twilio's own callbacks."""
+        for status in statuses:
             params = {"MessageSid": sid, "MessageStatus": status, "To": form.get("To", ""),
                       "From": form.get("From", ""), "AccountSid": "AC" + "0" * 32}  # fmt: skip
             signature = RequestValidator(self.auth_token).compute_signature(url, params)
