@@ -7,6 +7,8 @@ deposit cannot leave a facility with a minimum above it.
 
 from __future__ import annotations
 
+import re
+
 from sqlmodel import Session, col, select
 
 from textpay import audit
@@ -15,6 +17,8 @@ from textpay.models import SETTING_FIELDS, Facility, GlobalSettings
 from textpay.policy import get_global_settings, resolve, validate_settings
 from textpay.schemas import FacilityPut, SettingsPatch
 from textpay.timeutil import utcnow
+
+_FACILITY_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 def update_global_settings(session: Session, patch: SettingsPatch, *, actor: str) -> GlobalSettings:
@@ -62,7 +66,9 @@ def list_facilities(session: Session) -> list[Facility]:
 
 
 def get_facility(session: Session, code: str) -> Facility:
-    facility = session.exec(select(Facility).where(Facility.code == code)).first()
+    facility = None
+    if _FACILITY_CODE.match(code):
+        facility = session.exec(select(Facility).where(Facility.code == code)).first()
     if facility is None:
         raise NotFound(f"facility {code!r} does not exist")
     return facility
@@ -72,7 +78,7 @@ def put_facility(
     session: Session, code: str, data: FacilityPut, *, actor: str
 ) -> tuple[Facility, bool]:
     """Create or replace a facility's overrides. Returns the facility and whether it is new."""
-    if not code or len(code) > 32 or not code.replace("-", "").replace("_", "").isalnum():
+    if not _FACILITY_CODE.match(code):
         raise ValidationFailed.single(
             "code", "must be 1 to 32 letters, digits, hyphens or underscores"
         )

@@ -9,12 +9,15 @@ services that use these shapes. Money is always integer cents: strict mode refus
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from textpay.policy import MAX_AMOUNT_CENTS
 from textpay.redaction import CARD_NUMBER_PATTERN
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Cents = Annotated[int, Field(ge=0, le=MAX_AMOUNT_CENTS)]
 PositiveCents = Annotated[int, Field(ge=1, le=MAX_AMOUNT_CENTS)]
@@ -25,6 +28,14 @@ class StrictInput(BaseModel):
     """Base for operator input: unknown fields are errors, and types are never coerced."""
 
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        # PostgreSQL refuses NUL in text, and no field of ours has a use for control characters.
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
 
     def changes(self) -> dict[str, Any]:
         """The fields the sender actually wrote (a PATCH touches only these)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
 
 from textpay.config import Settings, load_settings
 from textpay.wiring import build
@@ -20,11 +21,20 @@ from webhooks.services import Services
 MAX_REQUEST_BYTES = 64 * 1024
 
 
+class IdConverter(IntegerConverter):
+    """A row id in a path: a positive integer no database would overflow on (2**53 - 1 at most,
+    which also survives JSON); anything else is simply not found."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=2**53 - 1)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     settings.check_production()
 
     app = Flask(__name__)
+    app.url_map.converters["id"] = IdConverter
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

@@ -326,6 +326,18 @@ def test_list_is_paged(admin: AdminClient) -> None:
     assert fields(problem(bad, 422, "validation-error")) == {"limit"}
 
 
+def test_nul_and_control_characters_are_refused_not_stored(admin: AdminClient) -> None:
+    body = problem(
+        admin.post("/admin/accounts",
+                   json={"account_number": "A1", "phone": "2125550147", "nickname": "Mo\x00m"}),
+        422, "validation-error",
+    )  # fmt: skip
+    assert fields(body) == {"nickname"}
+    listed = admin.get("/admin/audit", query_string={"entity_type": "acc\x00ount"})
+    assert fields(problem(listed, 422, "validation-error")) == {"entity_type"}
+    problem(admin.get("/admin/facilities/F\x00"), 404, "not-found")
+
+
 def test_problem_types_are_documented(client: FlaskClient) -> None:
     doc = client.get("/problems/idempotency-conflict")
     assert doc.status_code == 200

@@ -11,6 +11,7 @@ import hmac
 
 from flask import Blueprint, request
 
+from textpay.errors import FieldError
 from webhooks.problems import Problem
 from webhooks.services import services
 
@@ -19,6 +20,17 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 @bp.before_request
 def _require_token() -> None:
+    _authenticate()
+    for name, value in request.args.items(multi=True):
+        if "\x00" in value:
+            raise Problem(
+                "validation-error",
+                f"Query parameter {name} is invalid.",
+                errors=[FieldError(name, "must not contain control characters")],
+            )
+
+
+def _authenticate() -> None:
     expected = services().settings.admin_token
     if not expected:
         raise Problem(
@@ -36,4 +48,4 @@ def _require_token() -> None:
         )
 
 
-from webhooks.admin import accounts, audit, money, outbox, settings  # noqa: E402, F401
+from webhooks.admin import accounts, audit, money, openapi, outbox, settings  # noqa: E402, F401

@@ -59,14 +59,14 @@ def index() -> Response:
     return jsonify(accounts=accounts, next_after=accounts[-1]["id"] if accounts else None)
 
 
-@bp.get("/accounts/<int:account_id>")
+@bp.get("/accounts/<id:account_id>")
 def show(account_id: int) -> Response:
     return jsonify(
         in_transaction(lambda session: account_json(session, get_account(session, account_id)))
     )
 
 
-@bp.patch("/accounts/<int:account_id>")
+@bp.patch("/accounts/<id:account_id>")
 def change(account_id: int) -> Response:
     data = body(AccountUpdate)
     context = _enrolment()

@@ -33,7 +33,7 @@ def _posted(posting: Posting) -> tuple[Response, int]:
     return response, 200 if posting.replayed else 201
 
 
-@bp.post("/accounts/<int:account_id>/usage")
+@bp.post("/accounts/<id:account_id>/usage")
 def usage(account_id: int) -> tuple[Response, int]:
     data = body(UsageIn)
     return _posted(
@@ -48,7 +48,7 @@ def usage(account_id: int) -> tuple[Response, int]:
     )
 
 
-@bp.post("/accounts/<int:account_id>/credits")
+@bp.post("/accounts/<id:account_id>/credits")
 def credit(account_id: int) -> tuple[Response, int]:
     key = flask_request.headers.get(IDEMPOTENCY_KEY_HEADER, "").strip()
     if not _IDEMPOTENCY_KEY.match(key):
@@ -73,7 +73,7 @@ def credit(account_id: int) -> tuple[Response, int]:
     )
 
 
-@bp.get("/accounts/<int:account_id>/ledger")
+@bp.get("/accounts/<id:account_id>/ledger")
 def entries(account_id: int) -> Response:
     limit = int_arg("limit", default=100, high=1000) or 100
     before = int_arg("before", default=None)

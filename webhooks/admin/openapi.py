@@ -1,0 +1,363 @@
+"""`GET /admin/openapi.json`: the admin API described as OpenAPI 3.1.
+
+Request bodies are the very models the API validates with (`textpay.schemas`); responses are
+described by the models below, which the schemathesis test holds the API to.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import Response, jsonify
+from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
+
+from textpay import __version__
+from textpay.schemas import (
+    AccountCreate,
+    AccountUpdate,
+    CreditIn,
+    FacilityPut,
+    SettingsPatch,
+    UsageIn,
+)
+from webhooks.admin import bp
+
+ID_MAX = 2**53 - 1  # the largest id a path accepts (beyond it nothing can exist)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldErrorOut(Out):
+    field: str
+    message: str
+
+
+class ProblemOut(Out):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldErrorOut] | None = None
+
+
+class SettingsValues(Out):
+    low_balance_threshold_cents: int
+    preset_amount_cents: int
+    min_deposit_cents: int
+    max_deposit_cents: int
+    daily_deposit_limit_cents: int
+    deposit_fee_cents: int
+    prompt_ttl_minutes: int
+    prompt_cooldown_hours: int
+    quiet_hours_start: str
+    quiet_hours_end: str
+    daily_message_cap: int
+
+
+class EffectiveOut(SettingsValues):
+    sources: dict[str, str]
+
+
+class SettingsOut(SettingsValues):
+    state_quiet_hours: dict[str, list[str]]
+    updated_at: str
+
+
+class FacilityOut(Out):
+    code: str
+    name: str
+    low_balance_threshold_cents: int | None
+    preset_amount_cents: int | None
+    min_deposit_cents: int | None
+    max_deposit_cents: int | None
+    daily_deposit_limit_cents: int | None
+    deposit_fee_cents: int | None
+    prompt_ttl_minutes: int | None
+    prompt_cooldown_hours: int | None
+    quiet_hours_start: str | None
+    quiet_hours_end: str | None
+    daily_message_cap: int | None
+    effective: EffectiveOut
+    created_at: str
+    updated_at: str
+
+
+class FacilityList(Out):
+    facilities: list[FacilityOut]
+
+
+class PaymentMethodOut(Out):
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+
+
+class PromptOut(Out):
+    id: int
+    status: str
+    amount_cents: int
+    fee_cents: int
+    expires_at: str
+    created_at: str
+
+
+class AccountOut(Out):
+    id: int
+    account_number: str
+    phone: str
+    nickname: str
+    language: str
+    timezone: str | None
+    facility: str | None
+    textpay_enabled: bool
+    autopay_enabled: bool
+    preset_amount_cents: int | None
+    threshold_cents: int | None
+    status: str
+    opted_out: bool
+    opted_out_at: str | None
+    balance_cents: int
+    balance_as_of: str
+    payment_method: PaymentMethodOut | None
+    pending_prompt: PromptOut | None
+    effective: EffectiveOut
+    created_at: str
+    updated_at: str
+
+
+class AccountList(Out):
+    accounts: list[AccountOut]
+    next_after: int | None
+
+
+class LedgerEntryOut(Out):
+    id: int
+    account_id: int
+    kind: str
+    amount_cents: int
+    balance_after_cents: int
+    reference: str
+    memo: str
+    created_at: str
+
+
+class LedgerPage(Out):
+    account_id: int
+    balance_cents: int
+    entries: list[LedgerEntryOut]
+    next_before: int | None
+
+
+class AuditEntryOut(Out):
+    id: int
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: str
+
+
+class AuditPage(Out):
+    entries: list[AuditEntryOut]
+    next_before: int | None
+
+
+class MessageOut(Out):
+    id: int
+    direction: str
+    phone: str
+    account_id: int | None
+    body: str
+    reply_body: str | None
+    status: str
+    kind: str
+    engine_initiated: bool
+    send_after: str | None
+    sent_at: str | None
+    attempts: int
+    twilio_sid: str | None
+    error_code: str | None
+    created_at: str
+
+
+class MessagePage(Out):
+    messages: list[MessageOut]
+    next_before: int | None
+
+
+class ScanOut(Out):
+    prompted: int
+    autopay_charged: int
+    held: int
+    skipped: int
+    autopay_declined: int
+    autopay_pending: int
+    leader: bool
+
+
+def _components() -> dict[str, Any]:
+    inputs: list[type[BaseModel]] = [
+        AccountCreate, AccountUpdate, UsageIn, CreditIn, SettingsPatch, FacilityPut,
+    ]  # fmt: skip
+    outputs: list[type[BaseModel]] = [
+        ProblemOut, SettingsOut, FacilityOut, FacilityList, AccountOut, AccountList,
+        LedgerEntryOut, LedgerPage, AuditPage, MessagePage, ScanOut,
+    ]  # fmt: skip  # fmt: skip
+    validation: Literal["validation"] = "validation"
+    serialization: Literal["serialization"] = "serialization"
+    entries: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        *((m, validation) for m in inputs),
+        *((m, serialization) for m in outputs),
+    ]
+    _, schema = models_json_schema(entries, ref_template="#/components/schemas/{model}")
+    return dict(schema.get("$defs", {}))
+
+
+def _json(model: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}
+
+
+def _operation(summary: str, ok: int, out: str, *, body: str | None = None,
+               params: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            str(ok): {"description": "OK", "content": _json(out)},
+            "default": {
+                "description": "A problem (RFC 9457)",
+                "content": {
+                    "application/problem+json": {
+                        "schema": {"$ref": "#/components/schemas/ProblemOut"}
+                    }
+                },
+            },
+        },
+    }
+    if ok == 201 and out == "LedgerEntryOut":
+        operation["responses"]["200"] = {"description": "A replay", "content": _json(out)}
+    if body:
+        operation["requestBody"] = {"required": True, "content": _json(body)}
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def _query(name: str, kind: str = "string") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if kind == "integer":
+        schema.update(minimum=1, maximum=1000)
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True,
+              "schema": {"type": "integer", "minimum": 1, "maximum": ID_MAX}}  # fmt: skip
+CODE = {"name": "code", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}  # fmt: skip
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
+                   "schema": {"type": "string", "pattern": "^[!-~]{1,150}$"}}  # fmt: skip
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "TextPay admin API", "version": __version__},
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": _components(),
+        },
+        "paths": {
+            "/admin/settings": {
+                "get": _operation("Global defaults", 200, "SettingsOut"),
+                "patch": _operation(
+                    "Change global defaults", 200, "SettingsOut", body="SettingsPatch"
+                ),
+            },
+            "/admin/facilities": {"get": _operation("Facilities", 200, "FacilityList")},
+            "/admin/facilities/{code}": {
+                "get": _operation("A facility", 200, "FacilityOut", params=[CODE]),
+                "put": _operation(
+                    "Create or replace a facility",
+                    200,
+                    "FacilityOut",
+                    body="FacilityPut",
+                    params=[CODE],
+                ),
+            },
+            "/admin/accounts": {
+                "post": _operation("Enrol an account", 201, "AccountOut", body="AccountCreate"),
+                "get": _operation(
+                    "Find accounts",
+                    200,
+                    "AccountList",
+                    params=[
+                        _query("phone"),
+                        _query("account_number"),
+                        _query("limit", "integer"),
+                        _query("after", "integer"),
+                    ],
+                ),
+            },
+            "/admin/accounts/{account_id}": {
+                "get": _operation("An account", 200, "AccountOut", params=[ACCOUNT_ID]),
+                "patch": _operation(
+                    "Change an account",
+                    200,
+                    "AccountOut",
+                    body="AccountUpdate",
+                    params=[ACCOUNT_ID],
+                ),
+            },
+            "/admin/accounts/{account_id}/usage": {
+                "post": _operation(
+                    "Debit call charges", 201, "LedgerEntryOut", body="UsageIn", params=[ACCOUNT_ID]
+                ),
+            },
+            "/admin/accounts/{account_id}/credits": {
+                "post": _operation(
+                    "Credit or refund",
+                    201,
+                    "LedgerEntryOut",
+                    body="CreditIn",
+                    params=[ACCOUNT_ID, IDEMPOTENCY_KEY],
+                ),
+            },
+            "/admin/accounts/{account_id}/ledger": {
+                "get": _operation(
+                    "Ledger entries",
+                    200,
+                    "LedgerPage",
+                    params=[ACCOUNT_ID, _query("limit", "integer"), _query("before", "integer")],
+                ),
+            },
+            "/admin/audit": {
+                "get": _operation(
+                    "Audit trail",
+                    200,
+                    "AuditPage",
+                    params=[_query("entity_type"), _query("entity_id"), _query("limit", "integer")],
+                ),
+            },
+            "/admin/messages": {
+                "get": _operation(
+                    "Texts in both directions",
+                    200,
+                    "MessagePage",
+                    params=[_query("phone"), _query("status"), _query("limit", "integer")],
+                ),
+            },
+            "/admin/scan": {"post": _operation("Run the scan now", 200, "ScanOut")},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(document())
