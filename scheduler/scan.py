@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from textpay import autopay, funding, lowbalance
 from textpay.db import is_postgresql, unit_of_work
@@ -37,9 +37,9 @@ SCAN_LOCK_KEY = 0x5465787450617953
 # Candidates per phase-1 transaction. On SQLite, whose writers wait by polling (every 100 ms at
 # the slowest), batches are smaller and the scan pauses between them, so that a webhook waiting
 # for the write lock gets it within a fraction of a second instead of being starved.
-BATCH = 100
-SQLITE_BATCH = 20
-SQLITE_PAUSE_SECONDS = 0.15
+BATCH = 500
+SQLITE_BATCH = 200
+SQLITE_PAUSE_SECONDS = 0.02
 
 
 @dataclass
@@ -144,9 +144,16 @@ def _offers_and_claims(
         if start and not is_postgresql(db):
             time.sleep(SQLITE_PAUSE_SECONDS)
         with unit_of_work(db) as session:
+            chunk = ids[start : start + batch]
+            current = {
+                a.id: a
+                for a in session.exec(
+                    select(Account).where(col(Account.id).in_([i for i, _ in chunk]))
+                )
+            }
             fresh = []
-            for account_id, candidate in ids[start : start + batch]:
-                account = session.get(Account, account_id)
+            for account_id, candidate in chunk:
+                account = current.get(account_id)
                 if account is None or not _still_due(account, candidate):
                     result.skipped += 1
                     continue
@@ -173,39 +180,70 @@ def _phase_one(
     config: EngineConfig,
     dry_run: bool,
 ) -> list[funding.ChargeOrder]:
-    orders: list[funding.ChargeOrder] = []
-    for candidate in candidates:
-        if candidate.action is Action.AUTOPAY:
-            if not autopay.within_limits(session, candidate.account, candidate.settings, now):
-                result.skipped += 1
-                continue
-            if dry_run:
-                result.planned.append(
-                    {"phone": candidate.account.phone, "kind": "autopay",
-                     "body": f"charge {candidate.settings.preset_amount_cents} cents"}
-                )  # fmt: skip
-                continue
-            try:
-                with session.begin_nested():
-                    orders.append(autopay.begin(session, candidate.account, candidate.settings,
-                                                now=now))  # fmt: skip
-            except IntegrityError:
-                result.skipped += 1  # this episode's try was already made (another clock)
-            continue
-        try:
-            with session.begin_nested():
-                queued = lowbalance.make_offer(session, candidate, now=now, config=config)
-        except IntegrityError:
-            queued = None  # another scan made this offer a moment ago
-        if queued is None:
-            result.skipped += 1
-            continue
-        result.prompted += 1
+    offers = [c for c in candidates if c.action is not Action.AUTOPAY]
+    for queued in _make_offers(session, offers, result, now=now, config=config):
         send_after = queued.send_after or now
+        result.prompted += 1
         result.held += int(send_after > now)
         if dry_run:
             result.planned.append(
                 {"phone": queued.phone, "kind": queued.kind,
                  "send_after": send_after.isoformat(), "body": queued.body}
             )  # fmt: skip
+    orders: list[funding.ChargeOrder] = []
+    for candidate in candidates:
+        if candidate.action is not Action.AUTOPAY:
+            continue
+        if not autopay.within_limits(session, candidate.account, candidate.settings, now):
+            result.skipped += 1
+            continue
+        if dry_run:
+            result.planned.append(
+                {"phone": candidate.account.phone, "kind": "autopay",
+                 "body": f"charge {candidate.settings.preset_amount_cents} cents"}
+            )  # fmt: skip
+            continue
+        try:
+            with session.begin_nested():
+                orders.append(autopay.begin(session, candidate.account, candidate.settings,
+                                            now=now))  # fmt: skip
+        except IntegrityError:
+            result.skipped += 1  # this episode's try was already made (another clock)
     return orders
+
+
+def _make_offers(
+    session: Session,
+    candidates: list[lowbalance.Candidate],
+    result: ScanResult,
+    *,
+    now: datetime,
+    config: EngineConfig,
+) -> list[lowbalance.QueuedText]:
+    """All the batch's offers at once; if another scan got to one of them first, the batch is
+    undone and made again one offer at a time, skipping the ones already made."""
+    try:
+        with session.begin_nested():
+            batch = lowbalance.make_offers(session, candidates, now=now, config=config)
+        result.skipped += len(candidates) - len(batch)
+        return batch
+    except IntegrityError:
+        session.expire_all()  # the undone changes to the accounts must not linger
+    queued: list[lowbalance.QueuedText] = []
+    for candidate in candidates:
+        account = session.get(Account, candidate.account.id)
+        if account is None:
+            result.skipped += 1
+            continue
+        try:
+            with session.begin_nested():
+                made = lowbalance.make_offer(
+                    session, replace(candidate, account=account), now=now, config=config
+                )
+        except IntegrityError:
+            made = None
+        if made is None:
+            result.skipped += 1
+        else:
+            queued.append(made)
+    return queued

@@ -37,13 +37,14 @@ from textpay.models import (
     ConsentKind,
     Message,
     PaymentAttempt,
+    PaymentMethod,
     Prompt,
     PromptStatus,
 )
 from textpay.money import format_cents
 from textpay.payments import ChargeResult, ChargeStatus, Initiator
 from textpay.phones import to_e164
-from textpay.policy import effective_for_account, get_global_settings
+from textpay.policy import EffectiveSettings, effective_for_account, get_global_settings
 from textpay.redaction import storable
 
 DAY = timedelta(hours=24)
@@ -85,8 +86,24 @@ def voice(session: Session, config: EngineConfig) -> replies.Voice:
 
 def account_facts(session: Session, account: Account, *, now: datetime) -> AccountFacts:
     assert account.id is not None
-    effective = effective_for_account(session, account)
-    method = payment_method_of(session, account.id)
+    return account_facts_from(
+        account,
+        effective_for_account(session, account),
+        payment_method_of(session, account.id),
+        deposited_last_24h_cents=funding.deposited_since(session, account.id, now - DAY),
+    )
+
+
+def account_facts_from(
+    account: Account,
+    effective: EffectiveSettings,
+    method: PaymentMethod | None,
+    *,
+    deposited_last_24h_cents: int,
+) -> AccountFacts:
+    """The facts about an account from what the caller already loaded (the scan loads a whole
+    batch at once)."""
+    assert account.id is not None
     return AccountFacts(
         account_id=account.id,
         label=account.account_number[-4:],
@@ -102,7 +119,7 @@ def account_facts(session: Session, account: Account, *, now: datetime) -> Accou
         min_deposit_cents=effective.min_deposit_cents,
         max_deposit_cents=effective.max_deposit_cents,
         daily_limit_cents=effective.daily_deposit_limit_cents,
-        deposited_last_24h_cents=funding.deposited_since(session, account.id, now - DAY),
+        deposited_last_24h_cents=deposited_last_24h_cents,
     )
 
 

@@ -8,22 +8,59 @@ phone number's area code (libphonenumber's geocoding). Times are written the way
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+from phonenumbers import geocoder
 from phonenumbers import timezone as phone_timezones
 
 FALLBACK_ZONE = "America/New_York"
 
 
-def zone_names_for_phone(e164: str) -> tuple[str, ...]:
-    """Every IANA zone the number's area code spans (several for some area codes)."""
+_STATE_CODES = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
+    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "District of Columbia": "DC",
+    "Washington D.C.": "DC", "Florida": "FL", "Georgia": "GA", "Hawaii": "HI", "Idaho": "ID",
+    "Illinois": "IL", "Indiana": "IN", "Iowa": "IA", "Kansas": "KS", "Kentucky": "KY",
+    "Louisiana": "LA", "Maine": "ME", "Maryland": "MD", "Massachusetts": "MA", "Michigan": "MI",
+    "Minnesota": "MN", "Mississippi": "MS", "Missouri": "MO", "Montana": "MT", "Nebraska": "NE",
+    "Nevada": "NV", "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM",
+    "New York": "NY", "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH",
+    "Oklahoma": "OK", "Oregon": "OR", "Pennsylvania": "PA", "Rhode Island": "RI",
+    "South Carolina": "SC", "South Dakota": "SD", "Tennessee": "TN", "Texas": "TX",
+    "Utah": "UT", "Vermont": "VT", "Virginia": "VA", "Washington": "WA",
+    "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY", "Puerto Rico": "PR",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=65_536)
+def place_of(e164: str) -> tuple[str | None, tuple[str, ...]]:
+    """Where a number's area code is: its US state (if any) and every IANA zone it spans.
+    One parse for both, remembered: the scan asks this for every low account."""
     try:
         parsed = phonenumbers.parse(e164)
     except phonenumbers.NumberParseException:
-        return ()
-    names = phone_timezones.time_zones_for_number(parsed)
-    return tuple(n for n in names if n != phone_timezones.UNKNOWN_TIMEZONE)
+        return None, ()
+    zones = tuple(
+        name
+        for name in phone_timezones.time_zones_for_number(parsed)
+        if name != phone_timezones.UNKNOWN_TIMEZONE
+    )
+    state = None
+    if parsed.country_code == 1:
+        place = geocoder.description_for_number(parsed, "en")
+        if ", " in place:
+            code = place.rsplit(", ", 1)[1]
+            state = code if len(code) == 2 else None
+        else:
+            state = _STATE_CODES.get(place)
+    return state, zones
+
+
+def zone_names_for_phone(e164: str) -> tuple[str, ...]:
+    """Every IANA zone the number's area code spans (several for some area codes)."""
+    return place_of(e164)[1]
 
 
 def display_zone(account_timezone: str | None, e164: str) -> str:

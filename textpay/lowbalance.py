@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import func, insert, text, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -30,6 +31,7 @@ from textpay.models import (
     Facility,
     Message,
     PaymentAttempt,
+    PaymentMethod,
     Prompt,
 )
 from textpay.policy import (
@@ -54,6 +56,16 @@ class Candidate:
     account: Account
     settings: EffectiveSettings
     action: Action
+
+
+@dataclass(frozen=True)
+class QueuedText:
+    """What the scan queued for one account: enough to count, print and check it."""
+
+    phone: str
+    kind: str
+    body: str
+    send_after: datetime
 
 
 @dataclass
@@ -126,7 +138,7 @@ def _action(
 
 def make_offer(
     session: Session, candidate: Candidate, *, now: datetime, config: engine.EngineConfig
-) -> Message | None:
+) -> QueuedText | None:
     """Create the offer and queue its text (held until quiet hours end, if need be). Returns
     the queued text, or None when no offer can be made (no card on file)."""
     account = candidate.account
@@ -159,7 +171,63 @@ def make_offer(
     account.episode_last_prompt_at = now
     account.updated_at = now
     session.add(account)
-    return text_message
+    assert text_message.send_after is not None
+    return QueuedText(text_message.phone, text_message.kind, text_message.body,
+                      text_message.send_after)  # fmt: skip
+
+
+def make_offers(
+    session: Session, candidates: list[Candidate], *, now: datetime, config: engine.EngineConfig
+) -> list[QueuedText]:
+    """`make_offer` for a batch, with one query for the cards and one flush for all the rows
+    (the scan's fast path; a conflict fails the whole batch, which the caller then retries one
+    offer at a time). Candidates without a card on file are left out."""
+    ids = [c.account.id for c in candidates if c.account.id is not None]
+    cards = {
+        m.account_id: m
+        for m in session.exec(select(PaymentMethod).where(col(PaymentMethod.account_id).in_(ids)))
+    }
+    windows = state_windows(get_global_settings(session))
+    spoken = engine.voice(session, config)
+    offers: list[dict[str, Any]] = []
+    texts: list[dict[str, Any]] = []
+    made: list[int] = []
+    for candidate in candidates:
+        account, card = candidate.account, cards.get(candidate.account.id or 0)
+        if card is None or account.id is None:
+            continue
+        send_at = delivery_rules_for(account, candidate.settings, windows).next_allowed(now)
+        offer = prompts.offer_row(account, candidate.settings, now=now, starts_at=send_at)
+        facts = engine.account_facts_from(
+            account, candidate.settings, card, deposited_last_24h_cents=0
+        )
+        body = replies.offer(facts, candidate.settings.preset_amount_cents,
+                             candidate.settings.deposit_fee_cents, offer["expires_at"],
+                             now=send_at, voice=spoken)  # fmt: skip
+        offers.append(offer)
+        texts.append(
+            messages.outbound_row(phone=account.phone, account_id=account.id, body=body,
+                                  kind=candidate.action.value, now=now, send_after=send_at,
+                                  engine_initiated=True)
+        )  # fmt: skip
+        made.append(account.id)
+    if not made:
+        return []
+    # Plain multi-row INSERTs and one UPDATE: the ORM's per-object bookkeeping would cost
+    # more than the database does here.
+    session.execute(insert(Prompt), offers)
+    session.execute(insert(Message), texts)
+    session.execute(
+        update(Account)
+        .where(col(Account.id).in_(made))
+        .values(
+            episode_prompts=Account.episode_prompts + 1,
+            episode_last_prompt_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return [QueuedText(t["phone"], t["kind"], t["body"], t["send_after"]) for t in texts]
 
 
 def _chunks(ids: list[int]) -> Iterator[list[int]]:

@@ -9,6 +9,7 @@ a late `sent` never overwrites `delivered`.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -85,21 +86,61 @@ def queue_outbound(
     engine_initiated: bool = False,
 ) -> Message:
     """Put a text in the outbox for the dispatcher, to go no earlier than `send_after`."""
-    message = Message(
-        direction=MessageDirection.OUTBOUND.value,
+    message = outbound(
         phone=phone,
         account_id=account_id,
         body=body,
         kind=kind,
-        status=PENDING,
+        now=now,
+        send_after=send_after,
         engine_initiated=engine_initiated,
-        send_after=send_after or now,
-        created_at=now,
-        updated_at=now,
     )
     session.add(message)
     session.flush()
     return message
+
+
+def outbound(
+    *,
+    phone: str,
+    account_id: int | None,
+    body: str,
+    kind: str,
+    now: datetime,
+    send_after: datetime | None = None,
+    engine_initiated: bool = False,
+) -> Message:
+    """A text for the outbox, not yet added to a session."""
+    return Message(
+        **outbound_row(phone=phone, account_id=account_id, body=body, kind=kind, now=now,
+                       send_after=send_after, engine_initiated=engine_initiated)
+    )  # fmt: skip
+
+
+def outbound_row(
+    *,
+    phone: str,
+    account_id: int | None,
+    body: str,
+    kind: str,
+    now: datetime,
+    send_after: datetime | None = None,
+    engine_initiated: bool = False,
+) -> dict[str, Any]:
+    """An outbox text's column values (the scan inserts a batch in one statement)."""
+    return {
+        "direction": MessageDirection.OUTBOUND.value,
+        "phone": phone,
+        "account_id": account_id,
+        "body": body,
+        "kind": kind,
+        "status": PENDING,
+        "engine_initiated": engine_initiated,
+        "attempts": 0,
+        "send_after": send_after or now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def cancel_queued(session: Session, phone: str, *, now: datetime) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -51,19 +52,42 @@ def offer(
     `starts_at` is when the offer's text may go out (after quiet hours); the offer lasts its
     full time from then, not from when it was made.
     """
-    assert account.id is not None
-    prompt = Prompt(
-        account_id=account.id,
-        amount_cents=settings.preset_amount_cents,
-        fee_cents=settings.deposit_fee_cents,
-        balance_at_offer_cents=account.balance_cents,
-        expires_at=(starts_at or now) + timedelta(minutes=settings.prompt_ttl_minutes),
-        created_at=now,
-        updated_at=now,
-    )
+    prompt = new_offer(account, settings, now=now, starts_at=starts_at)
     session.add(prompt)
     session.flush()
     return prompt
+
+
+def new_offer(
+    account: Account,
+    settings: EffectiveSettings,
+    *,
+    now: datetime,
+    starts_at: datetime | None = None,
+) -> Prompt:
+    """The offer `offer` makes, not yet added to a session."""
+    return Prompt(**offer_row(account, settings, now=now, starts_at=starts_at))
+
+
+def offer_row(
+    account: Account,
+    settings: EffectiveSettings,
+    *,
+    now: datetime,
+    starts_at: datetime | None = None,
+) -> dict[str, Any]:
+    """An offer's column values (the scan inserts a whole batch of these in one statement)."""
+    assert account.id is not None
+    return {
+        "account_id": account.id,
+        "status": PromptStatus.PENDING.value,
+        "amount_cents": settings.preset_amount_cents,
+        "fee_cents": settings.deposit_fee_cents,
+        "balance_at_offer_cents": account.balance_cents,
+        "expires_at": (starts_at or now) + timedelta(minutes=settings.prompt_ttl_minutes),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _move(

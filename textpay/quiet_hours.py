@@ -12,10 +12,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-from phonenumbers import geocoder
-
-from textpay.localtime import FALLBACK_ZONE, zone_names_for_phone
+from textpay.localtime import FALLBACK_ZONE, place_of, zone_names_for_phone
 
 # State windows stricter than the default, by USPS code (state mini-TCPA laws).
 DEFAULT_STATE_WINDOWS: dict[str, tuple[str, str]] = {
@@ -27,35 +24,10 @@ DEFAULT_STATE_WINDOWS: dict[str, tuple[str, str]] = {
     "CT": ("09:00", "20:00"),
 }
 
-_STATE_CODES = {
-    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
-    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "District of Columbia": "DC",
-    "Washington D.C.": "DC", "Florida": "FL", "Georgia": "GA", "Hawaii": "HI", "Idaho": "ID",
-    "Illinois": "IL", "Indiana": "IN", "Iowa": "IA", "Kansas": "KS", "Kentucky": "KY",
-    "Louisiana": "LA", "Maine": "ME", "Maryland": "MD", "Massachusetts": "MA", "Michigan": "MI",
-    "Minnesota": "MN", "Mississippi": "MS", "Missouri": "MO", "Montana": "MT", "Nebraska": "NE",
-    "Nevada": "NV", "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM",
-    "New York": "NY", "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH",
-    "Oklahoma": "OK", "Oregon": "OR", "Pennsylvania": "PA", "Rhode Island": "RI",
-    "South Carolina": "SC", "South Dakota": "SD", "Tennessee": "TN", "Texas": "TX",
-    "Utah": "UT", "Vermont": "VT", "Virginia": "VA", "Washington": "WA",
-    "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY", "Puerto Rico": "PR",
-}  # fmt: skip
-
 
 def state_of(e164: str) -> str | None:
     """The US state of a number's area code (`+13055550100` → `FL`), when known."""
-    try:
-        parsed = phonenumbers.parse(e164)
-    except phonenumbers.NumberParseException:
-        return None
-    if parsed.country_code != 1:
-        return None
-    place = geocoder.description_for_number(parsed, "en")
-    if ", " in place:
-        code = place.rsplit(", ", 1)[1]
-        return code if len(code) == 2 else None
-    return _STATE_CODES.get(place)
+    return place_of(e164)[0]
 
 
 def zones_for(account_timezone: str | None, e164: str) -> tuple[str, ...]:

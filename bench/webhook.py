@@ -1,0 +1,981 @@
+"""How fast TextPay answers Twilio's inbound-SMS webhook, against two floors on the same gunicorn.
+
+For each database backend it serves, one after the other, with the same gunicorn settings
+(`gunicorn.conf.py`, optionally `--workers` / `--worker-class` / `--threads`):
+
+- **TextPay**: `wsgi:app`, seeded with accounts that each have a low balance, a card and a
+  pending offer;
+- **framework floor** (`bench.webhook:floor_app()`): Flask parsing the form and returning fixed
+  TwiML, the least any Flask webhook does;
+- **persistence floor** (`bench.webhook:persistence_app()`): the same plus one INSERT and one
+  SELECT with SQLAlchemy Core in one transaction, on the same kind of database (SQLite with WAL,
+  synchronous=NORMAL and a busy timeout, or PostgreSQL).
+
+Each is loaded from a second process (wrk, or a Python load generator when wrk is missing) with
+16 keep-alive connections for a fixed time, after a short warm-up, with signed webhooks in a
+realistic mix: 70% `BAL`, 20% `YES` (each from a different phone with a live offer, so every
+YES charges a card once), 10% words TextPay does not know. Every request has its own MessageSid
+and a valid X-Twilio-Signature for the URL the server sees. It prints requests/s, p50/p99
+latency, errors and server CPU per request for each, TextPay's share of each floor, and whether
+TextPay met its targets (>= 35% of the persistence floor's requests/s, p99 < 50 ms, no errors).
+It always exits 0 once it has measured: the targets are information, not a test.
+
+Run from the repository root (wrk is preferred: `apt-get install -y wrk`):
+
+    .venv/bin/python -m bench.webhook --database sqlite --database postgresql
+    .venv/bin/python -m bench.webhook --database sqlite --workers 4 --worker-class gthread \
+        --threads 4 --duration 20
+
+SQLite files live in a temporary directory; PostgreSQL (127.0.0.1:5432, user postgres, trust
+auth) uses its own database `bench_webhook`, dropped and created afresh each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import Engine
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LUA_SCRIPT = Path(__file__).resolve().with_name("wrk_signed.lua")
+
+# Known to the benchmark only: the servers are bound to 127.0.0.1 and live for seconds.
+AUTH_TOKEN = "bench-twilio-auth-token"  # noqa: S105
+ADMIN_TOKEN = "bench-admin-token"  # noqa: S105
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DATABASE = "bench_webhook"
+PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DATABASE}"
+FLOOR_DATABASE_ENV = "BENCH_WEBHOOK_DATABASE_URL"
+PATH = "/twilio/sms"
+OUR_NUMBER = "+12125550100"
+TWIML_OK = '<?xml version="1.0" encoding="UTF-8"?><Response><Message>ok</Message></Response>'
+
+# The request mix: 70% BAL, 20% YES, 10% words TextPay answers with its help line.
+BAL_SHARE, YES_SHARE = 0.7, 0.2
+UNKNOWN_WORDS = ("hello", "ok", "thanks", "who is this", "maybe later", "yess")
+# Area codes of real US numbers; +1 AAA 555 0100..9999 are all valid for phonenumbers.
+AREAS = ("212", "305", "312", "415", "617", "713", "206", "404", "702", "303")
+SEED_BALANCE_CENTS = 310  # below the default $5.00 threshold: a low balance, as the scan sees it
+SEED_BATCH = 250
+
+TARGET_FLOOR_SHARE = 0.35
+TARGET_P99_MS = 50.0
+
+FLOOR_TABLE = Table(
+    "bench_inbound",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("message_sid", String(34), nullable=False),
+    Column("sender", String(20), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The two floors, as gunicorn app factories.
+
+
+def floor_app() -> Flask:
+    """The framework floor: parse the form, answer fixed TwiML."""
+    app = Flask("bench_floor")
+
+    @app.post(PATH)
+    def inbound() -> Response:
+        form = request.form
+        if not form.get("MessageSid"):
+            return Response("no MessageSid", status=400)
+        return Response(TWIML_OK, mimetype="text/xml")
+
+    return app
+
+
+def floor_engine(url: str) -> Engine:
+    """An engine for the persistence floor, configured the way TextPay configures SQLite."""
+    if not url.startswith("sqlite"):
+        return create_engine(url)
+    engine = create_engine(url, connect_args={"timeout": 5})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return engine
+
+
+def persistence_app() -> Flask:
+    """The persistence floor: parse the form, insert one row and read it back (SQLAlchemy Core,
+    one transaction), answer fixed TwiML. The database URL comes from BENCH_WEBHOOK_DATABASE_URL;
+    the table must exist (the benchmark creates it)."""
+    engine = floor_engine(os.environ[FLOOR_DATABASE_ENV])
+    app = Flask("bench_persistence_floor")
+
+    @app.post(PATH)
+    def inbound() -> Response:
+        form = request.form
+        sid = form.get("MessageSid", "")
+        if not sid:
+            return Response("no MessageSid", status=400)
+        with engine.begin() as connection:
+            row_id = connection.execute(
+                insert(FLOOR_TABLE).values(
+                    message_sid=sid, sender=form.get("From", ""), body=form.get("Body", "")
+                )
+            ).inserted_primary_key[0]
+            connection.execute(select(FLOOR_TABLE).where(FLOOR_TABLE.c.id == row_id)).one()
+        return Response(TWIML_OK, mimetype="text/xml")
+
+    return app
+
+
+# --------------------------------------------------------------------------------------------
+# Processes: everything started here is stopped in `finally`, by process group.
+
+
+@dataclass
+class Children:
+    popen: list[subprocess.Popen[Any]] = field(default_factory=list)
+    workers: list[Any] = field(default_factory=list)  # multiprocessing processes
+
+    def start(self, command: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start `command` (an argument list, never a shell) in its own process group."""
+        # S603 is also ignored for bench/ in pyproject.toml; RUF100 keeps both settings quiet.
+        process = subprocess.Popen(command, start_new_session=True, **kwargs)  # noqa: S603, RUF100
+        self.popen.append(process)
+        return process
+
+    def run(self, command: Sequence[str], *, timeout: float, **kwargs: Any) -> tuple[int, str]:
+        """Run `command` to completion; its exit status and output (stdout and stderr)."""
+        process = self.start(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+        )
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        finally:
+            self.stop(process)
+        return process.returncode, output
+
+    def stop(self, process: subprocess.Popen[Any], timeout: float = 15) -> None:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout)
+            except ProcessLookupError:
+                pass
+        # Workers of a gunicorn whose master died would still hold the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if process in self.popen:
+            self.popen.remove(process)
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(5)
+        self.workers.clear()
+        for process in list(self.popen):
+            self.stop(process)
+
+
+CHILDREN = Children()
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TEXTPAY_", "TWILIO_", "DATABASE_URL", FLOOR_DATABASE_ENV))
+    }
+    env.update(extra)
+    return env
+
+
+def textpay_env(database_url: str, port: int | None = None) -> dict[str, str]:
+    extra = {
+        "DATABASE_URL": database_url,
+        "TEXTPAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TEXTPAY_SMS_BACKEND": "console",
+        "TEXTPAY_INBOUND_PER_MINUTE": "1000000",
+    }
+    if port is not None:
+        extra["TEXTPAY_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    return server_env(extra)
+
+
+def wait_until_serving(port: int, process: subprocess.Popen[Any], log: Path) -> None:
+    """Until gunicorn answers HTTP at all (a GET to the POST-only route answers 405)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {log}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", PATH)
+            connection.getresponse().read()
+            connection.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"gunicorn on port {port} did not answer within 60 s; see {log}")
+
+
+def cpu_seconds(*, pgid: int | None = None, comm: str | None = None) -> float:
+    """CPU time (user + system, including reaped children) of the processes in a process group
+    or with a given command name, from /proc. Reaped children count through their parent."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if (pgid is not None and int(fields[2]) != pgid) or (comm is not None and name != comm):
+            continue
+        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------------------------
+# Databases and seeding.
+
+
+@dataclass(frozen=True)
+class Backend:
+    kind: str  # "sqlite" or "postgresql"
+    textpay_url: str
+    floor_url: str
+
+
+def prepare_backend(kind: str, workdir: Path) -> Backend:
+    if kind == "sqlite":
+        return Backend(kind, f"sqlite:///{workdir}/textpay.db", f"sqlite:///{workdir}/floor.db")
+    import psycopg  # noqa: PLC0415  (only the PostgreSQL half needs it)
+
+    assert PG_DATABASE != "test", "never touch the test suite's database"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {PG_DATABASE}")
+    return Backend(kind, PG_URL, PG_URL)
+
+
+def create_floor_table(url: str) -> None:
+    engine = floor_engine(url)
+    FLOOR_TABLE.metadata.drop_all(engine)
+    FLOOR_TABLE.metadata.create_all(engine)
+    engine.dispose()
+
+
+def seed_phones(count: int) -> list[str]:
+    per_area = 9900  # 0100..9999
+    if count > per_area * len(AREAS):
+        raise SystemExit(f"at most {per_area * len(AREAS)} accounts")
+    return [f"+1{AREAS[i // per_area]}555{100 + i % per_area:04d}" for i in range(count)]
+
+
+def seed_textpay(database_url: str, count: int) -> list[str]:
+    """`count` accounts, each on its own phone, with card tok_visa, $3.10 and a pending offer.
+    Written with the domain functions, as the admin API and the scan would."""
+    # TextPay is imported here only, so that the floors' gunicorn workers never load it.
+    from textpay import ledger, prompts  # noqa: PLC0415
+    from textpay.accounts import Enrolment, create_account  # noqa: PLC0415
+    from textpay.db import make_engine, unit_of_work  # noqa: PLC0415
+    from textpay.models import LedgerKind  # noqa: PLC0415
+    from textpay.payments import SandboxGateway  # noqa: PLC0415
+    from textpay.policy import effective_for_account  # noqa: PLC0415
+    from textpay.schemas import AccountCreate, PaymentMethodIn  # noqa: PLC0415
+    from textpay.timeutil import utcnow  # noqa: PLC0415
+
+    phones = seed_phones(count)
+    engine = make_engine(database_url)
+    context = Enrolment(actor="bench", gateway=SandboxGateway(engine))
+    card = PaymentMethodIn(token="tok_visa", exp_month=12, exp_year=2030)  # noqa: S106
+    for start in range(0, count, SEED_BATCH):
+        with unit_of_work(engine) as session:
+            for number in range(start, min(start + SEED_BATCH, count)):
+                data = AccountCreate(
+                    account_number=f"BENCH-{number:06d}",
+                    phone=phones[number],
+                    nickname=f"Bench {number}",
+                    payment_method=card,
+                )
+                account = create_account(session, data, context)
+                assert account.id is not None
+                ledger.post(
+                    session,
+                    account_id=account.id,
+                    kind=LedgerKind.CREDIT,
+                    amount_cents=SEED_BALANCE_CENTS,
+                    reference=f"credit:bench-{number}",
+                    memo="bench seed",
+                )
+                effective = effective_for_account(session, account)
+                prompts.offer(session, account, effective, now=utcnow())
+    engine.dispose()
+    return phones
+
+
+def textpay_outcome(database_url: str) -> dict[str, int]:
+    """What TextPay wrote: inbound texts recorded, deposits posted, offers funded."""
+    engine = create_engine(database_url)
+    queries = {
+        "texts": "SELECT count(*) FROM message WHERE direction = 'inbound'",
+        "deposits": "SELECT count(*) FROM ledger_entry WHERE kind = 'deposit'",
+        "funded": "SELECT count(*) FROM prompt WHERE status = 'funded'",
+        "open_offers": "SELECT count(*) FROM prompt WHERE status = 'pending'",
+    }
+    with engine.connect() as connection:
+        found = {
+            name: int(connection.execute(text(sql)).scalar_one()) for name, sql in queries.items()
+        }
+    engine.dispose()
+    return found
+
+
+def floor_rows(url: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = int(connection.execute(select(func.count()).select_from(FLOOR_TABLE)).scalar_one())
+    engine.dispose()
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# The requests: planned once per backend, signed per server (the URL includes the port).
+
+
+@dataclass(frozen=True)
+class Planned:
+    kind: str  # "BAL", "YES" or "other"
+    params: dict[str, str]
+
+
+def twilio_params(sid: str, sender: str, body: str) -> dict[str, str]:
+    """The form Twilio posts for an inbound SMS, field for field."""
+    return {
+        "ToCountry": "US",
+        "ToState": "NY",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ToCity": "NEW YORK",
+        "FromZip": "10001",
+        "SmsSid": sid,
+        "FromState": "NY",
+        "SmsStatus": "received",
+        "FromCity": "NEW YORK",
+        "Body": body,
+        "FromCountry": "US",
+        "To": OUR_NUMBER,
+        "ToZip": "10001",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": "AC" + "b" * 32,
+        "From": sender,
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def new_sid() -> str:
+    return "SM" + uuid.uuid4().hex
+
+
+def plan_requests(phones: Sequence[str], rng: random.Random) -> list[Planned]:
+    """len(phones) / 20% requests: every phone sends exactly one YES, in a shuffled order;
+    BAL and unknown words come from random seeded phones."""
+    yes_count = len(phones)
+    total = round(yes_count / YES_SHARE)
+    bal_count = round(total * BAL_SHARE)
+    kinds = ["YES"] * yes_count + ["BAL"] * bal_count + ["other"] * (total - yes_count - bal_count)
+    rng.shuffle(kinds)
+    yes_phones = iter(rng.sample(list(phones), len(phones)))
+    plan = []
+    for kind in kinds:
+        if kind == "YES":
+            sender, body = next(yes_phones), "YES"
+        elif kind == "BAL":
+            sender, body = rng.choice(phones), "BAL"
+        else:
+            sender, body = rng.choice(phones), rng.choice(UNKNOWN_WORDS)
+        plan.append(Planned(kind, twilio_params(new_sid(), sender, body)))
+    return plan
+
+
+def plan_warmup(phones: Sequence[str], count: int, rng: random.Random) -> list[Planned]:
+    """BAL and unknown words only: the warm-up must not use up any offer."""
+    plan = []
+    for _ in range(count):
+        if rng.random() < BAL_SHARE / (1 - YES_SHARE):
+            kind, body = "BAL", "BAL"
+        else:
+            kind, body = "other", rng.choice(UNKNOWN_WORDS)
+        plan.append(Planned(kind, twilio_params(new_sid(), rng.choice(phones), body)))
+    return plan
+
+
+def write_signed(plan: Sequence[Planned], url: str, path: Path) -> None:
+    """One request a line: kind, X-Twilio-Signature for `url`, form body (tab-separated)."""
+    validator = RequestValidator(AUTH_TOKEN)
+    with path.open("w") as out:
+        for planned in plan:
+            signature = validator.compute_signature(url, planned.params)
+            body = urllib.parse.urlencode(planned.params)
+            out.write(f"{planned.kind}\t{signature}\t{body}\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Load generators.
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    socket_errors: int
+    statuses: dict[str, int]
+    sent: dict[str, int]
+    wrapped: int
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not status.startswith("2"))
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+def run_wrk(
+    port: int, requests_file: Path, *, duration: int, connections: int, threads: int
+) -> LoadResult:
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    threads = max(1, min(threads, connections))
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "15s",
+               "-s", str(LUA_SCRIPT), f"http://127.0.0.1:{port}{PATH}", "--",
+               str(requests_file), str(threads)]  # fmt: skip
+    status, output = CHILDREN.run(command, timeout=duration + 60)
+    line = next((x for x in output.splitlines() if x.startswith("BENCH_RESULT ")), None)
+    if status != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({status}):\n{output}")
+    found = json.loads(line.removeprefix("BENCH_RESULT "))
+    return LoadResult(
+        requests=found["requests"],
+        seconds=found["duration_us"] / 1e6,
+        p50_ms=found["p50_us"] / 1000,
+        p99_ms=found["p99_us"] / 1000,
+        socket_errors=sum(found[k] for k in ("connect_errors", "read_errors", "write_errors"))
+        + found["timeouts"],
+        statuses=found["statuses"],
+        sent=found["sent"],
+        wrapped=found["wrapped"],
+    )
+
+
+def _connection_loop(
+    port: int, lines: list[str], start_at: float, deadline: float, out: dict[str, Any]
+) -> None:
+    """One keep-alive connection sending `lines` in order until the deadline."""
+    latencies: list[float] = out["latencies"]
+    statuses: Counter[str] = out["statuses"]
+    sent: Counter[str] = out["sent"]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    index = 0
+    time.sleep(max(0.0, start_at - time.time()))
+    while time.time() < deadline:
+        kind, signature, body = lines[index % len(lines)].split("\t", 2)
+        out["wrapped"] += index > 0 and index % len(lines) == 0
+        index += 1
+        sent[kind] += 1
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        }
+        began = time.perf_counter()
+        try:
+            connection.request("POST", PATH, body, headers)
+            answer = connection.getresponse()
+            answer.read()
+        except (OSError, http.client.HTTPException):
+            out["socket_errors"] += 1
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+            continue
+        latencies.append((time.perf_counter() - began) * 1000)
+        statuses[str(answer.status)] += 1
+    connection.close()
+
+
+def _python_load_process(
+    *,
+    port: int,
+    requests_file: str,
+    connection_ids: list[int],
+    connections: int,
+    start_at: float,
+    duration: float,
+    results: Any,
+) -> None:
+    """A load process: one thread per connection; connection c sends lines c, c+N, c+2N, ..."""
+    import threading  # noqa: PLC0415
+
+    all_lines = Path(requests_file).read_text().splitlines()
+    outs: list[dict[str, Any]] = []
+    threads = []
+    for connection_id in connection_ids:
+        out: dict[str, Any] = {"latencies": [], "statuses": Counter(), "sent": Counter(),
+                               "socket_errors": 0, "wrapped": 0}  # fmt: skip
+        outs.append(out)
+        lines = all_lines[connection_id::connections]
+        thread = threading.Thread(
+            target=_connection_loop,
+            args=(port, lines, start_at, start_at + duration, out),
+        )
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    results.put(
+        {
+            "latencies": [x for out in outs for x in out["latencies"]],
+            "statuses": dict(sum((out["statuses"] for out in outs), Counter())),
+            "sent": dict(sum((out["sent"] for out in outs), Counter())),
+            "socket_errors": sum(out["socket_errors"] for out in outs),
+            "wrapped": sum(out["wrapped"] for out in outs),
+        }
+    )
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+def run_python_load(
+    port: int, requests_file: Path, *, duration: float, connections: int, processes: int
+) -> LoadResult:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = max(1, min(processes, connections))
+    start_at = time.time() + 3  # spawned interpreters need a moment to import
+    workers = []
+    for number in range(processes):
+        ids = list(range(number, connections, processes))
+        worker = context.Process(
+            target=_python_load_process,
+            kwargs={
+                "port": port,
+                "requests_file": str(requests_file),
+                "connection_ids": ids,
+                "connections": connections,
+                "start_at": start_at,
+                "duration": duration,
+                "results": results,
+            },
+        )
+        worker.start()
+        CHILDREN.workers.append(worker)
+        workers.append(worker)
+    parts = [results.get(timeout=duration + 60) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+        CHILDREN.workers.remove(worker)
+    latencies = [x for part in parts for x in part["latencies"]]
+    statuses: Counter[str] = Counter()
+    sent: Counter[str] = Counter()
+    for part in parts:
+        statuses.update(part["statuses"])
+        sent.update(part["sent"])
+    return LoadResult(
+        requests=len(latencies),
+        seconds=duration,
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
+        socket_errors=sum(part["socket_errors"] for part in parts),
+        statuses=dict(statuses),
+        sent=dict(sent),
+        wrapped=sum(part["wrapped"] for part in parts),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# One server under load.
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    app: str
+    textpay: bool
+
+
+@dataclass
+class Measured:
+    spec: ServerSpec
+    load: LoadResult
+    cpu_ms_per_request: float
+    db_cpu_ms_per_request: float | None
+    recycled_workers: int
+    log: Path
+
+
+SERVERS = (
+    ServerSpec("TextPay", "wsgi:app", textpay=True),
+    ServerSpec("framework floor", "bench.webhook:floor_app()", textpay=False),
+    ServerSpec("persistence floor", "bench.webhook:persistence_app()", textpay=False),
+)
+
+
+def measure(
+    spec: ServerSpec,
+    *,
+    backend: Backend,
+    plan: Sequence[Planned],
+    warmup: Sequence[Planned],
+    args: argparse.Namespace,
+    workdir: Path,
+) -> Measured:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{PATH}"
+    slug = spec.name.replace(" ", "-").lower()
+    requests_file, warmup_file = workdir / f"{slug}.tsv", workdir / f"{slug}-warmup.tsv"
+    write_signed(plan, url, requests_file)
+    write_signed(warmup, url, warmup_file)
+    if spec.textpay:
+        env = textpay_env(backend.textpay_url, port)
+    else:
+        env = server_env({FLOOR_DATABASE_ENV: backend.floor_url})
+    log = workdir / f"{backend.kind}-{slug}.log"
+    command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py",
+               "--bind", f"127.0.0.1:{port}", *gunicorn_overrides(args), spec.app]  # fmt: skip
+    with log.open("w") as log_file:
+        server = CHILDREN.start(command, cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
+    try:
+        wait_until_serving(port, server, log)
+        load = run_load(args, port, warmup_file, duration=args.warmup)
+        server_cpu = cpu_seconds(pgid=server.pid)
+        db_cpu = cpu_seconds(comm="postgres") if backend.kind == "postgresql" else None
+        load = run_load(args, port, requests_file, duration=args.duration)
+        server_cpu = cpu_seconds(pgid=server.pid) - server_cpu
+        if db_cpu is not None:
+            db_cpu = cpu_seconds(comm="postgres") - db_cpu
+    finally:
+        CHILDREN.stop(server)
+    done = max(load.requests, 1)
+    return Measured(
+        spec=spec,
+        load=load,
+        cpu_ms_per_request=server_cpu * 1000 / done,
+        db_cpu_ms_per_request=None if db_cpu is None else db_cpu * 1000 / done,
+        recycled_workers=log.read_text().count("Autorestarting worker"),
+        log=log,
+    )
+
+
+def run_load(args: argparse.Namespace, port: int, file: Path, *, duration: int) -> LoadResult:
+    if args.loader == "wrk":
+        return run_wrk(port, file, duration=duration, connections=args.connections,
+                       threads=args.load_threads)  # fmt: skip
+    return run_python_load(port, file, duration=duration, connections=args.connections,
+                           processes=args.load_threads)  # fmt: skip
+
+
+def gunicorn_overrides(args: argparse.Namespace) -> list[str]:
+    extra = []
+    if args.workers is not None:
+        extra += ["--workers", str(args.workers)]
+    if args.worker_class is not None:
+        extra += ["--worker-class", args.worker_class]
+    if args.threads is not None:
+        extra += ["--threads", str(args.threads)]
+    return extra + list(args.gunicorn_arg)
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting.
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0))
+    return (
+        f"{cpus} CPUs (nproc), {model}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}"
+    )
+
+
+def database_version(backend: Backend) -> str:
+    if backend.kind == "sqlite":
+        return f"SQLite {sqlite3.sqlite_version}"
+    engine = create_engine(backend.textpay_url)
+    with engine.connect() as connection:
+        version = str(connection.execute(text("SHOW server_version")).scalar_one())
+    engine.dispose()
+    return f"PostgreSQL {version}"
+
+
+def gunicorn_description(args: argparse.Namespace) -> str:
+    workers = args.workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
+    worker_class = args.worker_class or "sync"
+    described = f"gunicorn --config gunicorn.conf.py: {workers} {worker_class} workers"
+    if args.threads is not None:
+        described += f" x {args.threads} threads"
+    if args.gunicorn_arg:
+        described += " " + shlex.join(args.gunicorn_arg)
+    return described
+
+
+def print_backend(backend: Backend, results: list[Measured], outcome: dict[str, int]) -> None:
+    by_name = {m.spec.name: m for m in results}
+    textpay, floor, persistence = (by_name[s.name] for s in SERVERS)
+    db_column = backend.kind == "postgresql"
+    header = (
+        f"{'server':<19}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'CPU ms/req':>12}" + (f"{'db CPU ms/req':>15}" if db_column else "")
+    )
+    print(header)
+    print("-" * len(header))
+    for m in results:
+        load = m.load
+        row = (
+            f"{m.spec.name:<19}{load.requests:>9}{load.per_second:>9.0f}{load.p50_ms:>9.1f}"
+            f"{load.p99_ms:>9.1f}{load.errors:>8}{m.cpu_ms_per_request:>12.2f}"
+        )
+        if db_column and m.db_cpu_ms_per_request is not None:
+            row += f"{m.db_cpu_ms_per_request:>15.2f}"
+        print(row)
+    print()
+    share_framework = textpay.load.per_second / max(floor.load.per_second, 1e-9)
+    share_persistence = textpay.load.per_second / max(persistence.load.per_second, 1e-9)
+    print(f"TextPay / framework floor:   {share_framework:.2f} of its requests/s")
+    print(f"TextPay / persistence floor: {share_persistence:.2f} of its requests/s")
+
+    sent = textpay.load.sent
+    print(
+        f"TextPay was sent {sent.get('BAL', 0)} BAL, {sent.get('YES', 0)} YES, "
+        f"{sent.get('other', 0)} other; in its database (warm-up included): "
+        f"{outcome['texts']} inbound texts, {outcome['deposits']} deposits, "
+        f"{outcome['funded']} funded offers, {outcome['open_offers']} offers still open"
+    )
+    for m in results:
+        if m.load.errors:
+            print(
+                f"  {m.spec.name}: statuses {m.load.statuses}, socket errors "
+                f"{m.load.socket_errors}; log {m.log}"
+            )
+        if m.recycled_workers:
+            print(
+                f"  {m.spec.name}: gunicorn recycled {m.recycled_workers} workers (max_requests "
+                "in gunicorn.conf.py); --gunicorn-arg=--max-requests=0 turns that off"
+            )
+    if textpay.load.wrapped:
+        print(
+            "  WARNING: TextPay used up the pre-signed requests and replayed some MessageSids "
+            "(cheap replays); raise --accounts"
+        )
+
+    checks = [
+        (
+            f"TextPay >= {TARGET_FLOOR_SHARE:.0%} of the persistence floor's requests/s",
+            f"{share_persistence:.0%}",
+            share_persistence >= TARGET_FLOOR_SHARE,
+        ),
+        (
+            f"TextPay p99 < {TARGET_P99_MS:.0f} ms",
+            f"{textpay.load.p99_ms:.1f} ms",
+            textpay.load.p99_ms < TARGET_P99_MS,
+        ),
+        ("TextPay errors = 0", str(textpay.load.errors), textpay.load.errors == 0),
+    ]
+    print("Targets:")
+    for label, value, met in checks:
+        print(f"  {label:<52} {value:>10}  {'met' if met else 'MISSED'}")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.webhook",
+        description="TextPay's inbound-SMS webhook against a framework floor and a "
+        "persistence floor, under the same gunicorn.",
+    )
+    parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"],
+                        help="backend to measure (repeat for both; default sqlite)")  # fmt: skip
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per server")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per server")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--accounts", type=int, default=4000,
+                        help="accounts seeded, one YES each (requests: 5 per account)")  # fmt: skip
+    parser.add_argument("--workers", type=int, help="gunicorn --workers for all three servers")
+    parser.add_argument("--worker-class", choices=["sync", "gthread"],
+                        help="gunicorn --worker-class for all three servers")  # fmt: skip
+    parser.add_argument("--threads", type=int, help="gunicorn --threads (for gthread)")
+    parser.add_argument("--gunicorn-arg", action="append", default=[], metavar="ARG",
+                        help="any other gunicorn argument, for all three (repeatable), "
+                        "e.g. --gunicorn-arg=--max-requests=0")  # fmt: skip
+    parser.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator (auto: wrk when installed)")  # fmt: skip
+    parser.add_argument("--load-threads", type=int, default=2,
+                        help="wrk threads, or Python load processes")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1, help="random seed for the request mix")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    args.database = list(dict.fromkeys(args.database or ["sqlite"]))
+    if args.loader == "auto":
+        args.loader = "wrk" if shutil.which("wrk") else "python"
+        if args.loader == "python":
+            print(
+                "wrk is not installed (apt-get install -y wrk, or brew install wrk): using the "
+                "slower Python load generator, which competes harder with the servers for CPU\n"
+            )
+    elif args.loader == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed: apt-get install -y wrk (or --loader python)")
+    return args
+
+
+def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> bool:
+    """Measure the three servers on one backend; True when any of them saw errors."""
+    backend = prepare_backend(kind, workdir)
+    status, output = CHILDREN.run(
+        [str(BIN / "textpay"), "init-db"], cwd=ROOT, env=textpay_env(backend.textpay_url),
+        timeout=120,
+    )  # fmt: skip
+    if status != 0:
+        raise RuntimeError(f"textpay init-db failed:\n{output}")
+    began = time.monotonic()
+    phones = seed_textpay(backend.textpay_url, args.accounts)
+    seeded_in = time.monotonic() - began
+    create_floor_table(backend.floor_url)
+    rng = random.Random(args.seed)  # noqa: S311  (a benchmark's mix, not a secret)
+    plan = plan_requests(phones, rng)
+    warmup = plan_warmup(phones, 3000, rng)
+
+    print(
+        f"== {kind}: {database_version(backend)}; {args.accounts} accounts seeded in "
+        f"{seeded_in:.1f} s; {len(plan)} pre-signed requests per server"
+    )
+    results = [
+        measure(spec, backend=backend, plan=plan, warmup=warmup, args=args, workdir=workdir)
+        for spec in SERVERS
+    ]
+    print_backend(backend, results, textpay_outcome(backend.textpay_url))
+    rows = floor_rows(backend.floor_url)
+    print(f"  (persistence floor table: {rows} rows)")
+    print()
+    return any(m.load.errors for m in results)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    os.chdir(ROOT)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+    print(f"Machine: {machine()}")
+    print(f"Command: {shlex.join(sys.orig_argv)}")
+    print(
+        f"Servers: {gunicorn_description(args)}, one at a time, bound to 127.0.0.1; "
+        f"logs in {workdir}"
+    )
+    print(
+        f"Load: {describe_loader(args)}, {args.connections} connections, {args.duration:g} s "
+        f"after {args.warmup:g} s of warm-up; 70% BAL, 20% YES (one per seeded phone), 10% "
+        "unknown words; every request signed, each with its own MessageSid\n"
+    )
+    errors = False
+    try:
+        for kind in args.database:
+            errors |= run_backend(kind, args, workdir)
+    finally:
+        CHILDREN.stop_all()
+        if args.keep or errors:
+            print(f"Logs and request files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def describe_loader(args: argparse.Namespace) -> str:
+    if args.loader == "wrk":
+        _, output = CHILDREN.run([str(shutil.which("wrk")), "--version"], timeout=10)
+        version = output.splitlines()[0].split(" [")[0] if output else "wrk"
+        return f"{version} ({args.load_threads} threads, {LUA_SCRIPT.name})"
+    return f"Python http.client ({args.load_threads} processes)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
