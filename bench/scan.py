@@ -102,6 +102,15 @@ def seed(engine: Engine, accounts: int, eligible: int) -> None:
             ),
             {"now": now},
         )
+        # Each balance is the sum of its ledger, as TextPay keeps it.
+        connection.execute(
+            text(
+                "INSERT INTO ledger_entry (account_id, kind, amount_cents, balance_after_cents, "
+                "reference, memo, created_at) SELECT id, 'credit', balance_cents, balance_cents, "
+                "'credit:seed-' || id, '', :now FROM account"
+            ),
+            {"now": now},
+        )
     if is_postgresql(engine):
         with engine.begin() as connection:
             connection.execute(text("ANALYZE"))

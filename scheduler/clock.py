@@ -78,7 +78,9 @@ def background(parts: Parts, sender: SmsSender) -> BackgroundScheduler:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # A dispatcher still draining a long queue makes APScheduler warn every second that the
+    # next run is skipped (max_instances=1, as intended): only errors are worth a line.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     settings = load_settings()
     settings.check_production()
     parts = build(settings)

@@ -86,6 +86,7 @@ def run(
                     raise _DryRun  # roll everything back
             except _DryRun:
                 return result
+        log.info("scan started")
         orders = _offers_and_claims(db, result, now=started, config=config)
 
     for order in orders:

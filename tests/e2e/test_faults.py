@@ -16,15 +16,11 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from bench.scan import seed
 from tests.e2e.stack import Stack, http, wait_for
-from tests.e2e.test_clock import daytime_zone
 from tests.e2e.test_story import low_account
-from textpay import ledger
-from textpay.accounts import Enrolment, create_account
 from textpay.db import make_engine, unit_of_work
-from textpay.models import LedgerKind, Prompt, SandboxCharge
-from textpay.payments import SandboxGateway
-from textpay.schemas import AccountCreate
+from textpay.models import Prompt, SandboxCharge
 
 pytestmark = pytest.mark.e2e
 
@@ -130,21 +126,9 @@ def test_twilio_down_for_a_while(stack: Stack) -> None:
 
 
 def seed_low_accounts(database_url: str, count: int) -> None:
+    """Many low accounts at once, with bulk SQL (the benchmark's seeding)."""
     engine = make_engine(database_url)
-    zone = daytime_zone()
-    with unit_of_work(engine) as session:
-        for i in range(count):
-            account = create_account(
-                session,
-                AccountCreate.model_validate({
-                    "account_number": f"BULK-{i:05d}", "phone": f"+1212555{i % 10000:04d}",
-                    "timezone": zone, "payment_method": {"token": "tok_visa"},
-                }),
-                Enrolment(actor="test", gateway=SandboxGateway(engine)),
-            )  # fmt: skip
-            assert account.id is not None
-            ledger.post(session, account_id=account.id, kind=LedgerKind.CREDIT, amount_cents=100,
-                        reference=f"credit:bulk-{i}")  # fmt: skip
+    seed(engine, count, count)
     engine.dispose()
 
 
@@ -157,7 +141,7 @@ def prompts_count(database_url: str) -> tuple[int, int]:
     return total, accounts
 
 
-ACCOUNTS = 800
+ACCOUNTS = 20_000
 
 
 def test_clock_killed_mid_scan(database_url: str) -> None:
@@ -168,7 +152,8 @@ def test_clock_killed_mid_scan(database_url: str) -> None:
     stack.start("web")
     try:
         stack.start("clock")
-        time.sleep(3.5)  # the first scan starts 2 s in and needs several seconds for them all
+        wait_for(lambda: "scan started" in stack.log("clock"), what="the scan to start")
+        time.sleep(1)  # it needs several seconds for 20,000 offers
         stack.kill("clock")
         assert "scan:" not in stack.log("clock")  # it died mid-scan...
         made, _ = prompts_count(database_url)
