@@ -62,6 +62,7 @@ def add_jobs(scheduler: BaseScheduler, parts: Parts, sender: SmsSender) -> None:
             pacer=pacer,
             batch=batch,
             status_callback=settings.status_callback_url,
+            workers=settings.send_workers,
         ),
         "interval",
         seconds=1,

@@ -148,6 +148,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TEXTPAY_SEND_RATE", "send_rate"),
         description="Texts per second the dispatcher sends through one sender; 0 for no limit.",
     )
+    send_workers: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        validation_alias=AliasChoices("TEXTPAY_SEND_WORKERS", "send_workers"),
+        description="Sends the dispatcher keeps in flight at once (still within the send rate).",
+    )
     autopay_retry_days: str = Field(
         default="1,3",
         pattern=r"^\d{1,2}(,\d{1,2}){0,4}$",
