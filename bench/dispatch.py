@@ -3,7 +3,8 @@
 The stand-in (tests/standin/twilio.py, real HTTP on 127.0.0.1) answers from a process of its
 own. In this process the baseline sends the same number of messages with TextPay's Twilio
 sender, one at a time and without a database; then the dispatcher drains an outbox of that
-many texts (claim, send, record; one transaction per outcome; several sends in flight). A second run with a rate limit checks the pace. Run:
+many texts (claim, send, record; one transaction per outcome; several sends in flight). A
+second run with a rate limit checks the pace. Run:
 
     .venv/bin/python -m bench.dispatch --database sqlite --database postgresql
 """
