@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 from scheduler import scan
 from textpay.db import create_schema, is_postgresql, make_engine
 from textpay.engine import EngineConfig
+from textpay.localtime import place_of
 from textpay.payments import SandboxGateway
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -71,7 +72,11 @@ def seed(engine: Engine, accounts: int, eligible: int) -> None:
         if postgres
         else "substr('0000' || ((n / 20) % 10000), -4, 4)"
     )
-    areas = ", ".join(f"('{a}', {i})" for i, a in enumerate(AREAS))
+    places = [place_of(f"+1{area}5550100") for area in AREAS]
+    areas = ", ".join(
+        f"('{a}', {i}, '{state or ''}', '{','.join(zones)}')"
+        for i, (a, (state, zones)) in enumerate(zip(AREAS, places, strict=True))
+    )
     series = (
         "series(n) AS (SELECT generate_series(0, :last))"
         if postgres
@@ -83,13 +88,14 @@ def seed(engine: Engine, accounts: int, eligible: int) -> None:
         connection.execute(
             text(
                 f"""
-                INSERT INTO account (account_number, phone, nickname, language, textpay_enabled,
-                    autopay_enabled, status, opted_out, balance_cents, balance_updated_at,
-                    episode_seq, episode_prompts, autopay_failures, created_at, updated_at)
-                WITH RECURSIVE {series}, areas(area, i) AS (VALUES {areas})
-                SELECT 'B' || n, '+1' || area || '555' || {line}, '', 'en', {true}, {false},
-                    'active', {false}, CASE WHEN n % :step = 0 THEN 300 ELSE 5000 END, :now,
-                    0, 0, 0, :now, :now
+                INSERT INTO account (account_number, phone, phone_state, phone_zones, nickname,
+                    language, textpay_enabled, autopay_enabled, status, opted_out,
+                    balance_cents, balance_updated_at, episode_seq, episode_prompts,
+                    autopay_failures, created_at, updated_at)
+                WITH RECURSIVE {series}, areas(area, i, state, zones) AS (VALUES {areas})
+                SELECT 'B' || n, '+1' || area || '555' || {line}, NULLIF(state, ''), zones, '',
+                    'en', {true}, {false}, 'active', {false},
+                    CASE WHEN n % :step = 0 THEN 300 ELSE 5000 END, :now, 0, 0, 0, :now, :now
                 FROM series JOIN areas ON i = n % 20
                 """
             ),

@@ -12,13 +12,16 @@ For each database backend it serves, one after the other, with the same gunicorn
   synchronous=NORMAL and a busy timeout, or PostgreSQL).
 
 Each is loaded from a second process (wrk, or a Python load generator when wrk is missing) with
-16 keep-alive connections for a fixed time, after a short warm-up, with signed webhooks in a
-realistic mix: 70% `BAL`, 20% `YES` (each from a different phone with a live offer, so every
-YES charges a card once), 10% words TextPay does not know. Every request has its own MessageSid
-and a valid X-Twilio-Signature for the URL the server sees. It prints requests/s, p50/p99
-latency, errors and server CPU per request for each, TextPay's share of each floor, and whether
-TextPay met its targets (>= 35% of the persistence floor's requests/s, p99 < 50 ms, no errors).
-It always exits 0 once it has measured: the targets are information, not a test.
+16 concurrent connections (kept alive where the worker class allows; sync workers close each
+one) for a fixed time after a short warm-up, with signed webhooks in a realistic mix: 70% `BAL`,
+20% `YES` (each from a different phone with a live offer, so every YES charges a card once), 10%
+words TextPay does not know. Every request has its own MessageSid and a valid X-Twilio-Signature
+for the URL the server sees. It prints, per server: requests/s, p50 and p99 latency as the load
+generator sees it, errors (non-2xx answers and socket errors), and CPU time per request of the
+gunicorn processes (and, on PostgreSQL, of the database server); then TextPay's share of each
+floor's requests/s and whether TextPay met its targets (>= 35% of the persistence floor's
+requests/s, p99 < 50 ms, no errors). It exits 0 whenever it measured: the targets inform, they
+do not fail a build.
 
 Run from the repository root (wrk is preferred: `apt-get install -y wrk`):
 
@@ -40,6 +43,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -58,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
+from gunicorn import config as gunicorn_config
 from sqlalchemy import (
     Column,
     Integer,
@@ -208,9 +213,10 @@ class Children:
                 process.wait(timeout=timeout)
             except ProcessLookupError:
                 pass
-        # Workers of a gunicorn whose master died would still hold the group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        # Whatever is left in the group (workers of a gunicorn master that died) goes too.
+        if group_members(process.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
         if process in self.popen:
             self.popen.remove(process)
 
@@ -278,20 +284,53 @@ def wait_until_serving(port: int, process: subprocess.Popen[Any], log: Path) -> 
     raise RuntimeError(f"gunicorn on port {port} did not answer within 60 s; see {log}")
 
 
-def cpu_seconds(*, pgid: int | None = None, comm: str | None = None) -> float:
-    """CPU time (user + system, including reaped children) of the processes in a process group
-    or with a given command name, from /proc. Reaped children count through their parent."""
-    ticks = 0
+def _proc_stats() -> dict[int, tuple[str, list[str]]]:
+    """PID: (command name, the fields after it) of every process, from /proc/PID/stat."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             raw = stat.read_text()
         except OSError:
             continue
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        if (pgid is not None and int(fields[2]) != pgid) or (comm is not None and name != comm):
+        name, rest = raw[raw.index("(") + 1 : raw.rindex(")")], raw[raw.rindex(")") + 2 :]
+        found[int(stat.parent.name)] = (name, rest.split())
+    return found
+
+
+def _ticks(fields: list[str]) -> int:
+    return sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+
+
+def group_members(pgid: int) -> int:
+    return sum(1 for _, fields in _proc_stats().values() if int(fields[2]) == pgid)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) of a process group; workers that already exited count through
+    the gunicorn master that reaped them."""
+    ticks = sum(_ticks(f) for _, f in _proc_stats().values() if int(f[2]) == pgid)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pg_backend_ticks() -> dict[int, int]:
+    """CPU ticks of each PostgreSQL backend connected to the benchmark's database (its process
+    title names the database), so that other databases' work on the machine is not counted."""
+    found = {}
+    for pid, (name, fields) in _proc_stats().items():
+        if name != "postgres":
             continue
-        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f" {PG_DATABASE} " in title:
+            found[pid] = _ticks(fields)
+    return found
+
+
+def pg_cpu_seconds_since(before: dict[int, int]) -> float:
+    after = pg_backend_ticks()
+    ticks = sum(value - before.get(pid, 0) for pid, value in after.items())
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -683,6 +722,7 @@ class Measured:
     db_cpu_ms_per_request: float | None
     recycled_workers: int
     log: Path
+    worker_ms: list[int]  # time in the worker per request, from gunicorn's access log
 
 
 SERVERS = (
@@ -719,12 +759,12 @@ def measure(
     try:
         wait_until_serving(port, server, log)
         load = run_load(args, port, warmup_file, duration=args.warmup)
-        server_cpu = cpu_seconds(pgid=server.pid)
-        db_cpu = cpu_seconds(comm="postgres") if backend.kind == "postgresql" else None
+        log_offset = log.stat().st_size
+        server_cpu = group_cpu_seconds(server.pid)
+        db_before = pg_backend_ticks() if backend.kind == "postgresql" else None
         load = run_load(args, port, requests_file, duration=args.duration)
-        server_cpu = cpu_seconds(pgid=server.pid) - server_cpu
-        if db_cpu is not None:
-            db_cpu = cpu_seconds(comm="postgres") - db_cpu
+        server_cpu = group_cpu_seconds(server.pid) - server_cpu
+        db_cpu = None if db_before is None else pg_cpu_seconds_since(db_before)
     finally:
         CHILDREN.stop(server)
     done = max(load.requests, 1)
@@ -735,7 +775,20 @@ def measure(
         db_cpu_ms_per_request=None if db_cpu is None else db_cpu * 1000 / done,
         recycled_workers=log.read_text().count("Autorestarting worker"),
         log=log,
+        worker_ms=worker_times(log, log_offset),
     )
+
+
+# gunicorn.conf.py's access log line ends with the request's time in the worker: ` 200 189 9ms`.
+ACCESS_LINE = re.compile(rf'"POST {PATH}" \d{{3}} \S+ (\d+)ms$')
+
+
+def worker_times(log: Path, offset: int) -> list[int]:
+    """Milliseconds each request spent in a worker during the measurement (not in the queue)."""
+    with log.open() as lines:
+        lines.seek(offset)
+        found = (ACCESS_LINE.search(line.rstrip()) for line in lines)
+        return [int(match.group(1)) for match in found if match]
 
 
 def run_load(args: argparse.Namespace, port: int, file: Path, *, duration: int) -> LoadResult:
@@ -748,6 +801,10 @@ def run_load(args: argparse.Namespace, port: int, file: Path, *, duration: int) 
 
 def gunicorn_overrides(args: argparse.Namespace) -> list[str]:
     extra = []
+    if hasattr(gunicorn_config, "ControlSocketDisable"):
+        # gunicorn >= 25.1 opens one control socket per user ($HOME/.gunicorn/gunicorn.ctl):
+        # these short-lived servers must not take it over from a gunicorn someone else runs.
+        extra.append("--no-control-socket")
     if args.workers is not None:
         extra += ["--workers", str(args.workers)]
     if args.worker_class is not None:
@@ -777,6 +834,21 @@ def machine() -> str:
     )
 
 
+def cores_busy(seconds: float = 1.0) -> float:
+    """How many CPUs the rest of the machine kept busy over `seconds` (we are idle meanwhile)."""
+
+    def sample() -> tuple[int, int, int]:
+        lines = Path("/proc/stat").read_text().splitlines()
+        values = [int(x) for x in lines[0].split()[1:8]]  # user nice system idle iowait irq soft
+        cpus = sum(1 for line in lines if re.match(r"cpu\d", line))
+        return sum(values) - values[3] - values[4], sum(values), cpus
+
+    busy_before, total_before, cpus = sample()
+    time.sleep(seconds)
+    busy_after, total_after, _ = sample()
+    return cpus * (busy_after - busy_before) / max(total_after - total_before, 1)
+
+
 def database_version(backend: Backend) -> str:
     if backend.kind == "sqlite":
         return f"SQLite {sqlite3.sqlite_version}"
@@ -798,25 +870,38 @@ def gunicorn_description(args: argparse.Namespace) -> str:
     return described
 
 
+def _ms(values: Sequence[int], share: float) -> str:
+    return f"{percentile(values, share):.0f}" if values else "-"
+
+
 def print_backend(backend: Backend, results: list[Measured], outcome: dict[str, int]) -> None:
     by_name = {m.spec.name: m for m in results}
     textpay, floor, persistence = (by_name[s.name] for s in SERVERS)
     db_column = backend.kind == "postgresql"
     header = (
-        f"{'server':<19}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-        f"{'CPU ms/req':>12}" + (f"{'db CPU ms/req':>15}" if db_column else "")
+        f"{'server':<19}{'requests':>9}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}"
+        f"{'worker p50':>12}{'worker p99':>12}{'CPU ms/req':>12}"
+        + (f"{'db CPU ms/req':>15}" if db_column else "")
     )
     print(header)
     print("-" * len(header))
     for m in results:
         load = m.load
         row = (
-            f"{m.spec.name:<19}{load.requests:>9}{load.per_second:>9.0f}{load.p50_ms:>9.1f}"
-            f"{load.p99_ms:>9.1f}{load.errors:>8}{m.cpu_ms_per_request:>12.2f}"
+            f"{m.spec.name:<19}{load.requests:>9}{load.per_second:>8.0f}{load.p50_ms:>8.1f}"
+            f"{load.p99_ms:>8.1f}{load.errors:>7}{_ms(m.worker_ms, 0.5):>12}"
+            f"{_ms(m.worker_ms, 0.99):>12}{m.cpu_ms_per_request:>12.2f}"
         )
         if db_column and m.db_cpu_ms_per_request is not None:
             row += f"{m.db_cpu_ms_per_request:>15.2f}"
         print(row)
+    print(
+        "(p50/p99: latency the load generator saw, queueing for a free worker included; worker "
+        "p50/p99:\n time inside a gunicorn worker, from its access log; CPU ms/req: CPU time of "
+        "the gunicorn\n processes"
+        + (" and of PostgreSQL's backends" if db_column else "")
+        + " per request)"
+    )
     print()
     share_framework = textpay.load.per_second / max(floor.load.per_second, 1e-9)
     share_persistence = textpay.load.per_second / max(persistence.load.per_second, 1e-9)
@@ -841,6 +926,11 @@ def print_backend(backend: Backend, results: list[Measured], outcome: dict[str, 
                 f"  {m.spec.name}: gunicorn recycled {m.recycled_workers} workers (max_requests "
                 "in gunicorn.conf.py); --gunicorn-arg=--max-requests=0 turns that off"
             )
+    if floor.load.wrapped or persistence.load.wrapped:
+        print(
+            "  the floors went through the pre-signed requests more than once: harmless, they "
+            "do not look\n  MessageSids up"
+        )
     if textpay.load.wrapped:
         print(
             "  WARNING: TextPay used up the pre-signed requests and replayed some MessageSids "
@@ -862,7 +952,7 @@ def print_backend(backend: Backend, results: list[Measured], outcome: dict[str, 
     ]
     print("Targets:")
     for label, value, met in checks:
-        print(f"  {label:<52} {value:>10}  {'met' if met else 'MISSED'}")
+        print(f"  {label:<54} {value:>9}  {'met' if met else 'MISSED'}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -879,7 +969,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per server")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per server")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
-    parser.add_argument("--accounts", type=int, default=4000,
+    parser.add_argument("--accounts", type=int, default=3000,
                         help="accounts seeded, one YES each (requests: 5 per account)")  # fmt: skip
     parser.add_argument("--workers", type=int, help="gunicorn --workers for all three servers")
     parser.add_argument("--worker-class", choices=["sync", "gthread"],
@@ -895,6 +985,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="random seed for the request mix")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
+    if args.duration < 1 or args.warmup < 1 or args.connections < 1 or args.accounts < 10:
+        parser.error("--duration, --warmup and --connections must be >= 1, --accounts >= 10")
     args.database = list(dict.fromkeys(args.database or ["sqlite"]))
     if args.loader == "auto":
         args.loader = "wrk" if shutil.which("wrk") else "python"
@@ -929,14 +1021,18 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> bool:
         f"== {kind}: {database_version(backend)}; {args.accounts} accounts seeded in "
         f"{seeded_in:.1f} s; {len(plan)} pre-signed requests per server"
     )
+    busy = cores_busy()
+    if busy > 0.25:
+        print(
+            f"WARNING: {busy:.1f} CPUs were busy with other work just before the measurement: "
+            "the numbers will show it"
+        )
     results = [
         measure(spec, backend=backend, plan=plan, warmup=warmup, args=args, workdir=workdir)
         for spec in SERVERS
     ]
     print_backend(backend, results, textpay_outcome(backend.textpay_url))
-    rows = floor_rows(backend.floor_url)
-    print(f"  (persistence floor table: {rows} rows)")
-    print()
+    print(f"  (the persistence floor's table holds {floor_rows(backend.floor_url)} rows)\n")
     return any(m.load.errors for m in results)
 
 
@@ -947,10 +1043,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     print(f"Machine: {machine()}")
     print(f"Command: {shlex.join(sys.orig_argv)}")
-    print(
-        f"Servers: {gunicorn_description(args)}, one at a time, bound to 127.0.0.1; "
-        f"logs in {workdir}"
-    )
+    print(f"Servers: {gunicorn_description(args)}, one at a time, bound to 127.0.0.1")
     print(
         f"Load: {describe_loader(args)}, {args.connections} connections, {args.duration:g} s "
         f"after {args.warmup:g} s of warm-up; 70% BAL, 20% YES (one per seeded phone), 10% "
@@ -960,10 +1053,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for kind in args.database:
             errors |= run_backend(kind, args, workdir)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every process this benchmark started", file=sys.stderr)
+        return 130
     finally:
         CHILDREN.stop_all()
         if args.keep or errors:
-            print(f"Logs and request files kept in {workdir}")
+            print(f"Server logs and signed request files kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0

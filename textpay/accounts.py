@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from textpay import audit
 from textpay.errors import DuplicateAccountNumber, FieldError, NotFound, ValidationFailed
+from textpay.localtime import place_of
 from textpay.models import Account, Facility, PaymentMethod
 from textpay.payments import PaymentGateway
 from textpay.phones import to_e164
@@ -102,7 +103,10 @@ def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Acc
     already_opted_out = session.exec(
         select(Account.id).where(Account.phone == phone, Account.opted_out == True)  # noqa: E712
     ).first()
+    phone_state, phone_zones = place_of(phone)
     account = Account(
+        phone_state=phone_state,
+        phone_zones=",".join(phone_zones),
         opted_out=already_opted_out is not None,
         opted_out_at=now if already_opted_out is not None else None,
         account_number=data.account_number,
@@ -166,6 +170,9 @@ def update_account(
     if errors:
         raise ValidationFailed(errors)
 
+    if changes.get("phone"):
+        state, zones = place_of(changes["phone"])
+        changes.update(phone_state=state, phone_zones=",".join(zones))
     card_change = "payment_method" in changes
     new_method: PaymentMethodIn | None = changes.pop("payment_method", None)
     for name, value in changes.items():

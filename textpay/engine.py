@@ -30,7 +30,7 @@ from textpay.conversation import (
     SetAutopay,
     SetLanguage,
 )
-from textpay.localtime import display_zone
+from textpay.localtime import FALLBACK_ZONE
 from textpay.models import (
     Account,
     AccountStatus,
@@ -44,7 +44,12 @@ from textpay.models import (
 from textpay.money import format_cents
 from textpay.payments import ChargeResult, ChargeStatus, Initiator
 from textpay.phones import to_e164
-from textpay.policy import EffectiveSettings, effective_for_account, get_global_settings
+from textpay.policy import (
+    EffectiveSettings,
+    effective_for_account,
+    get_global_settings,
+    stored_place,
+)
 from textpay.redaction import storable
 
 DAY = timedelta(hours=24)
@@ -109,7 +114,7 @@ def account_facts_from(
         label=account.account_number[-4:],
         nickname=account.nickname,
         language=account.language,
-        timezone=display_zone(account.timezone, account.phone),
+        timezone=account.timezone or (stored_place(account)[1] or (FALLBACK_ZONE,))[0],
         balance_cents=account.balance_cents,
         balance_as_of=account.balance_updated_at,
         autopay_enabled=account.autopay_enabled,

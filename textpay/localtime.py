@@ -58,19 +58,6 @@ def place_of(e164: str) -> tuple[str | None, tuple[str, ...]]:
     return state, zones
 
 
-def zone_names_for_phone(e164: str) -> tuple[str, ...]:
-    """Every IANA zone the number's area code spans (several for some area codes)."""
-    return place_of(e164)[1]
-
-
-def display_zone(account_timezone: str | None, e164: str) -> str:
-    """One zone to write times in: the account's, else the number's first, else a default."""
-    if account_timezone:
-        return account_timezone
-    zones = zone_names_for_phone(e164)
-    return zones[0] if zones else FALLBACK_ZONE
-
-
 _MONTHS = {
     "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
     "es": ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"],

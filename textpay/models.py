@@ -182,6 +182,10 @@ class Account(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_number: str = Field(max_length=40, unique=True)
     phone: str = Field(max_length=16, index=True)  # E.164
+    # Where the number's area code is, worked out once when the phone is set (the scan would
+    # otherwise parse every low account's number): its US state and every zone it spans.
+    phone_state: str | None = Field(default=None, max_length=2)
+    phone_zones: str = Field(default="", max_length=200)  # comma-separated IANA names
     nickname: str = Field(default="", max_length=40)
     language: str = Field(default=Language.ENGLISH.value, max_length=2)
     timezone: str | None = Field(default=None, max_length=64)

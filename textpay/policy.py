@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from textpay import quiet_hours
 from textpay.errors import FieldError, ValidationFailed
+from textpay.localtime import FALLBACK_ZONE, place_of
 from textpay.models import SETTING_FIELDS, Account, Facility, GlobalSettings
 
 # FCC rules for inmate calling services: a provider must accept deposits of at least $50.
@@ -173,6 +174,13 @@ def state_windows(global_settings: GlobalSettings) -> dict[str, tuple[str, str]]
     }
 
 
+def stored_place(account: Account) -> tuple[str | None, tuple[str, ...]]:
+    """The account's state and phone zones as stored at enrolment, else worked out now."""
+    if account.phone_zones:
+        return account.phone_state, tuple(account.phone_zones.split(","))
+    return place_of(account.phone)
+
+
 def delivery_rules(session: Session, account: Account) -> DeliveryRules:
     global_settings = get_global_settings(session)
     facility = session.get(Facility, account.facility_id) if account.facility_id else None
@@ -184,14 +192,12 @@ def delivery_rules_for(
     account: Account, effective: EffectiveSettings, windows: dict[str, tuple[str, str]]
 ) -> DeliveryRules:
     """The rules from settings already resolved (the scan resolves once per facility)."""
+    state, zones = stored_place(account)
     window = quiet_hours.window_for(
-        effective.quiet_hours_start,
-        effective.quiet_hours_end,
-        quiet_hours.state_of(account.phone),
-        windows,
+        effective.quiet_hours_start, effective.quiet_hours_end, state, windows
     )
     return DeliveryRules(
-        zones=quiet_hours.zones_for(account.timezone, account.phone),
+        zones=(account.timezone,) if account.timezone else zones or (FALLBACK_ZONE,),
         window=window,
         daily_cap=effective.daily_message_cap,
     )

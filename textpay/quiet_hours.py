@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from textpay.localtime import FALLBACK_ZONE, place_of, zone_names_for_phone
+from textpay.localtime import place_of
 
 # State windows stricter than the default, by USPS code (state mini-TCPA laws).
 DEFAULT_STATE_WINDOWS: dict[str, tuple[str, str]] = {
@@ -28,13 +28,6 @@ DEFAULT_STATE_WINDOWS: dict[str, tuple[str, str]] = {
 def state_of(e164: str) -> str | None:
     """The US state of a number's area code (`+13055550100` → `FL`), when known."""
     return place_of(e164)[0]
-
-
-def zones_for(account_timezone: str | None, e164: str) -> tuple[str, ...]:
-    """The zones the recipient may be in: the account's if set, else every zone of the number."""
-    if account_timezone:
-        return (account_timezone,)
-    return zone_names_for_phone(e164) or (FALLBACK_ZONE,)
 
 
 def window_for(

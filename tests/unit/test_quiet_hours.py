@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from textpay.localtime import place_of
 from textpay.quiet_hours import (
     DEFAULT_STATE_WINDOWS,
     allowed,
     next_allowed,
     state_of,
     window_for,
-    zones_for,
 )
 
 
@@ -35,7 +35,7 @@ def test_state_law_narrows_the_window() -> None:
 
 
 def test_a_number_spanning_zones_is_only_texted_when_all_allow() -> None:
-    zones = zones_for(None, "+16055550100")  # South Dakota: Mountain and Central
+    _, zones = place_of("+16055550100")  # South Dakota: Mountain and Central
     assert set(zones) == {"America/Denver", "America/North_Dakota/Center"}
     window = window_for("08:00", "21:00", None, {})
     # 8:30pm Mountain is 9:30pm Central: not allowed.
@@ -44,8 +44,6 @@ def test_a_number_spanning_zones_is_only_texted_when_all_allow() -> None:
     assert next_allowed(datetime(2026, 11, 27, 3, 30, tzinfo=UTC), zones, window) == datetime(
         2026, 11, 27, 15, 0, tzinfo=UTC
     )
-    # The account's own zone, when known, is the only one.
-    assert zones_for("America/Chicago", "+16055550100") == ("America/Chicago",)
 
 
 def test_next_allowed_across_a_daylight_saving_change() -> None:
