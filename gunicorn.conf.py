@@ -1,9 +1,11 @@
 """gunicorn settings for TextPay's web process (`gunicorn -c gunicorn.conf.py wsgi:app`).
 
-Workers and class come from measurements on the 2-core machine this project targets (DESIGN §6;
-`bench/webhook.py` reruns them): sync workers kept p99 at 7-16 ms on SQLite, where threaded
-workers reached 33-120 ms from lock contention, and were as good as threads on PostgreSQL. Two
-workers per core is the usual ceiling for CPU-bound Flask; override with WEB_CONCURRENCY.
+Workers and class come from `bench/webhook.py` on the 2-core machine this project targets (see
+docs/performance.md). Sync workers: on SQLite, threaded workers only queue for the one write
+lock (DESIGN §6 saw p99 of 33-120 ms with threads). On SQLite one worker carries as much as two
+(every webhook writes, and writers take turns) with a far shorter tail, so it gets one; on
+PostgreSQL two workers use both cores (four gained 14% throughput for a doubled p99). Override
+with WEB_CONCURRENCY.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+_SQLITE = os.environ.get("DATABASE_URL", "sqlite").startswith("sqlite")
+workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _SQLITE else "2"))
 worker_class = "sync"
 # Below Twilio's 15 s webhook timeout: a stuck worker is replaced before Twilio gives up, and a
 # YES never waits for a card longer than TEXTPAY_GATEWAY_TIMEOUT_SECONDS (8 s) anyway.
 timeout = 12
 graceful_timeout = 10
 keepalive = 5
-max_requests = 5000  # recycle workers now and then; jitter keeps them from restarting together
-max_requests_jitter = 500
+# Recycle workers now and then (a worker takes about 1.5 s to start, so not too often); the
+# jitter keeps them from restarting together.
+max_requests = 50_000
+max_requests_jitter = 5_000
 accesslog = "-"
 # The path without its query string: `/admin/accounts?phone=...` must not put phone numbers in
 # the log. No headers either: the admin token is never logged.

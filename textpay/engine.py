@@ -89,13 +89,18 @@ def voice(session: Session, config: EngineConfig) -> replies.Voice:
     return replies.Voice(program=config.program, support=config.support, messages_per_day=cap)
 
 
-def account_facts(session: Session, account: Account, *, now: datetime) -> AccountFacts:
+def account_facts(
+    session: Session, account: Account, *, now: datetime, with_deposits: bool = True
+) -> AccountFacts:
+    """The facts `decide` needs about an account. Today's deposits (two sums) are only looked
+    up when a decision may move money: a BAL or HELP does not pay for them."""
     assert account.id is not None
+    deposited = funding.deposited_since(session, account.id, now - DAY) if with_deposits else 0
     return account_facts_from(
         account,
         effective_for_account(session, account),
         payment_method_of(session, account.id),
-        deposited_last_24h_cents=funding.deposited_since(session, account.id, now - DAY),
+        deposited_last_24h_cents=deposited,
     )
 
 
@@ -128,7 +133,14 @@ def account_facts_from(
     )
 
 
-def gather_facts(session: Session, phone: str, *, now: datetime, config: EngineConfig) -> Facts:
+def gather_facts(
+    session: Session,
+    phone: str,
+    *,
+    now: datetime,
+    config: EngineConfig,
+    with_deposits: bool = True,
+) -> Facts:
     owned = consent.accounts_of(session, phone)
     active = [a for a in owned if a.status == AccountStatus.ACTIVE.value]
     latest = prompts.latest_for(session, (a.id for a in active if a.id is not None))
@@ -145,7 +157,9 @@ def gather_facts(session: Session, phone: str, *, now: datetime, config: EngineC
         for p in latest.values()
     )
     return Facts(
-        accounts=tuple(account_facts(session, a, now=now) for a in active),
+        accounts=tuple(
+            account_facts(session, a, now=now, with_deposits=with_deposits) for a in active
+        ),
         offers=offers,
         opted_out=any(a.opted_out for a in owned),
         carrier_answers_keywords=config.carrier_answers_keywords,
@@ -161,7 +175,14 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
 
     phone = to_e164(sms.sender, default_region=config.default_region, field="From")
     body = storable(sms.body)
-    facts = gather_facts(session, phone, now=now, config=config)
+    command = conversation.parse(sms.body)
+    facts = gather_facts(
+        session,
+        phone,
+        now=now,
+        config=config,
+        with_deposits=command.intent is conversation.Intent.CONFIRM,
+    )
     message = messages.record_inbound(
         session,
         sid=sms.sid,
@@ -171,7 +192,6 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         now=now,
     )
     assert message.id is not None
-    command = conversation.parse(sms.body)
     if command.intent is not conversation.Intent.OPT_OUT and _flooding(
         session, phone, now=now, limit=config.inbound_per_minute
     ):

@@ -33,6 +33,7 @@ forms = st.lists(st.tuples(st.sampled_from(FIELDS), values), max_size=12)
 @settings(
     max_examples=120,
     deadline=None,
+    derandomize=True,  # the same examples in every run: CI must not pass by luck
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(pairs=forms)
@@ -44,7 +45,8 @@ def test_fuzzed_signed_webhooks_never_500_and_never_break_the_ledger(
     response = app.test_client().post(
         "/twilio/sms", data=form, headers={"X-Twilio-Signature": signature}
     )
-    assert response.status_code in (200, 400), response.get_data(as_text=True)[:300]
+    # 413 for bodies over 64 KiB (many 2,000-character fields add up).
+    assert response.status_code in (200, 400, 413), response.get_data(as_text=True)[:300]
     with unit_of_work(engine) as session:
         assert ledger.verify(session) == []
     assert charges(engine) <= 1  # one offer: at most one charge, whatever arrives
