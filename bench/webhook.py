@@ -750,7 +750,9 @@ def measure(
     if spec.textpay:
         env = textpay_env(backend.textpay_url, port)
     else:
-        env = server_env({FLOOR_DATABASE_ENV: backend.floor_url})
+        # DATABASE_URL too, only so that gunicorn.conf.py picks the same worker count for the
+        # floors as for TextPay on this database (the floors read FLOOR_DATABASE_ENV).
+        env = server_env({FLOOR_DATABASE_ENV: backend.floor_url, "DATABASE_URL": backend.floor_url})
     log = workdir / f"{backend.kind}-{slug}.log"
     command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py",
                "--bind", f"127.0.0.1:{port}", *gunicorn_overrides(args), spec.app]  # fmt: skip
@@ -860,7 +862,7 @@ def database_version(backend: Backend) -> str:
 
 
 def gunicorn_description(args: argparse.Namespace) -> str:
-    workers = args.workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
+    workers = args.workers or os.environ.get("WEB_CONCURRENCY") or "as gunicorn.conf.py picks"
     worker_class = args.worker_class or "sync"
     described = f"gunicorn --config gunicorn.conf.py: {workers} {worker_class} workers"
     if args.threads is not None:
