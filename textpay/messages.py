@@ -86,35 +86,13 @@ def queue_outbound(
     engine_initiated: bool = False,
 ) -> Message:
     """Put a text in the outbox for the dispatcher, to go no earlier than `send_after`."""
-    message = outbound(
-        phone=phone,
-        account_id=account_id,
-        body=body,
-        kind=kind,
-        now=now,
-        send_after=send_after,
-        engine_initiated=engine_initiated,
-    )
-    session.add(message)
-    session.flush()
-    return message
-
-
-def outbound(
-    *,
-    phone: str,
-    account_id: int | None,
-    body: str,
-    kind: str,
-    now: datetime,
-    send_after: datetime | None = None,
-    engine_initiated: bool = False,
-) -> Message:
-    """A text for the outbox, not yet added to a session."""
-    return Message(
+    message = Message(
         **outbound_row(phone=phone, account_id=account_id, body=body, kind=kind, now=now,
                        send_after=send_after, engine_initiated=engine_initiated)
     )  # fmt: skip
+    session.add(message)
+    session.flush()
+    return message
 
 
 def outbound_row(
