@@ -63,6 +63,7 @@ def claim(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
         .where(col(StatusReport.created_at) < now - timedelta(hours=1))
         .execution_options(synchronize_session=False)
     )
+    _apply_waiting_reports(session, now=now)
     due = session.exec(due_query(now, limit)).all()
     rules: dict[int, DeliveryRules | None] = {}
     recent: dict[str, list[datetime]] = {}
@@ -156,6 +157,20 @@ def report_status(
     if error_code == messages.OPTED_OUT_ERROR:
         consent.opt_out(session, changed.phone, words=f"Twilio error {error_code}",
                         source="carrier", now=now)  # fmt: skip
+
+
+def _apply_waiting_reports(session: Session, *, now: datetime) -> None:
+    """Reports kept for a SID that has been recorded since. On PostgreSQL a callback and the
+    dispatcher's own record of the SID can commit side by side, each unseen by the other; this
+    sweep, run with every claim, applies what that race left waiting."""
+    waiting = session.exec(
+        select(Message)
+        .join(StatusReport, col(StatusReport.twilio_sid) == col(Message.twilio_sid))
+        .where(Message.direction == MessageDirection.OUTBOUND.value)
+        .distinct()
+    ).all()
+    for message in waiting:
+        _apply_early_reports(session, message, now=now)
 
 
 def _apply_early_reports(session: Session, message: Message, *, now: datetime) -> None:

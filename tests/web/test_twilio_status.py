@@ -92,6 +92,26 @@ def test_a_callback_that_beats_the_dispatcher_is_applied_when_the_sid_is_recorde
         assert session.exec(select(StatusReport)).all() == []
 
 
+def test_a_report_that_raced_the_dispatchers_record_is_applied_by_the_next_claim(
+    engine: Engine,
+) -> None:
+    """On PostgreSQL the callback's transaction and the dispatcher's can commit side by side:
+    the report is kept although the SID is recorded a moment later."""
+    sid = new_sid()
+    message_id, _ = sent_message(engine)
+    with unit_of_work(engine) as session:
+        session.add(StatusReport(twilio_sid=sid, status="delivered", created_at=utcnow()))
+        message = session.get(Message, message_id)
+        assert message is not None
+        message.twilio_sid = sid  # recorded without seeing the report
+        session.add(message)
+    with unit_of_work(engine) as session:
+        outbox.claim(session, now=utcnow(), limit=10)
+    assert status_of(engine, message_id) == ("delivered", None)
+    with unit_of_work(engine) as session:
+        assert session.exec(select(StatusReport)).all() == []
+
+
 def test_unknown_sids_and_statuses_are_accepted_and_ignored(
     twilio: TwilioClient, engine: Engine
 ) -> None:
