@@ -36,6 +36,7 @@ from textpay.models import (
     AccountStatus,
     ConsentKind,
     Message,
+    MessageDirection,
     PaymentAttempt,
     PaymentMethod,
     Prompt,
@@ -168,7 +169,7 @@ def gather_facts(
 
 def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineConfig) -> Turn:
     """Phase 1 of a turn: record the text once, decide, apply what needs no card."""
-    seen = messages.find_inbound(session, sms.sid)
+    seen = messages.find(session, sms.sid, MessageDirection.INBOUND)
     if seen is not None:
         assert seen.id is not None
         return Turn(seen.id, _replay_answer(session, seen, config), replayed=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from textpay.models import Message, MessageDirection
 
@@ -39,12 +40,13 @@ UNKNOWN = "unknown"
 OPTED_OUT_ERROR = "21610"
 
 
-def find_inbound(session: Session, sid: str) -> Message | None:
-    return session.exec(
-        select(Message).where(
-            Message.twilio_sid == sid, Message.direction == MessageDirection.INBOUND.value
-        )
-    ).first()
+def by_sid(sid: str, direction: MessageDirection) -> SelectOfScalar[Message]:
+    """The message Twilio knows by `sid`, in one direction."""
+    return select(Message).where(Message.twilio_sid == sid, Message.direction == direction.value)
+
+
+def find(session: Session, sid: str, direction: MessageDirection) -> Message | None:
+    return session.exec(by_sid(sid, direction)).first()
 
 
 def record_inbound(
@@ -136,14 +138,6 @@ def cancel_queued(session: Session, phone: str, *, now: datetime) -> int:
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
-def find_outbound(session: Session, sid: str) -> Message | None:
-    return session.exec(
-        select(Message).where(
-            Message.twilio_sid == sid, Message.direction == MessageDirection.OUTBOUND.value
-        )
-    ).first()
-
-
 def apply_status(
     session: Session, *, sid: str, status: str, error_code: str | None, now: datetime
 ) -> Message | None:
@@ -155,8 +149,7 @@ def apply_status(
     if new_rank is None:
         return None
     message = session.exec(
-        select(Message)
-        .where(Message.twilio_sid == sid, Message.direction == MessageDirection.OUTBOUND.value)
+        by_sid(sid, MessageDirection.OUTBOUND)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()

@@ -150,7 +150,7 @@ def report_status(
         return
     changed = messages.apply_status(session, sid=sid, status=status, error_code=error_code, now=now)
     if changed is None:
-        if messages.find_outbound(session, sid) is None:
+        if messages.find(session, sid, MessageDirection.OUTBOUND) is None:
             session.add(StatusReport(twilio_sid=sid, status=status, error_code=error_code,
                                      created_at=now))  # fmt: skip
         return
