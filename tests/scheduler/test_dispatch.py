@@ -213,6 +213,9 @@ def test_status_callbacks_from_the_stand_in_reach_the_app_signed(
         while message(engine, message_id).status != "delivered" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert message(engine, message_id).status == "delivered"
+        # The stand-in notes each answer just after the app has applied it: wait for the note.
+        while len(standin.callback_results) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert standin.callback_results == [204, 204]
     finally:
         server.shutdown()
