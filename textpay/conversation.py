@@ -176,6 +176,9 @@ class AccountFacts:
     max_deposit_cents: int
     daily_limit_cents: int
     deposited_last_24h_cents: int
+    # False for an account that is suspended, closed or has TextPay switched off: a text can
+    # never charge it (BAL still answers).
+    payable_by_text: bool = True
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ def _cents(*, nullable: bool = False, default: int | None = None) -> Any:
 # word for word (SQLite only uses a partial index when the query's WHERE visibly implies it, and
 # never through bound parameters), so each is written once, here.
 SCANNABLE_ACCOUNT = "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
-ACCOUNT_IN_EPISODE = "episode_prompts > 0 OR autopay_failures > 0"
+ACCOUNT_IN_EPISODE = (
+    "episode_prompts > 0 OR autopay_failures > 0 OR episode_autopay_charges > 0"
+)
 WAITING_MESSAGE = "direction = 'outbound' AND status = 'pending'"
 UNSETTLED_ATTEMPT = "status = 'pending'"
 
@@ -134,6 +136,9 @@ class Facility(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(max_length=32, unique=True)
     name: str = Field(default="", max_length=200)
+    # Where the facility is (IANA name): the zone for its accounts whose own zone is unknown and
+    # whose number has no usable area code (toll-free, non-geographic).
+    timezone: str | None = Field(default=None, max_length=64)
     low_balance_threshold_cents: int | None = _cents(nullable=True)
     preset_amount_cents: int | None = _cents(nullable=True)
     min_deposit_cents: int | None = _cents(nullable=True)
@@ -208,6 +213,8 @@ class Account(SQLModel, table=True):
     episode_seq: int = Field(default=0)
     episode_prompts: int = Field(default=0)
     episode_last_prompt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # AutoPay charges that succeeded in this episode: one is enough until the balance recovers.
+    episode_autopay_charges: int = Field(default=0)
     # AutoPay declines in this episode, and when the next try is due.
     autopay_failures: int = Field(default=0)
     autopay_retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -346,6 +353,10 @@ class Prompt(SQLModel, table=True):
     fee_cents: int = _cents(default=0)
     balance_at_offer_cents: int = _cents()
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    # The first moment a YES may accept this offer: when its text left (the dispatcher's send,
+    # or a reply's answer plus a moment to read it). Null while the text waits in the outbox:
+    # a subscriber cannot accept an offer they have not been sent.
+    acceptable_after: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -383,11 +394,19 @@ class PaymentAttempt(SQLModel, table=True):
     prompt_id: int | None = Field(
         default=None, sa_column_args=[ForeignKey("prompt.id")], unique=True
     )
+    # Random (uuid4), made at phase 1 and sent to the gateway: never derived from database ids,
+    # which repeat after a restore and would make a processor replay an old charge's result.
     idempotency_key: str = Field(max_length=100, unique=True)
+    # AutoPay's one try per episode and decline count (`account:episode:failures`): a second
+    # clock's try for the same slot fails on this key instead of charging again.
+    autopay_slot: str | None = Field(default=None, max_length=100, unique=True)
     initiator: str = Field(max_length=10)
     status: str = Field(default=AttemptStatus.PENDING.value, max_length=16)
     amount_cents: int = _cents()  # credited to the account
     fee_cents: int = _cents(default=0)  # charged on top, not credited
+    # The card charged, fixed at phase 1: a reconciler charges this one, never a card put on
+    # file since, and the receipt names it.
+    card_token: str = Field(default="", max_length=255)
     card_brand: str = Field(max_length=20)
     card_last4: str = Field(max_length=4)
     decline_reason: str | None = Field(default=None, max_length=40)
@@ -433,6 +452,9 @@ class Message(SQLModel, table=True):
     direction: str = Field(max_length=8)
     phone: str = Field(max_length=16)  # the subscriber's number, E.164
     account_id: int | None = Field(default=None, sa_column_args=[ForeignKey("account.id")])
+    # The offer an offer or reminder text carries: the dispatcher drops the text if the offer
+    # is no longer live when its turn comes.
+    prompt_id: int | None = Field(default=None, sa_column_args=[ForeignKey("prompt.id")])
     body: str = Field(default="", max_length=2000)
     kind: str = Field(default="", max_length=20)
     status: str = Field(max_length=16)
@@ -472,6 +494,33 @@ class ConsentKind(StrEnum):
     AUTOPAY_OFF = "autopay_off"
 
 
+class PhoneConsent(SQLModel, table=True):
+    """Whether a phone number may be texted: consent belongs to the number, not to an account.
+
+    One row per number that ever said STOP or START (or was opted out by its carrier); a number
+    with no row has said nothing and may be texted. `Account.opted_out` is a copy kept for the
+    scan's index, written only by `textpay.consent` from this row. The history is in
+    `consent_event`.
+    """
+
+    __tablename__ = "phone_consent"
+
+    phone: str = Field(max_length=16, primary_key=True)  # E.164
+    opted_out: bool = Field(default=False)
+    changed_at: datetime = _timestamp()
+
+
+class Lease(SQLModel, table=True):
+    """A named lock held until `expires_at` by one process (the scan's leader on SQLite, which
+    has no advisory locks). Taken by a conditional update, so two holders cannot overlap."""
+
+    __tablename__ = "lease"
+
+    name: str = Field(max_length=40, primary_key=True)
+    holder: str = Field(default="", max_length=100)
+    expires_at: datetime = _timestamp()
+
+
 class ConsentEvent(SQLModel, table=True):
     """A subscriber's consent changing, with when and the words that changed it (TCPA records)."""
 
@@ -500,12 +549,14 @@ __all__ = [
     "Facility",
     "GlobalSettings",
     "Language",
+    "Lease",
     "LedgerEntry",
     "LedgerKind",
     "Message",
     "MessageDirection",
     "PaymentAttempt",
     "PaymentMethod",
+    "PhoneConsent",
     "Prompt",
     "PromptStatus",
     "SandboxCharge",
