@@ -179,6 +179,9 @@ class AccountFacts:
     # False for an account that is suspended, closed or has TextPay switched off: a text can
     # never charge it (BAL still answers).
     payable_by_text: bool = True
+    # True when `timezone` is only a guess among several (an area code spanning zones, no zone
+    # known for the account or its facility): times in texts then name their zone ("8:00am CT").
+    zone_named: bool = False
 
 
 @dataclass(frozen=True)
