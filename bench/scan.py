@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from scheduler import scan
 from textpay.db import create_schema, is_postgresql, make_engine
-from textpay.engine import EngineConfig
+from textpay.engine_config import EngineConfig
 from textpay.localtime import place_of
 from textpay.payments import SandboxGateway
 

@@ -1,75 +1,101 @@
-"""Job: settle card charges left pending by a slow gateway or a crashed process.
+"""Job: settle card charges left pending by a slow gateway or a crashed process, and tell
+outcomes nobody has told.
 
 For each payment attempt still pending after a grace period, ask the gateway what happened to its
-idempotency key (charging with that same key if the gateway never saw it, which cannot charge
-twice), settle it, and queue a text telling the subscriber the outcome. Each attempt is its own
-transaction, and none is open while the gateway is called.
+idempotency key (charging the card recorded on the attempt, with that same key, if the gateway
+never saw it, which cannot charge twice) and hand the outcome to `textpay.settlement`, which
+queues the text telling the subscriber. Then retry telling settled outcomes whose text failed.
+Each attempt is its own transaction, none is open while the gateway is called, and one attempt
+that fails is logged and counted without stopping the others.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from textpay import autopay, funding
-from textpay import engine as turns
-from textpay.accounts import payment_method_of
+from textpay import funding, settlement
 from textpay.db import unit_of_work
+from textpay.engine_config import EngineConfig
 from textpay.models import PaymentAttempt
-from textpay.payments import ChargeResult, ChargeStatus, Initiator, PaymentGateway
+from textpay.payments import PaymentGateway
 from textpay.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ReconcileCounts:
     settled: int
     still_pending: int
+    told: int = 0
+    errors: int = 0
 
 
 def run(
     db: Engine,
     gateway: PaymentGateway,
-    config: turns.EngineConfig,
+    config: EngineConfig,
     *,
     grace_seconds: float = 30.0,
     timeout_seconds: float = 8.0,
     now: datetime | None = None,
 ) -> ReconcileCounts:
     started = now or utcnow()
+    grace = started - timedelta(seconds=grace_seconds)
     with unit_of_work(db) as session:
-        attempt_ids = funding.unsettled(
-            session, older_than=started - timedelta(seconds=grace_seconds)
-        )
-    settled = pending = 0
+        attempt_ids = funding.unsettled(session, older_than=grace)
+    settled = pending = errors = 0
     for attempt_id in attempt_ids:
-        with unit_of_work(db) as session:
-            attempt = session.get(PaymentAttempt, attempt_id)
-            assert attempt is not None
-            method = payment_method_of(session, attempt.account_id)
-        if method is None:
-            found = gateway.retrieve(attempt.idempotency_key)
-            result = found or ChargeResult(ChargeStatus.FAILED, decline_reason="no_card_on_file")
-            if result.status is ChargeStatus.PENDING:
-                pending += 1
-                continue
-        else:
-            maybe = funding.reconcile_result(
-                gateway, attempt, method.token, timeout_seconds=timeout_seconds
-            )
-            if maybe is None:
-                pending += 1
-                continue
-            result = maybe
-        with unit_of_work(db) as session:
-            settlement = funding.settle(session, attempt_id, result, now=now or utcnow())
-            if settlement.changed:
-                if attempt.initiator == Initiator.MERCHANT.value:
-                    autopay.after_settlement(
-                        session, settlement, now=now or utcnow(), config=config
-                    )
-                else:
-                    turns.notify_settlement(session, settlement, now=now or utcnow(), config=config)
-                settled += 1
-    return ReconcileCounts(settled=settled, still_pending=pending)
+        try:
+            done = _settle_one(db, gateway, config, attempt_id, now=now,
+                               timeout_seconds=timeout_seconds)  # fmt: skip
+        except Exception:
+            log.exception("reconcile: payment attempt %s failed", attempt_id)
+            errors += 1
+            continue
+        if done is None:
+            pending += 1
+        elif done:
+            settled += 1
+    told = 0
+    with unit_of_work(db) as session:
+        untold = settlement.untold(session, older_than=grace)
+    for attempt_id in untold:
+        try:
+            with unit_of_work(db) as session:
+                outcome = settlement.tell_untold(session, attempt_id, now=now or utcnow(),
+                                                 config=config)  # fmt: skip
+        except Exception:
+            log.exception("reconcile: telling payment attempt %s failed", attempt_id)
+            errors += 1
+            continue
+        told += int(outcome is not None and outcome.queued is not None)
+    return ReconcileCounts(settled=settled, still_pending=pending, told=told, errors=errors)
+
+
+def _settle_one(
+    db: Engine,
+    gateway: PaymentGateway,
+    config: EngineConfig,
+    attempt_id: int,
+    *,
+    now: datetime | None,
+    timeout_seconds: float,
+) -> bool | None:
+    """Settle one attempt from the gateway's answer. None while the gateway has no final
+    answer; False when someone else settled it meanwhile."""
+    with unit_of_work(db) as session:
+        attempt = session.get(PaymentAttempt, attempt_id)
+        assert attempt is not None
+        session.expunge(attempt)
+    result = funding.reconcile_result(gateway, attempt, timeout_seconds=timeout_seconds)
+    if result is None:
+        return None
+    with unit_of_work(db) as session:
+        outcome = settlement.settle(session, attempt_id, result, now=now or utcnow(),
+                                    config=config, by_reply=False)  # fmt: skip
+    return outcome.changed

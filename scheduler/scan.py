@@ -1,39 +1,52 @@
 """Job: the low-balance scan, with AutoPay charges for enrolled accounts.
 
-Phase 1 (short transactions, in batches): re-arm recovered accounts, create offers and queue
-their texts, and record a pending attempt for each AutoPay charge. Phase 2: charge each card,
-outside any transaction. Phase 3 (a transaction per charge): settle it and queue the receipt or
-decline notice. On PostgreSQL the scan is led by the holder of an advisory lock, so of several
-clocks scanning at the same moment one works and the others step aside. Unique keys back this
-up everywhere: one open offer per account, one AutoPay attempt per episode and try.
+Phase 1 (short transactions, in batches): re-arm recovered accounts, make offers and queue their
+texts, and record a pending attempt for each AutoPay charge. Each account's action is decided
+again on its fresh, locked row just before it is taken, so a plan a few seconds old never acts
+on a top-up, a STOP or another scanner's work since. Phase 2: charge each card, outside any
+transaction. Phase 3 (a transaction per charge): `textpay.settlement` finishes it.
+
+One scanner works at a time: on PostgreSQL the holder of an advisory lock, on SQLite the holder
+of the `scan` lease row; the others step aside. Unique keys back this up everywhere: one open
+offer per account, one AutoPay attempt per slot. One bad account never stops a batch: its
+failure is logged, counted in `errors`, and the scan moves on.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import insert, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from textpay import autopay, funding, lowbalance
+from textpay import autopay, funding, lowbalance, offers, settlement
 from textpay.db import is_postgresql, unit_of_work
-from textpay.engine import EngineConfig
+from textpay.engine_config import EngineConfig
 from textpay.lowbalance import Action
-from textpay.models import Account
+from textpay.models import Account, Lease
 from textpay.payments import PaymentGateway
 from textpay.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
+_Clock = Callable[[], datetime]
+
 # pg_try_advisory_lock key: "TextPay scan" as a 64-bit number.
 SCAN_LOCK_KEY = 0x5465787450617953
+# The SQLite scanner's lease: renewed after every batch and charge, so it lapses this long after
+# its holder died, and never while it works.
+SCAN_LEASE = "scan"
+LEASE_TIME = timedelta(minutes=2)
 # Candidates per phase-1 transaction. On SQLite, whose writers wait by polling (every 100 ms at
 # the slowest), batches are smaller and the scan pauses between them, so that a webhook waiting
 # for the write lock gets it within a fraction of a second instead of being starved.
@@ -50,6 +63,7 @@ class ScanResult:
     skipped: int = 0
     autopay_declined: int = 0
     autopay_pending: int = 0
+    errors: int = 0
     leader: bool = True
     planned: list[dict[str, str]] = field(default_factory=list)  # filled by a dry run
 
@@ -70,49 +84,95 @@ def run(
     gateway_timeout: float = 8.0,
     dry_run: bool = False,
 ) -> ScanResult:
-    started = now or utcnow()
+    """Scan once. `now` pins the clock (tests, `--dry-run`); by default each step is stamped
+    with the time it really happens."""
+
+    def clock() -> datetime:
+        return now or utcnow()
+
+    started = clock()
     result = ScanResult()
-    with _leadership(db) as leader:
-        if not leader:
+    with _leadership(db) as lease:
+        if lease is None:
             result.leader = False
             return result
         if dry_run:
             try:
                 with unit_of_work(db) as session:
                     plan = lowbalance.plan(session, now=started)
-                    _phase_one(session, plan.candidates, result, now=started, config=config,
-                               dry_run=True)  # fmt: skip
+                    _take(session, plan.candidates, result, clock=clock, config=config,
+                          dry_run=True)  # fmt: skip
                     result.skipped += plan.skipped
                     raise _DryRun  # roll everything back
             except _DryRun:
                 return result
         log.info("scan started")
-        orders = _offers_and_claims(db, result, now=started, config=config)
-
-    for order in orders:
-        outcome = funding.call_gateway(gateway, order, timeout_seconds=gateway_timeout)
-        if outcome is None:
-            result.autopay_pending += 1  # the reconciler settles it when the gateway answers
-            continue
-        with unit_of_work(db) as session:
-            settlement = funding.settle(session, order.attempt_id, outcome, now=now or utcnow())
-            autopay.after_settlement(session, settlement, now=now or utcnow(), config=config)
-        if outcome.succeeded:
-            result.autopay_charged += 1
-        else:
-            result.autopay_declined += 1
+        orders = _offers_and_claims(db, result, clock=clock, config=config, lease=lease)
+        for order in orders:
+            lease.renew()
+            _charge(db, gateway, order, result, clock=clock, config=config,
+                    timeout=gateway_timeout)  # fmt: skip
     log.info("scan: %s", result.counts())
     return result
 
 
+def _charge(
+    db: Engine,
+    gateway: PaymentGateway,
+    order: funding.ChargeOrder,
+    result: ScanResult,
+    *,
+    clock: _Clock,
+    config: EngineConfig,
+    timeout: float,
+) -> None:
+    """Phases 2 and 3 of one AutoPay charge. A failure here leaves the attempt pending for the
+    reconciler, which settles it like any other."""
+    try:
+        outcome = funding.call_gateway(gateway, order, timeout_seconds=timeout)
+        if outcome is None:
+            result.autopay_pending += 1  # the reconciler settles it when the gateway answers
+            return
+        with unit_of_work(db) as session:
+            settlement.settle(session, order.attempt_id, outcome, now=clock(), config=config,
+                              by_reply=False)  # fmt: skip
+    except Exception:
+        log.exception("scan: AutoPay charge for attempt %s failed", order.attempt_id)
+        result.errors += 1
+        return
+    if outcome.succeeded:
+        result.autopay_charged += 1
+    else:
+        result.autopay_declined += 1
+
+
+class _Leadership:
+    """The scan's leadership while it runs; `renew` keeps an SQLite lease from lapsing."""
+
+    def __init__(self, db: Engine | None = None, holder: str = "") -> None:
+        self._db = db
+        self._holder = holder
+
+    def renew(self) -> None:
+        if self._db is not None:
+            _take_lease(self._db, self._holder)
+
+
 @contextmanager
-def _leadership(db: Engine) -> Iterator[bool]:
+def _leadership(db: Engine) -> Iterator[_Leadership | None]:
     """On PostgreSQL, a session-level advisory lock on a connection of its own, held for the
-    whole scan and released at the end (or by the server if this process dies). On SQLite,
-    always granted: each batch's write lock orders the writers, and the unique keys stop a
-    second offer or charge."""
+    whole scan and released at the end (or by the server if this process dies). On SQLite, the
+    `scan` lease row, taken by a conditional update and given back at the end (or lapsing
+    `LEASE_TIME` after its holder died). None when another scanner leads."""
     if not is_postgresql(db):
-        yield True
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if not _take_lease(db, holder):
+            yield None
+            return
+        try:
+            yield _Leadership(db, holder)
+        finally:
+            _give_back_lease(db, holder)
         return
     with db.connect() as connection:
         got = bool(
@@ -122,94 +182,153 @@ def _leadership(db: Engine) -> Iterator[bool]:
         )
         connection.commit()
         try:
-            yield got
+            yield _Leadership() if got else None
         finally:
             if got:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCAN_LOCK_KEY})
                 connection.commit()
 
 
+def _take_lease(db: Engine, holder: str) -> bool:
+    """Take or renew the lease: given back (no holder), lapsed, or already ours. Real time, not
+    a pinned clock: a lease is about processes, not about the time the scan pretends it is."""
+    now = utcnow()
+    for _ in range(2):
+        try:
+            with unit_of_work(db) as session:
+                taken = session.execute(
+                    update(Lease)
+                    .where(
+                        col(Lease.name) == SCAN_LEASE,
+                        (col(Lease.holder) == "")
+                        | (col(Lease.expires_at) <= now)
+                        | (col(Lease.holder) == holder),
+                    )
+                    .values(holder=holder, expires_at=now + LEASE_TIME)
+                    .execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]
+                if taken:
+                    return True
+                if session.get(Lease, SCAN_LEASE) is not None:
+                    return False
+                session.execute(
+                    insert(Lease).values(name=SCAN_LEASE, holder=holder,
+                                         expires_at=now + LEASE_TIME)
+                )  # fmt: skip
+                return True
+        except IntegrityError:
+            continue  # another scanner created the row first: try the update again
+    return False
+
+
+def _give_back_lease(db: Engine, holder: str) -> None:
+    with unit_of_work(db) as session:
+        session.execute(
+            update(Lease)
+            .where(col(Lease.name) == SCAN_LEASE, col(Lease.holder) == holder)
+            .values(holder="")
+            .execution_options(synchronize_session=False)
+        )
+
+
 def _offers_and_claims(
-    db: Engine, result: ScanResult, *, now: datetime, config: EngineConfig
+    db: Engine, result: ScanResult, *, clock: _Clock, config: EngineConfig, lease: _Leadership
 ) -> list[funding.ChargeOrder]:
     """Phase 1 in short transactions: the plan, then the candidates in batches, so that a long
     scan never holds a lock that keeps webhooks waiting, and a scan killed midway leaves whole
     batches done for the next one to build on."""
     with unit_of_work(db) as session:
-        plan = lowbalance.plan(session, now=now)
+        plan = lowbalance.plan(session, now=clock())
     result.skipped += plan.skipped
-    ids = [(c.account.id, c) for c in plan.candidates]
     orders: list[funding.ChargeOrder] = []
     batch = BATCH if is_postgresql(db) else SQLITE_BATCH
-    for start in range(0, len(ids), batch):
-        if start and not is_postgresql(db):
-            time.sleep(SQLITE_PAUSE_SECONDS)
+    for start in range(0, len(plan.candidates), batch):
+        if start:
+            lease.renew()
+            if not is_postgresql(db):
+                time.sleep(SQLITE_PAUSE_SECONDS)
+        chunk = plan.candidates[start : start + batch]
         with unit_of_work(db) as session:
-            chunk = ids[start : start + batch]
-            current = {
-                a.id: a
-                for a in session.exec(
-                    select(Account).where(col(Account.id).in_([i for i, _ in chunk]))
-                )
-            }
-            fresh = []
-            for account_id, candidate in chunk:
-                account = current.get(account_id)
-                if account is None or not _still_due(account, candidate):
-                    result.skipped += 1
-                    continue
-                fresh.append(replace(candidate, account=account))
-            orders += _phase_one(session, fresh, result, now=now, config=config, dry_run=False)
+            fresh = _still_due(session, chunk, now=clock())
+            result.skipped += len(chunk) - len(fresh)
+            orders += _take(session, fresh, result, clock=clock, config=config, dry_run=False)
     return orders
 
 
-def _still_due(account: Account, candidate: lowbalance.Candidate) -> bool:
-    """The plan may be a few seconds old: a top-up or a STOP since then cancels the action."""
-    return (
-        not account.opted_out
-        and account.balance_cents < candidate.settings.low_balance_threshold_cents
-        and account.episode_prompts == candidate.account.episode_prompts
-    )
+def _still_due(
+    session: Session, chunk: list[lowbalance.Candidate], *, now: datetime
+) -> list[lowbalance.Candidate]:
+    """The candidates whose action still stands on their fresh rows, locked (on PostgreSQL)
+    until this batch commits: a top-up, a STOP, an AutoPay change or another scanner's offer or
+    charge since the plan cancels the action."""
+    ids = [c.account.id for c in chunk if c.account.id is not None]
+    current = {
+        a.id: a
+        for a in session.exec(
+            select(Account)
+            .where(col(Account.id).in_(ids))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    busy = lowbalance.busy_accounts(session, ids)
+    fresh = []
+    for candidate in chunk:
+        account = current.get(candidate.account.id)
+        if account is None or account.opted_out:
+            continue
+        if account.balance_cents >= candidate.settings.low_balance_threshold_cents:
+            continue
+        if account.episode_prompts != candidate.account.episode_prompts:
+            continue
+        if lowbalance.action_for(account, candidate.settings, busy, now=now) != candidate.action:
+            continue
+        fresh.append(replace(candidate, account=account))
+    return fresh
 
 
-def _phase_one(
+def _take(
     session: Session,
     candidates: list[lowbalance.Candidate],
     result: ScanResult,
     *,
-    now: datetime,
+    clock: _Clock,
     config: EngineConfig,
     dry_run: bool,
 ) -> list[funding.ChargeOrder]:
-    offers = [c for c in candidates if c.action is not Action.AUTOPAY]
-    for queued in _make_offers(session, offers, result, now=now, config=config):
-        send_after = queued.send_after or now
+    now = clock()
+    wanted = [c for c in candidates if c.action is not Action.AUTOPAY]
+    for made in _make_offers(session, wanted, result, now=now, config=config):
         result.prompted += 1
-        result.held += int(send_after > now)
+        result.held += int(made.send_after > now)
         if dry_run:
             result.planned.append(
-                {"phone": queued.phone, "kind": queued.kind,
-                 "send_after": send_after.isoformat(), "body": queued.body}
+                {"phone": made.phone, "kind": made.kind,
+                 "send_after": made.send_after.isoformat(), "body": made.body}
             )  # fmt: skip
     orders: list[funding.ChargeOrder] = []
     for candidate in candidates:
         if candidate.action is not Action.AUTOPAY:
             continue
-        if not autopay.within_limits(session, candidate.account, candidate.settings, now):
+        account = candidate.account
+        if not autopay.within_limits(session, account, candidate.settings, now):
             result.skipped += 1
             continue
         if dry_run:
             result.planned.append(
-                {"phone": candidate.account.phone, "kind": "autopay",
+                {"phone": account.phone, "kind": "autopay",
                  "body": f"charge {candidate.settings.preset_amount_cents} cents"}
             )  # fmt: skip
             continue
         try:
             with session.begin_nested():
-                orders.append(autopay.begin(session, candidate.account, candidate.settings,
-                                            now=now))  # fmt: skip
+                # Stamped when it is really made: the reconciler's grace period counts from it.
+                orders.append(autopay.begin(session, account, candidate.settings, now=clock()))
         except IntegrityError:
-            result.skipped += 1  # this episode's try was already made (another clock)
+            result.skipped += 1  # this slot's try was already made (another scanner)
+        except Exception:
+            log.exception("scan: AutoPay attempt for account %s failed", account.id)
+            result.errors += 1
     return orders
 
 
@@ -220,31 +339,29 @@ def _make_offers(
     *,
     now: datetime,
     config: EngineConfig,
-) -> list[lowbalance.QueuedText]:
-    """All the batch's offers at once; if another scan got to one of them first, the batch is
-    undone and made again one offer at a time, skipping the ones already made."""
+) -> list[offers.MadeOffer]:
+    """All the batch's offers at once; if that fails (another scanner got to one of them
+    first, or one account cannot be offered), the batch is undone and made again one offer at
+    a time, so one account never stops the rest."""
+    requests = [offers.OfferRequest(c.account, c.settings, c.action.value) for c in candidates]
     try:
         with session.begin_nested():
-            batch = lowbalance.make_offers(session, candidates, now=now, config=config)
+            batch = offers.make_queued(session, requests, now=now, config=config)
         result.skipped += len(candidates) - len(batch)
         return batch
-    except IntegrityError:
+    except Exception:
         session.expire_all()  # the undone changes to the accounts must not linger
-    queued: list[lowbalance.QueuedText] = []
-    for candidate in candidates:
-        account = session.get(Account, candidate.account.id)
-        if account is None:
-            result.skipped += 1
-            continue
+    made: list[offers.MadeOffer] = []
+    for request in requests:
         try:
             with session.begin_nested():
-                made = lowbalance.make_offer(
-                    session, replace(candidate, account=account), now=now, config=config
-                )
+                one = offers.make_queued(session, [request], now=now, config=config)
         except IntegrityError:
-            made = None
-        if made is None:
-            result.skipped += 1
-        else:
-            queued.append(made)
-    return queued
+            one = []  # another scanner made this offer first
+        except Exception:
+            log.exception("scan: offer for account %s failed", request.account.id)
+            result.errors += 1
+            continue
+        result.skipped += 1 - len(one)
+        made += one
+    return made

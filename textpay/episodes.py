@@ -2,7 +2,7 @@
 
 An episode starts when an account's balance falls below its threshold and ends when the balance
 climbs back to it. Within an episode the scan makes one offer (and one reminder after the
-cooldown); AutoPay counts its declines. Ending the episode clears both and advances
+cooldown); AutoPay charges once and counts its declines. Ending the episode clears both and advances
 `episode_seq`, which keeps AutoPay's idempotency keys unique per episode.
 """
 
@@ -17,13 +17,19 @@ from textpay.policy import effective_for_account
 
 
 def in_episode(account: Account) -> bool:
-    return bool(account.episode_prompts or account.autopay_failures or account.autopay_retry_at)
+    return bool(
+        account.episode_prompts
+        or account.episode_autopay_charges
+        or account.autopay_failures
+        or account.autopay_retry_at
+    )
 
 
 def rearm(account: Account, *, now: datetime) -> None:
     account.episode_seq += 1
     account.episode_prompts = 0
     account.episode_last_prompt_at = None
+    account.episode_autopay_charges = 0
     account.autopay_failures = 0
     account.autopay_retry_at = None
     account.updated_at = now

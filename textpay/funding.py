@@ -7,21 +7,27 @@
 3. `settle` (in a transaction): record the outcome; on success post the deposit to the ledger,
    keyed by the attempt, so it can be posted once only.
 
-A crash between the phases leaves a pending attempt, which `reconcile_one` settles by asking the
-gateway what happened to the key (and charging with the same key if the gateway never saw it).
-The same key can never charge twice, so every step is safe to repeat.
+A crash between the phases leaves a pending attempt, which the reconciler settles by asking the
+gateway what happened to the key (and charging the card recorded on the attempt, with the same
+key, if the gateway never saw it). The same key can never charge twice, so every step is safe
+to repeat. The key is random and stored at phase 1: a key built from database ids would repeat
+after a restore, and a real processor would then replay an old charge's result.
+
+This module moves money only. What follows an outcome (the offer, AutoPay's schedule, the text
+to the subscriber) is `textpay.settlement`'s.
 """
 
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
-from textpay import episodes, ledger, prompts
+from textpay import ledger
 from textpay.accounts import payment_method_of
 from textpay.errors import NotFound
 from textpay.models import (
@@ -63,6 +69,10 @@ class Settlement:
     changed: bool  # False when the attempt had already been settled
 
 
+def new_idempotency_key() -> str:
+    return f"tp_{uuid.uuid4().hex}"
+
+
 def confirmation_code() -> str:
     return "TP-" + "".join(secrets.choice(_CONFIRMATION_ALPHABET) for _ in range(6))
 
@@ -98,21 +108,26 @@ def begin(
     amount_cents: int,
     fee_cents: int,
     initiator: Initiator,
-    idempotency_key: str,
     now: datetime,
+    autopay_slot: str | None = None,
 ) -> ChargeOrder:
-    """Phase 1: record the attempt. The caller commits before calling the gateway."""
+    """Phase 1: record the attempt, with a fresh random idempotency key and the card on file
+    now, which is the card this attempt will ever charge. The caller commits before calling
+    the gateway."""
     assert account.id is not None
     method = payment_method_of(session, account.id)
     if method is None:
         raise NotFound(f"account {account.id} has no card on file")
+    idempotency_key = new_idempotency_key()
     attempt = PaymentAttempt(
         account_id=account.id,
         prompt_id=prompt_id,
         idempotency_key=idempotency_key,
+        autopay_slot=autopay_slot,
         initiator=initiator.value,
         amount_cents=amount_cents,
         fee_cents=fee_cents,
+        card_token=method.token,
         card_brand=method.brand,
         card_last4=method.last4,
         confirmation=confirmation_code(),
@@ -192,14 +207,8 @@ def settle(session: Session, attempt_id: int, result: ChargeResult, *, now: date
         entry = session.exec(
             select(LedgerEntry).where(LedgerEntry.reference == deposit_reference(attempt))
         ).first()
-    if won and attempt.prompt_id is not None:
-        prompts.settle(
-            session, attempt.prompt_id, funded=status is AttemptStatus.SUCCEEDED, now=now
-        )
     account = session.get(Account, attempt.account_id)
     assert account is not None
-    if won and entry is not None:
-        episodes.rearm_if_healthy(session, account, now=now)
     return Settlement(attempt, entry, account.balance_cents, changed=bool(won))
 
 
@@ -217,19 +226,23 @@ def unsettled(session: Session, *, older_than: datetime) -> list[int]:
 
 
 def reconcile_result(
-    gateway: PaymentGateway, attempt: PaymentAttempt, token: str, *, timeout_seconds: float
+    gateway: PaymentGateway, attempt: PaymentAttempt, *, timeout_seconds: float
 ) -> ChargeResult | None:
     """What really happened to an attempt, from the gateway: its record of the key, or, if it
-    never saw the key (the process died before calling), the charge made now with that key.
-    None while the gateway has no final answer."""
+    never saw the key (the process died before calling), the charge made now with that key on
+    the card recorded at phase 1 (never a card put on file since). None while the gateway has
+    no final answer."""
     result = gateway.retrieve(attempt.idempotency_key)
+    if result is None and not attempt.card_token:
+        # Recorded before attempts kept their card: nothing to charge that the subscriber chose.
+        return ChargeResult(ChargeStatus.FAILED, decline_reason="no_card_recorded")
     if result is None:
         result = call_gateway(
             gateway,
             ChargeOrder(
                 attempt_id=attempt.id or 0,
                 idempotency_key=attempt.idempotency_key,
-                token=token,
+                token=attempt.card_token,
                 total_cents=attempt.amount_cents + attempt.fee_cents,
                 initiator=Initiator(attempt.initiator),
             ),

@@ -50,6 +50,7 @@ ACCOUNT_IN_EPISODE = (
 )
 WAITING_MESSAGE = "direction = 'outbound' AND status = 'pending'"
 UNSETTLED_ATTEMPT = "status = 'pending'"
+UNTOLD_ATTEMPT = "status <> 'pending' AND notified_at IS NULL"
 
 
 class Language(StrEnum):
@@ -209,7 +210,7 @@ class Account(SQLModel, table=True):
     balance_updated_at: datetime = _timestamp()
     # The current low-balance episode: how many offers it has had and when the last went out.
     # Cleared ("re-armed") when the balance climbs back to the threshold; `episode_seq` counts
-    # episodes, so AutoPay's idempotency keys are unique per episode.
+    # episodes and AutoPay restarts, so AutoPay's slots (one try each) are never reused.
     episode_seq: int = Field(default=0)
     episode_prompts: int = Field(default=0)
     episode_last_prompt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -387,6 +388,13 @@ class PaymentAttempt(SQLModel, table=True):
             postgresql_where=text(UNSETTLED_ATTEMPT),
             sqlite_where=text(UNSETTLED_ATTEMPT),
         ),
+        # Settled attempts whose outcome nobody has told yet: the reconciler's retry sweep.
+        Index(
+            "ix_payment_attempt_untold",
+            "settled_at",
+            postgresql_where=text(UNTOLD_ATTEMPT),
+            sqlite_where=text(UNTOLD_ATTEMPT),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -417,6 +425,10 @@ class PaymentAttempt(SQLModel, table=True):
     language: str = Field(default=Language.ENGLISH.value, max_length=2)
     created_at: datetime = _timestamp()
     settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # When the subscriber was told the outcome (the webhook's reply, or a queued text). Claimed
+    # by a conditional update, so the outcome is told once; still null after settlement means
+    # telling failed and the reconciler tries again.
+    notified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class MessageDirection(StrEnum):

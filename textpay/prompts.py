@@ -5,8 +5,9 @@
        ├──NO──► declined      ├──past expiry──► expired      └──STOP──► cancelled
 
 Every transition here is one conditional UPDATE (`WHERE id = ? AND status = ?`, plus
-`expires_at > now` for acceptance) whose row count says whether this caller won. Two replies
-racing for one prompt therefore cannot both accept it, whatever the database's isolation level.
+`expires_at > now` and `acceptable_after <= now` for acceptance) whose row count says whether
+this caller won. Two replies racing for one prompt therefore cannot both accept it, whatever the
+database's isolation level; and no YES can accept an offer whose text has not gone out yet.
 """
 
 from __future__ import annotations
@@ -38,6 +39,23 @@ def latest_for(session: Session, account_ids: Iterable[int]) -> dict[int, Prompt
     return {prompt.account_id: prompt for prompt in rows}
 
 
+def acceptable(prompt: Prompt, *, now: datetime) -> bool:
+    """Whether a YES received at `now` may accept this offer: its text has gone out (and, for an
+    offer sent as a reply, the subscriber has had a moment to read it)."""
+    return prompt.acceptable_after is not None and prompt.acceptable_after <= now
+
+
+def present(session: Session, prompt_id: int, *, acceptable_after: datetime, now: datetime) -> None:
+    """The offer's text is being given to the subscriber now (as a reply): it may be accepted
+    from `acceptable_after`, unless it already could be."""
+    session.execute(
+        update(Prompt)
+        .where(col(Prompt.id) == prompt_id, col(Prompt.acceptable_after).is_(None))
+        .values(acceptable_after=acceptable_after, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def offer(
     session: Session,
     account: Account,
@@ -45,28 +63,19 @@ def offer(
     *,
     now: datetime,
     starts_at: datetime | None = None,
+    acceptable_after: datetime | None = None,
 ) -> Prompt:
-    """Create a pending offer of the account's preset amount. The partial unique index refuses
-    a second open prompt for the same account.
-
-    `starts_at` is when the offer's text may go out (after quiet hours); the offer lasts its
-    full time from then, not from when it was made.
-    """
-    prompt = new_offer(account, settings, now=now, starts_at=starts_at)
+    """Create one pending offer row (the partial unique index refuses a second open prompt for
+    the account). Only the row: `textpay.offers` makes offers with their texts; this is for
+    seeding data in tests and benchmarks."""
+    prompt = Prompt(
+        **offer_row(
+            account, settings, now=now, starts_at=starts_at, acceptable_after=acceptable_after
+        )
+    )
     session.add(prompt)
     session.flush()
     return prompt
-
-
-def new_offer(
-    account: Account,
-    settings: EffectiveSettings,
-    *,
-    now: datetime,
-    starts_at: datetime | None = None,
-) -> Prompt:
-    """The offer `offer` makes, not yet added to a session."""
-    return Prompt(**offer_row(account, settings, now=now, starts_at=starts_at))
 
 
 def offer_row(
@@ -75,8 +84,10 @@ def offer_row(
     *,
     now: datetime,
     starts_at: datetime | None = None,
+    acceptable_after: datetime | None = None,
 ) -> dict[str, Any]:
-    """An offer's column values (the scan inserts a whole batch of these in one statement)."""
+    """An offer's column values (offers are inserted a batch at a time). `acceptable_after` is
+    None while the offer's text waits in the outbox; the dispatcher sets it when it goes."""
     assert account.id is not None
     return {
         "account_id": account.id,
@@ -85,6 +96,7 @@ def offer_row(
         "fee_cents": settings.deposit_fee_cents,
         "balance_at_offer_cents": account.balance_cents,
         "expires_at": (starts_at or now) + timedelta(minutes=settings.prompt_ttl_minutes),
+        "acceptable_after": acceptable_after,
         "created_at": now,
         "updated_at": now,
     }
@@ -100,6 +112,8 @@ def _move(
     live_only: bool = False,
     expired_only: bool = False,
 ) -> int:
+    """Move these prompts from one of `from_statuses` to `to`; `live_only` also requires the
+    offer to be unexpired and acceptable now. Returns how many moved."""
     ids = list(prompt_ids)
     if not ids:
         return 0
@@ -110,14 +124,17 @@ def _move(
         .execution_options(synchronize_session=False)
     )
     if live_only:
-        statement = statement.where(col(Prompt.expires_at) > now)
+        statement = statement.where(
+            col(Prompt.expires_at) > now, col(Prompt.acceptable_after) <= now
+        )
     if expired_only:
         statement = statement.where(col(Prompt.expires_at) <= now)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def accept(session: Session, prompt_id: int, *, now: datetime) -> bool:
-    """pending → accepted, only while the offer is live. True if this caller won."""
+    """pending → accepted, only while the offer is live and its text has gone out. True if
+    this caller won."""
     return (
         _move(
             session,

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from textpay.config import ConfigError, Settings
 from textpay.db import make_engine
-from textpay.engine import EngineConfig
+from textpay.engine_config import EngineConfig
 from textpay.payments import PaymentGateway, SandboxGateway
 from textpay.sms import ConsoleSender, SmsSender, TwilioSender
 

@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 
 from textpay.config import Settings
-from textpay.engine import EngineConfig
+from textpay.engine_config import EngineConfig
 from textpay.payments import PaymentGateway
 
 

@@ -76,6 +76,7 @@ def test_topping_up_re_arms_the_account_for_a_new_episode(
     with freeze_time(AFTERNOON) as clock:
         account = low(admin)
         scan_now(app)
+        deliver(app, RecordingSender())
         TwilioClient(client).text(MOM, "YES")  # $28.10: back above the $5.00 threshold
         clock.tick(timedelta(hours=1))
         assert scan_now(app).prompted == 0
@@ -91,6 +92,7 @@ def test_one_reminder_after_the_cooldown_and_no_more(
     with freeze_time(AFTERNOON) as clock:
         account = low(admin)
         scan_now(app)
+        deliver(app, RecordingSender())
         TwilioClient(client).text(MOM, "NO")
         clock.tick(timedelta(hours=71))
         assert scan_now(app).prompted == 0  # cooldown is 72 hours

@@ -29,14 +29,17 @@ def twilio(client: FlaskClient) -> TwilioClient:
 
 @pytest.fixture
 def offer(engine: Engine) -> Callable[[int], int]:
-    """Make a pending top-up offer for an account, as the low-balance scan will."""
+    """Make a pending top-up offer for an account whose text has gone out, as the low-balance
+    scan and the dispatcher will."""
 
     def make(account_id: int) -> int:
         with unit_of_work(engine) as session:
             account = session.get(Account, account_id)
             assert account is not None
             effective = effective_for_account(session, account)
-            prompt = prompts.offer(session, account, effective, now=utcnow())
+            prompt = prompts.offer(
+                session, account, effective, now=utcnow(), acceptable_after=utcnow()
+            )
             assert prompt.id is not None
             return prompt.id
 

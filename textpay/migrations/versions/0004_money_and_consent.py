@@ -5,6 +5,7 @@
 - `lease`: a named lock row, so that scanners on SQLite take turns as they do on PostgreSQL.
 - `payment_attempt.card_token` (the card charged, fixed at phase 1) and `autopay_slot` (AutoPay's
   once-per-episode key, now that gateway idempotency keys are random).
+- `payment_attempt.notified_at`: the outcome is told once, and retried if telling failed.
 - `prompt.acceptable_after` (no YES before the offer's text has gone out) and
   `message.prompt_id` (the offer an outbox text carries).
 - `facility.timezone`, for accounts whose number names no zone.
@@ -27,6 +28,7 @@ branch_labels = None
 depends_on = None
 
 OLD_IN_EPISODE = "episode_prompts > 0 OR autopay_failures > 0"
+UNTOLD = "status <> 'pending' AND notified_at IS NULL"
 NEW_IN_EPISODE = "episode_prompts > 0 OR autopay_failures > 0 OR episode_autopay_charges > 0"
 
 
@@ -76,7 +78,15 @@ def upgrade() -> None:
                 server_default="",
             )
         )
+        batch_op.add_column(sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_unique_constraint("uq_payment_attempt_autopay_slot", ["autopay_slot"])
+        batch_op.create_index(
+            "ix_payment_attempt_untold",
+            ["settled_at"],
+            unique=False,
+            postgresql_where=sa.text(UNTOLD),
+            sqlite_where=sa.text(UNTOLD),
+        )
     with op.batch_alter_table("prompt", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("acceptable_after", sa.DateTime(timezone=True), nullable=True)
@@ -93,6 +103,7 @@ def _backfill() -> None:
         "WHERE opted_out GROUP BY phone"
     )
     op.execute("UPDATE prompt SET acceptable_after = created_at")
+    op.execute("UPDATE payment_attempt SET notified_at = settled_at WHERE status <> 'pending'")
     op.execute(
         "UPDATE payment_attempt SET card_token = (SELECT token FROM payment_method "
         "WHERE payment_method.account_id = payment_attempt.account_id) "
@@ -106,6 +117,8 @@ def downgrade() -> None:
         batch_op.drop_column("acceptable_after")
     with op.batch_alter_table("payment_attempt", schema=None) as batch_op:
         batch_op.drop_constraint("uq_payment_attempt_autopay_slot", type_="unique")
+        batch_op.drop_index("ix_payment_attempt_untold")
+        batch_op.drop_column("notified_at")
         batch_op.drop_column("card_token")
         batch_op.drop_column("autopay_slot")
     with op.batch_alter_table("message", schema=None) as batch_op:

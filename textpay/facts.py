@@ -1,0 +1,154 @@
+"""What TextPay knows about a phone's accounts when it decides something: gathered here only.
+
+The conversation (`decide`), the offers the scan makes and the texts that follow a charge all
+read the same `AccountFacts`: the account's label among the accounts on its phone, its balance,
+its effective limits, its card, whether a text may pay it, and the zone its times are told in.
+The number's consent comes from `textpay.consent` (it belongs to the number, not an account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from textpay import consent, funding, labels, prompts
+from textpay.accounts import payment_method_of
+from textpay.conversation import AccountFacts, Facts, OfferFacts
+from textpay.models import Account, AccountStatus, PaymentMethod, Prompt, PromptStatus
+from textpay.policy import EffectiveSettings, effective_for_account, text_zone
+
+DAY = timedelta(hours=24)
+
+
+def payable_by_text(account: Account) -> bool:
+    """Whether a text may charge this account: it is active and TextPay is on for it."""
+    return account.status == AccountStatus.ACTIVE.value and account.textpay_enabled
+
+
+def account_facts(
+    session: Session,
+    account: Account,
+    *,
+    now: datetime,
+    with_deposits: bool = True,
+    label: str | None = None,
+) -> AccountFacts:
+    """The facts about one account. Today's deposits (two sums) are only looked up when a
+    decision may move money: a BAL or HELP does not pay for them. `label` is the account's
+    label among the accounts on its phone, when the caller has worked that out."""
+    assert account.id is not None
+    deposited = funding.deposited_since(session, account.id, now - DAY) if with_deposits else 0
+    if label is None:
+        label = labels_on_phone(session, account.phone).get(account.account_number)
+    return account_facts_from(
+        account,
+        effective_for_account(session, account),
+        payment_method_of(session, account.id),
+        deposited_last_24h_cents=deposited,
+        label=label,
+    )
+
+
+def account_facts_from(
+    account: Account,
+    effective: EffectiveSettings,
+    method: PaymentMethod | None,
+    *,
+    deposited_last_24h_cents: int,
+    label: str | None = None,
+) -> AccountFacts:
+    """The facts about an account from what the caller already loaded (the scan loads a whole
+    batch at once)."""
+    assert account.id is not None
+    return AccountFacts(
+        account_id=account.id,
+        label=label or account.account_number[-4:],
+        nickname=account.nickname,
+        language=account.language,
+        timezone=text_zone(account, effective.facility_timezone)[0],
+        zone_named=text_zone(account, effective.facility_timezone)[1],
+        balance_cents=account.balance_cents,
+        balance_as_of=account.balance_updated_at,
+        autopay_enabled=account.autopay_enabled,
+        card_last4=method.last4 if method else None,
+        preset_amount_cents=effective.preset_amount_cents,
+        threshold_cents=effective.low_balance_threshold_cents,
+        min_deposit_cents=effective.min_deposit_cents,
+        max_deposit_cents=effective.max_deposit_cents,
+        daily_limit_cents=effective.daily_deposit_limit_cents,
+        deposited_last_24h_cents=deposited_last_24h_cents,
+        payable_by_text=payable_by_text(account),
+    )
+
+
+def labels_on_phone(session: Session, phone: str) -> dict[str, str]:
+    """Each account number's label among the accounts on this phone."""
+    return labels.unique_labels([a.account_number for a in consent.accounts_of(session, phone)])
+
+
+def labels_on_phones(session: Session, phones: set[str]) -> dict[str, str]:
+    """Each account number's label among the accounts on its phone, for several phones at once
+    (the scan labels a whole batch of offers with one query)."""
+    by_phone: dict[str, list[str]] = {}
+    for phone, number in session.exec(
+        select(Account.phone, Account.account_number).where(col(Account.phone).in_(phones))
+    ):
+        by_phone.setdefault(phone, []).append(number)
+    found: dict[str, str] = {}
+    for numbers in by_phone.values():
+        found.update(labels.unique_labels(numbers))
+    return found
+
+
+def offer_facts(prompt: Prompt, *, now: datetime) -> OfferFacts:
+    """An offer as the conversation sees it. It is live only while pending, unexpired and
+    acceptable: its text has gone out (an offer still waiting in the outbox, or sent as a reply
+    a moment ago, cannot be accepted by a YES the subscriber sent before reading it)."""
+    pending = prompt.status == PromptStatus.PENDING.value and prompt.expires_at > now
+    return OfferFacts(
+        prompt_id=prompt.id or 0,
+        account_id=prompt.account_id,
+        status=prompt.status,
+        amount_cents=prompt.amount_cents,
+        fee_cents=prompt.fee_cents,
+        expires_at=prompt.expires_at,
+        live=pending and prompts.acceptable(prompt, now=now),
+    )
+
+
+def gather(
+    session: Session,
+    phone: str,
+    *,
+    now: datetime,
+    carrier_answers_keywords: bool,
+    with_deposits: bool = True,
+) -> Facts:
+    """Everything `decide` needs about a phone: every account on it (closed and suspended ones
+    too, so that a YES for them gets a clear answer instead of "no offer"), their latest
+    offers, and the number's consent."""
+    owned = [a for a in consent.accounts_of(session, phone) if a.id is not None]
+    names = labels.unique_labels([a.account_number for a in owned])
+    latest = prompts.latest_for(session, (a.id for a in owned if a.id is not None))
+    return Facts(
+        accounts=tuple(
+            account_facts(
+                session,
+                a,
+                now=now,
+                with_deposits=with_deposits and payable_by_text(a),
+                label=names[a.account_number],
+            )
+            for a in _shown_first(owned)
+        ),
+        offers=tuple(offer_facts(p, now=now) for p in latest.values()),
+        opted_out=consent.is_opted_out(session, phone),
+        carrier_answers_keywords=carrier_answers_keywords,
+    )
+
+
+def _shown_first(accounts: Sequence[Account]) -> list[Account]:
+    """Active accounts first (in enrolment order): the first one sets the reply's language."""
+    return sorted(accounts, key=lambda a: (a.status != AccountStatus.ACTIVE.value, a.id or 0))
