@@ -2,7 +2,7 @@
 
 Workers and class come from `bench/webhook.py` on the 2-core machine this project targets (see
 docs/performance.md). Sync workers: on SQLite, threaded workers only queue for the one write
-lock (DESIGN §6 saw p99 of 33-120 ms with threads). On SQLite one worker carries as much as two
+lock (they measured a p99 of 33-120 ms). On SQLite one worker carries as much as two
 (every webhook writes, and writers take turns) with a far shorter tail, so it gets one; on
 PostgreSQL two workers use both cores (four gained 14% throughput for a doubled p99). Override
 with WEB_CONCURRENCY.

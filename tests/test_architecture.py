@@ -1,7 +1,9 @@
-"""The domain core stays free of the web framework and the scheduler (DESIGN §2)."""
+"""The layers hold (docs/architecture.md): the domain core stays free of the web framework and
+the scheduler, money modules know nothing above them, and one module settles a charge."""
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
@@ -33,3 +35,50 @@ def test_importing_any_textpay_module_loads_neither_flask_nor_apscheduler() -> N
         check=True,
     )
     assert result.stdout.strip() == ""
+
+
+def imports_of(path: Path) -> set[str]:
+    """The modules a source file imports, as dotted names (`from textpay import x` counts as
+    `textpay.x`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_money_modules_know_nothing_of_offers_episodes_or_conversations() -> None:
+    """Ledger, funding and payments move money; what follows an outcome is settlement's
+    (docs/architecture.md, "Layers")."""
+    above_money = {"prompts", "episodes", "offers", "lowbalance", "settlement", "engine",
+                   "autopay", "conversation", "replies", "consent", "outbox"}  # fmt: skip
+    for name in ("ledger", "funding", "payments"):
+        imported = imports_of(ROOT / "textpay" / f"{name}.py")
+        leaks = sorted(m for m in imported if m.removeprefix("textpay.") in above_money)
+        assert leaks == [], f"textpay/{name}.py imports {leaks}"
+
+
+def test_only_settlement_finishes_a_charge() -> None:
+    """One place settles an outcome, whoever learned it: no other module calls
+    `funding.settle` or moves an offer to funded or failed."""
+    callers = []
+    for path in sorted([*ROOT.glob("textpay/*.py"), *ROOT.glob("scheduler/*.py"),
+                        *ROOT.glob("webhooks/**/*.py")]):  # fmt: skip
+        source = path.read_text(encoding="utf-8")
+        if "funding.settle(" in source or "prompts.settle(" in source:
+            callers.append(path.relative_to(ROOT).as_posix())
+    assert callers == ["textpay/settlement.py"]
+
+
+def test_the_scan_takes_account_facts_from_below_the_conversation_engine() -> None:
+    """The scan's modules read facts from `textpay.facts`, never from `textpay.engine`, which
+    orchestrates a subscriber's turn."""
+    for path in [ROOT / "scheduler" / "scan.py", ROOT / "scheduler" / "reconcile.py",
+                 *(ROOT / "textpay" / f"{m}.py" for m in ("lowbalance", "autopay", "offers",
+                                                          "settlement", "facts"))]:  # fmt: skip
+        imported = imports_of(path)
+        assert "textpay.engine" not in imported, f"{path.name} imports textpay.engine"

@@ -1,7 +1,7 @@
 """Typed settings read from the environment (and an optional `.env` file).
 
-Owns the names of every environment variable in the public contract (DESIGN §3), their defaults,
-the normalisation of database URLs, and the production start-up check that refuses to run
+Owns the names of every environment variable in the public contract (README, Configuration),
+their defaults, the normalisation of database URLs, and the production start-up check that refuses to run
 without secrets.
 """
 
