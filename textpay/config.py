@@ -1,8 +1,8 @@
 """Typed settings read from the environment (and an optional `.env` file).
 
 Owns the names of every environment variable in the public contract (README, Configuration),
-their defaults, the normalisation of database URLs, and the production start-up check that refuses to run
-without secrets.
+their defaults, the normalisation of database URLs, and the production start-up check that
+refuses to run without secrets.
 """
 
 from __future__ import annotations
