@@ -2,8 +2,9 @@
 
 Owns the rules that need the database: a unique account number, a phone stored as E.164, a real
 facility, a known time zone, a preset amount inside the deposit limits the account inherits, and a
-payment method kept as a token only. Every change is written to the audit trail with the state
-before and after.
+payment method kept as a token only. An account enrolled on a number, or moved onto one, takes
+that number's consent (`textpay.consent`). Every change is written to the audit trail with the
+state before and after.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session, col, select
 
-from textpay import audit
+from textpay import audit, consent, episodes
 from textpay.errors import DuplicateAccountNumber, FieldError, NotFound, ValidationFailed
 from textpay.localtime import place_of
 from textpay.models import Account, Facility, PaymentMethod
@@ -99,16 +100,10 @@ def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Acc
         raise DuplicateAccountNumber(f"account number {data.account_number!r} already exists")
 
     now = utcnow()
-    # Consent belongs to the number: a new account on a number that said STOP stays quiet.
-    already_opted_out = session.exec(
-        select(Account.id).where(Account.phone == phone, Account.opted_out == True)  # noqa: E712
-    ).first()
     phone_state, phone_zones = place_of(phone)
     account = Account(
         phone_state=phone_state,
         phone_zones=",".join(phone_zones),
-        opted_out=already_opted_out is not None,
-        opted_out_at=now if already_opted_out is not None else None,
         account_number=data.account_number,
         phone=phone,
         nickname=data.nickname,
@@ -123,6 +118,9 @@ def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Acc
         created_at=now,
         updated_at=now,
     )
+    # Consent belongs to the number: an account enrolled on a number that said STOP (even
+    # before it had any account) starts opted out.
+    consent.apply_to_account(session, account, now=now)
     session.add(account)
     session.flush()
     assert account.id is not None
@@ -175,10 +173,24 @@ def update_account(
         changes.update(phone_state=state, phone_zones=",".join(zones))
     card_change = "payment_method" in changes
     new_method: PaymentMethodIn | None = changes.pop("payment_method", None)
+    previous_phone = account.phone
+    restarting_autopay = changes.get("autopay_enabled") is True and not account.autopay_enabled
     for name, value in changes.items():
         setattr(account, name, value)
-    account.updated_at = utcnow()
+    now = utcnow()
+    if restarting_autopay:
+        episodes.restart_autopay(account, now=now)
+    account.updated_at = now
     session.add(account)
+    if changes.get("phone"):
+        # The account takes its new number's consent, and leaves nothing queued at the old one.
+        # Before the flush: the number's lock is taken before the account's row, as STOP does.
+        consent.apply_to_account(session, account, now=now, moved_from=previous_phone)
+        if changes["phone"] != previous_phone:
+            # The offer made to the old number is withdrawn; the new number is owed its own,
+            # at the next scan rather than after the reminder's cooldown.
+            account.episode_prompts = 0
+            account.episode_last_prompt_at = None
     session.flush()
     _check_account_limits(session, account)
     if new_method is not None:

@@ -92,12 +92,3 @@ def advance_schedule(
         return
     account.autopay_retry_at = now + timedelta(days=retry_days[account.autopay_failures - 1])
 
-
-def restart(account: Account, *, now: datetime) -> None:
-    """AutoPay switched on again (by the subscriber or an operator): a fresh schedule, not the
-    declines that once turned it off. It is a new series of tries, so it gets slots of its own
-    (the old series may have used this episode's first slots)."""
-    account.episode_seq += 1
-    account.autopay_failures = 0
-    account.autopay_retry_at = None
-    account.updated_at = now

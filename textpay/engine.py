@@ -16,9 +16,9 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from textpay import (
-    autopay,
     consent,
     conversation,
+    episodes,
     funding,
     messages,
     offers,
@@ -225,7 +225,7 @@ def _set_autopay(
         account = session.get(Account, account_id)
         assert account is not None
         if effect.enabled and not account.autopay_enabled:
-            autopay.restart(account, now=now)
+            episodes.restart_autopay(account, now=now)
         account.autopay_enabled = effect.enabled
         if effect.enabled and effect.amount_cents is not None:
             account.preset_amount_cents = effect.amount_cents

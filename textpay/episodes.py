@@ -3,7 +3,7 @@
 An episode starts when an account's balance falls below its threshold and ends when the balance
 climbs back to it. Within an episode the scan makes one offer (and one reminder after the
 cooldown); AutoPay charges once and counts its declines. Ending the episode clears both and advances
-`episode_seq`, which keeps AutoPay's idempotency keys unique per episode.
+`episode_seq`, which keeps AutoPay's slots (one try each) unique.
 """
 
 from __future__ import annotations
@@ -45,3 +45,13 @@ def rearm_if_healthy(session: Session, account: Account, *, now: datetime) -> bo
     rearm(account, now=now)
     session.add(account)
     return True
+
+
+def restart_autopay(account: Account, *, now: datetime) -> None:
+    """AutoPay switched on again (by the subscriber or an operator): a fresh schedule, not the
+    declines that once turned it off. It is a new series of tries, so it gets AutoPay slots of
+    its own (the old series may have used this episode's first ones)."""
+    account.episode_seq += 1
+    account.autopay_failures = 0
+    account.autopay_retry_at = None
+    account.updated_at = now

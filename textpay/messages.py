@@ -2,8 +2,9 @@
 
 Inbound texts are recorded once per MessageSid with the reply we gave, so a retried webhook gets
 the same answer and changes nothing. Outbound texts TextPay starts itself (receipts after a slow
-charge, offers, notices) are queued here for the dispatcher. Delivery statuses only move forward:
-a late `sent` never overwrites `delivered`.
+charge, offers, notices) are queued here for the dispatcher; one for a number that has opted out
+is kept as `withheld` and never sent. Delivery statuses only move forward: a late `sent` never
+overwrites `delivered`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from textpay.models import Message, MessageDirection
+from textpay.models import Message, MessageDirection, PhoneConsent
 
 # How far along its life a status is; a callback may only move a message to a higher rank.
 STATUS_RANK: dict[str, int] = {
@@ -35,6 +36,10 @@ STATUS_RANK: dict[str, int] = {
 PENDING = "pending"
 DISPATCHING = "dispatching"
 UNKNOWN = "unknown"
+# Final states that never reach Twilio: withdrawn from the outbox (STOP, the account moved to
+# another number), or written for a number that had already opted out and kept only as a record.
+CANCELED = "canceled"
+WITHHELD = "withheld"
 
 # Twilio's error for "the recipient replied STOP": the number is opted out, carriers enforce it.
 OPTED_OUT_ERROR = "21610"
@@ -87,10 +92,16 @@ def queue_outbound(
     send_after: datetime | None = None,
     engine_initiated: bool = False,
 ) -> Message:
-    """Put a text in the outbox for the dispatcher, to go no earlier than `send_after`."""
+    """Put a text in the outbox for the dispatcher, to go no earlier than `send_after`.
+
+    A text for a number that has opted out is kept, as `withheld`, and never sent: after STOP
+    the confirmation is the last text a number gets, so a receipt for a charge settled later
+    (by the reconciler) or an AutoPay notice stays in the log for operators and goes nowhere.
+    """
     message = Message(
         **outbound_row(phone=phone, account_id=account_id, body=body, kind=kind, now=now,
-                       send_after=send_after, engine_initiated=engine_initiated)
+                       send_after=send_after, engine_initiated=engine_initiated,
+                       withheld=number_opted_out(session, phone))
     )  # fmt: skip
     session.add(message)
     session.flush()
@@ -106,15 +117,17 @@ def outbound_row(
     now: datetime,
     send_after: datetime | None = None,
     engine_initiated: bool = False,
+    withheld: bool = False,
 ) -> dict[str, Any]:
-    """An outbox text's column values (the scan inserts a batch in one statement)."""
+    """An outbox text's column values (the scan inserts a batch in one statement; its accounts
+    come from the index of accounts not opted out, so it leaves `withheld` false)."""
     return {
         "direction": MessageDirection.OUTBOUND.value,
         "phone": phone,
         "account_id": account_id,
         "body": body,
         "kind": kind,
-        "status": PENDING,
+        "status": WITHHELD if withheld else PENDING,
         "engine_initiated": engine_initiated,
         "attempts": 0,
         "send_after": send_after or now,
@@ -123,8 +136,19 @@ def outbound_row(
     }
 
 
-def cancel_queued(session: Session, phone: str, *, now: datetime) -> int:
-    """Withdraw every text still waiting to go to this number (it just opted out)."""
+def number_opted_out(session: Session, phone: str) -> bool:
+    """Whether the number has opted out. Read here rather than through `textpay.consent`
+    (which owns the table and imports this module): the outbox only needs the answer."""
+    return bool(
+        session.exec(select(PhoneConsent.opted_out).where(PhoneConsent.phone == phone)).first()
+    )
+
+
+def cancel_queued(
+    session: Session, phone: str, *, now: datetime, account_id: int | None = None
+) -> int:
+    """Withdraw the texts still waiting to go to this number: all of them (it just opted out),
+    or one account's (the account moved to another number)."""
     statement = (
         update(Message)
         .where(
@@ -132,9 +156,11 @@ def cancel_queued(session: Session, phone: str, *, now: datetime) -> int:
             col(Message.direction) == MessageDirection.OUTBOUND.value,
             col(Message.status) == PENDING,
         )
-        .values(status="canceled", updated_at=now)
+        .values(status=CANCELED, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    if account_id is not None:
+        statement = statement.where(col(Message.account_id) == account_id)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 

@@ -442,7 +442,9 @@ class Message(SQLModel, table=True):
 
     Outbound status: `pending` (waiting in our outbox) → `dispatching` (claimed by a
     dispatcher) → Twilio's own statuses (`queued`, `sent`, `delivered`, ...), or `failed`,
-    `canceled`, or `unknown` (sent, no answer: never re-sent, left for an operator).
+    `canceled` (withdrawn before it went: STOP, an offer no longer live, a phone moved),
+    `withheld` (queued for a number already opted out: recorded, never sent), or `unknown`
+    (sent, no answer: never re-sent, left for an operator).
 
     Bodies are stored with card-number-like digit runs already masked.
     """

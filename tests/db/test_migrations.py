@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -54,3 +54,43 @@ def test_init_db_upgrades_and_refuses_a_schema_it_did_not_make(tmp_path: Path) -
     )
     assert refused.exit_code != 0
     assert "no migration history" in refused.output
+
+
+def test_migration_0004_gives_every_account_its_numbers_consent(tmp_path: Path) -> None:
+    """Before 0004 consent lived on accounts (and a STOP before enrolment only in the events):
+    after it, each number has one answer and every account on the number agrees with it."""
+    engine = make_engine(f"sqlite:///{tmp_path}/upgrade.db")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003_phone_place")
+        for number, phone, opted_out in (
+            ("A-1", "+12125550147", True),
+            ("A-2", "+12125550147", False),  # the same number, left opted in by the old bug
+            ("B-1", "+12125550111", False),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO account (account_number, phone, phone_zones, nickname, language,"
+                    " textpay_enabled, autopay_enabled, status, opted_out, balance_cents,"
+                    " balance_updated_at, episode_seq, episode_prompts, autopay_failures,"
+                    " created_at, updated_at) VALUES (:n, :p, '', '', 'en', 1, 0, 'active', :o,"
+                    " 0, '2026-11-01', 0, 0, 0, '2026-11-01', '2026-11-01')"
+                ),
+                {"n": number, "p": phone, "o": opted_out},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO consent_event (phone, kind, words, source, created_at) VALUES"
+                " ('+12125550199', 'opt_out', 'STOP', 'sms', '2026-11-02')"
+            )
+        )
+        command.upgrade(config, "head")
+        consent = dict(connection.execute(text("SELECT phone, opted_out FROM phone_consent")).all())
+        accounts = dict(
+            connection.execute(text("SELECT account_number, opted_out FROM account")).all()
+        )
+    engine.dispose()
+    assert consent == {"+12125550147": 1, "+12125550199": 1}
+    assert accounts == {"A-1": 1, "A-2": 1, "B-1": 0}

@@ -97,10 +97,28 @@ def upgrade() -> None:
 def _backfill() -> None:
     """Numbers that said STOP keep saying it; open offers already sent stay acceptable; an
     attempt still pending keeps the card it was made with."""
+    # A number's consent is its latest opt-out or opt-in (a STOP sent before enrolment is only in
+    # the events), else the accounts' flags: one opted-out account opts the number out.
+    op.execute(
+        "INSERT INTO phone_consent (phone, opted_out, changed_at) "
+        "SELECT e.phone, e.kind = 'opt_out', e.created_at FROM consent_event e "
+        "WHERE e.id = (SELECT MAX(l.id) FROM consent_event l WHERE l.phone = e.phone "
+        "AND l.kind IN ('opt_out', 'opt_in'))"
+    )
     op.execute(
         "INSERT INTO phone_consent (phone, opted_out, changed_at) "
         "SELECT phone, true, MAX(COALESCE(opted_out_at, updated_at)) FROM account "
-        "WHERE opted_out GROUP BY phone"
+        "WHERE opted_out AND phone NOT IN (SELECT phone FROM phone_consent) GROUP BY phone"
+    )
+    # Every account on a number takes the number's consent (today some did not).
+    op.execute(
+        "UPDATE account SET opted_out = true, opted_out_at = (SELECT changed_at FROM "
+        "phone_consent p WHERE p.phone = account.phone) WHERE NOT opted_out AND phone IN "
+        "(SELECT phone FROM phone_consent WHERE opted_out)"
+    )
+    op.execute(
+        "UPDATE account SET opted_out = false, opted_out_at = NULL WHERE opted_out AND phone "
+        "IN (SELECT phone FROM phone_consent WHERE NOT opted_out)"
     )
     op.execute("UPDATE prompt SET acceptable_after = created_at")
     op.execute("UPDATE payment_attempt SET notified_at = settled_at WHERE status <> 'pending'")
