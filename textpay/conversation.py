@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from textpay.money import parse_amount
+from textpay.money import ascii_digits, parse_amount
 from textpay.redaction import CARD_NUMBER_PATTERN
 
 
@@ -42,7 +43,7 @@ _KEYWORDS: dict[str, tuple[Intent, bool]] = {  # word → (intent, is Spanish)
         ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"),
         (Intent.OPT_OUT, False),
     ),
-    **dict.fromkeys(("ALTO", "PARAR"), (Intent.OPT_OUT, True)),
+    **dict.fromkeys(("ALTO", "PARAR", "CANCELAR", "BAJA", "DETENER"), (Intent.OPT_OUT, True)),
     **dict.fromkeys(("START", "UNSTOP"), (Intent.OPT_IN, False)),
     "COMENZAR": (Intent.OPT_IN, True),
     "YES": (Intent.CONFIRM, False),
@@ -62,6 +63,16 @@ _KEYWORDS: dict[str, tuple[Intent, bool]] = {  # word → (intent, is Spanish)
     "SPANISH": (Intent.LANGUAGE, False),
 }  # fmt: skip
 _LANGUAGE_OF_WORD = {"ENGLISH": "en", "INGLES": "en", "ESPANOL": "es", "SPANISH": "es"}
+# Opt-out words honoured anywhere in a short text (DESIGN §3), → whether the word is Spanish.
+# `opt out` and `opt-out` are two words and are matched as a pair.
+_OPT_OUT_WORDS = {word: spanish for word, (intent, spanish) in _KEYWORDS.items()
+                  if intent is Intent.OPT_OUT}  # fmt: skip
+# A text of at most this many words is "short": an opt-out word anywhere in it opts out
+# ("please stop", "STOP texting me", "cancelar por favor", "ok stop sending these please").
+# Longer texts opt out only when they start with one; a long message that merely mentions
+# "the end of the month" is not read as a revocation. Eight words holds every way of saying
+# stop we have seen, while a question long enough to use "end" in passing is longer.
+SHORT_TEXT_WORDS = 8
 # Amounts written in words are not guessed at: the subscriber is asked to write digits.
 _NUMBER_WORDS = frozenset(
     "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE FIFTEEN TWENTY THIRTY "
@@ -69,43 +80,155 @@ _NUMBER_WORDS = frozenset(
     "NUEVE DIEZ QUINCE VEINTE TREINTA CUARENTA CINCUENTA SESENTA SETENTA OCHENTA NOVENTA CIEN "
     "CIENTO".split()
 )
-_NOT_A_WORD = re.compile(r"[^A-Z0-9$.,]+")
-_HAS_DIGIT = re.compile(r"\d")
-_ACCOUNT_SUFFIX = re.compile(r"^\d{4}$")
+# Units that say the number beside them is not dollars (`40 cents`, `40 c`, `40 pesos`):
+# nothing is charged rather than dollars being guessed. (`dollars`, `bucks` are tolerated.)
+_NOT_DOLLARS = frozenset(
+    "C CT CTS CENT CENTS CENTAVO CENTAVOS PESO PESOS EUR EURO EUROS MXN".split()
+)
+# Around a word, these are punctuation and emoji, not part of it: `¡Sí!`, `(40)`, `yes👍`,
+# `40.` at the end of a sentence. Never trimmed: `$`, other currency signs, `-` and `+` (a
+# sign), `.` and `,` in front (`.40`, `,5`), `#`: they change what a number means.
+_TRIMMED_CATEGORIES = frozenset({"So", "Sk", "Cf", "Cc", "Mn", "Me", "Ps", "Pe", "Pi", "Pf"})
+_TRIMMED_IN_FRONT = frozenset("!?¡¿\"':;*")
+_TRIMMED_BEHIND = frozenset("!?¡¿\"':;*.,…")
+# A word that may be an account's label: letters, digits and the punctuation account numbers
+# use, optionally after `#` or the `...` TextPay writes labels with (`#4821`, `...4821`).
+_APOSTROPHES = "'\u2019"  # typed and curly (phones curl apostrophes as people type)
+_NAME = re.compile(r"(?:#|\.\.\.|…)?(?P<name>[A-Z0-9][A-Z0-9._-]*)")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A number typed after the keyword.
+
+    `text` is how it is compared with the labels of the accounts on the phone: upper-case,
+    digits in ASCII (`٤٨٢١` → `4821`), without a leading `#` or `...`. `cents` is its value when
+    it can be read as an amount (`money.parse_amount`); None when it can only name an account:
+    a bare number of four or more digits (`4821`, `1000`), `#4821`, `ACCT-4821`, `40C`.
+    """
+
+    text: str
+    cents: int | None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the figures of a text say once the labels of the phone's accounts are known."""
+
+    named: tuple[str, ...]  # the labels named (upper-case), in the order typed
+    amount_cents: int | None  # the one amount typed, if exactly one was, cleanly
+    bad_amount: bool  # something looked like money but is neither an amount nor a label
 
 
 @dataclass(frozen=True)
 class Command:
     """What a text asks for.
 
-    `number` is a bare four-digit number after the keyword, which may name an account by the
-    last 4 of its number (`YES 4821`) or be an amount in dollars; `decide` tells which.
+    Which account a number names cannot be known from the text alone, so the numbers typed
+    after the keyword are kept as `figures`, and `read` tells, given the labels of the accounts
+    on the phone, which accounts they name and what amount (if any) was asked for: a figure that
+    is an account's label names it and is never an amount (DESIGN §3).
     """
 
     intent: Intent
-    amount_cents: int | None = None
-    number: str | None = None
+    figures: tuple[Figure, ...] = ()
     language: str | None = None  # the language asked for by ENGLISH / ESPANOL
     spanish: bool = False  # the keyword itself was Spanish
-    bad_amount: bool = False  # something after the keyword looked like money but was not
+    # Something after the keyword looked like money whatever the labels: a number in words,
+    # `40 cents`, `-5`, `40¢`, `1,5`, `.40`, digits of two scripts.
+    bad_amount: bool = False
     card_number: bool = False  # the text held a card number (it has been masked)
 
+    def read(self, labels: Iterable[str]) -> Reading:
+        """The accounts named and the amount asked for, among accounts labelled `labels`."""
+        known = {label.upper() for label in labels}
+        named: list[str] = []
+        amounts: list[int | None] = []
+        for figure in self.figures:
+            if figure.text in known:
+                if figure.text not in named:
+                    named.append(figure.text)
+            else:
+                amounts.append(figure.cents)
+        # Two amounts, or a figure that is neither an amount nor a label (`YES 1000` on a
+        # phone with no account ...1000), and nothing is charged.
+        bad = self.bad_amount or len(amounts) > 1 or None in amounts
+        amount = amounts[0] if amounts and not bad else None
+        return Reading(tuple(named), amount, bad)
 
-def words_of(text: str) -> list[str]:
-    """Upper-case words without accents or punctuation (`¡Sí!` → `SI`); `$`, `.`, `,` stay
-    inside words so that amounts survive."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
-    return [w for w in (w.strip(".,") for w in _NOT_A_WORD.sub(" ", plain).split()) if w]
+
+def _plain(word: str) -> str:
+    """Upper case without accents or apostrophes (`Sí` → `SI`, `don't` → `DONT`)."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    kept = (c for c in decomposed if not unicodedata.combining(c) and c not in _APOSTROPHES)
+    return "".join(kept).upper()
+
+
+def _is_trimmed(char: str, behind: bool) -> bool:
+    category = unicodedata.category(char)
+    if category in _TRIMMED_CATEGORIES:
+        return True
+    return category == "Po" and char in (_TRIMMED_BEHIND if behind else _TRIMMED_IN_FRONT)
+
+
+def _trim(token: str) -> str:
+    start, end = 0, len(token)
+    while start < end and _is_trimmed(token[start], behind=False):
+        start += 1
+    while end > start and _is_trimmed(token[end - 1], behind=True):
+        end -= 1
+    return token[start:end]
+
+
+def _tokens(text: str) -> list[str]:
+    """The words of a text as typed (split at spaces), without the punctuation and emoji
+    around them; words that were only punctuation or emoji are gone."""
+    return [t for t in (_trim(raw) for raw in text.split()) if t]
+
+
+def _keyword(token: str) -> tuple[str, str]:
+    """The keyword a first word starts with, and what is glued after it (`YES-40` → `YES`,
+    `-40`). A first word with a digit right after its letters (`YES40`, `Y2K`) has no keyword."""
+    end = 0
+    while end < len(token) and (
+        token[end].isalpha() or token[end] in _APOSTROPHES or unicodedata.combining(token[end])
+    ):
+        end += 1
+    if end < len(token) and unicodedata.category(token[end]).startswith("N"):
+        return _plain(token), ""
+    return _plain(token[:end]), _trim(token[end:])
+
+
+def _opt_out(tokens: list[str]) -> bool | None:
+    """Whether the text opts out: None if not, else whether the opt-out word was Spanish.
+
+    Words are compared whole (`weekend` holds no `end`, `stopped` is not `stop`); `opt out`,
+    `opt-out` and `optout` all count. The first word counts in a text of any length, any word
+    in a short one."""
+    words = [w for token in tokens for w in re.split(r"[^A-Z0-9]+", _plain(token)) if w]
+    short = len(tokens) <= SHORT_TEXT_WORDS
+    for index, word in enumerate(words):
+        if index > 0 and not short:
+            break
+        if word in _OPT_OUT_WORDS:
+            return _OPT_OUT_WORDS[word]
+        if word == "OPT" and words[index + 1 : index + 2] == ["OUT"]:
+            return False
+    return None
 
 
 def parse(text: str) -> Command:
+    """What a text asks for. Pure: the same text always parses the same way."""
     card_number = bool(CARD_NUMBER_PATTERN.search(text))
-    words = words_of(CARD_NUMBER_PATTERN.sub(" ", text))
-    if not words:
+    tokens = _tokens(CARD_NUMBER_PATTERN.sub(" ", text))
+    if not tokens:
         return Command(Intent.EMPTY, card_number=card_number)
-    first, rest = words[0], words[1:]
-    if first == "AUTO" and rest[:1] == ["PAY"]:
+    spanish_stop = _opt_out(tokens)
+    if spanish_stop is not None:  # opt-out wins over everything, YES and amounts included
+        return Command(Intent.OPT_OUT, spanish=spanish_stop, card_number=card_number)
+    first, glued = _keyword(tokens[0])
+    rest = ([glued] if glued else []) + tokens[1:]
+    if first == "AUTO" and not glued and [_plain(t) for t in rest[:1]] == ["PAY"]:
         first, rest = "AUTOPAY", rest[1:]
     if first == "AUTOPAY":
         return _autopay(rest, card_number)
@@ -118,7 +241,7 @@ def parse(text: str) -> Command:
 
 
 def _autopay(rest: list[str], card_number: bool) -> Command:
-    switch = rest[0] if rest else ""
+    switch = _plain(rest[0]) if rest else ""
     if switch in {"ON", "SI"}:
         return _with_amount(Command(Intent.AUTOPAY_ON, card_number=card_number), rest[1:])
     if switch in {"OFF", "NO"}:
@@ -126,29 +249,54 @@ def _autopay(rest: list[str], card_number: bool) -> Command:
     return Command(Intent.UNKNOWN, card_number=card_number)
 
 
+def _looks_like_money(token: str) -> bool:
+    """Holds a digit of any script, a number-like sign (`²`, `½`) or a currency sign."""
+    return any(unicodedata.category(c)[0] == "N" or unicodedata.category(c) == "Sc" for c in token)
+
+
+def _is_sign(token: str) -> bool:
+    """A dash, minus or plus on its own (`-`, `+`, `—`)."""
+    return all(unicodedata.category(c) in ("Pd", "Sm") for c in token)
+
+
+def _figure(token: str) -> Figure | None:
+    """A money-looking word as a figure, or None when it is neither a clean amount nor
+    something that could be an account's label (`-5`, `40¢`, `1,5`, `$`, digits of two
+    scripts)."""
+    written = ascii_digits(token)
+    # Only letters, ASCII digits and ASCII punctuation go on: `²` would otherwise become `2`
+    # below, and `¢`, `€` or a full-width dollar sign are not dollars.
+    if written is None or not all(c.isascii() or c.isalpha() for c in written):
+        return None
+    cents = parse_amount(written)
+    key = _plain(written)
+    if cents is not None:
+        return Figure(key, cents)
+    name = _NAME.fullmatch(key)
+    return Figure(name["name"], None) if name else None
+
+
 def _with_amount(command: Command, rest: list[str]) -> Command:
-    """Read an optional account suffix and amount after the keyword (`YES 4821`, `YES $40`)."""
-    number = None
-    amount = None
+    """Read what follows the keyword: account labels and an amount (`YES 4821`, `YES $40`),
+    words in between tolerated (`yes 40 dollars please`)."""
+    figures: list[Figure] = []
     bad = False
-    for word in rest:
-        if word in _NUMBER_WORDS:
-            bad = True
+    for index, token in enumerate(rest):
+        if _is_sign(token) and any(_looks_like_money(t) for t in rest[index + 1 : index + 2]):
+            bad = True  # `YES - 5` may be minus five: nothing is charged rather than $5
             continue
-        if not _HAS_DIGIT.search(word):
-            continue  # "yes please": other words are tolerated and ignored
-        if _ACCOUNT_SUFFIX.match(word) and number is None:
-            number = word
+        if not _looks_like_money(token):
+            # Other words are ignored, except amounts in words and units that are not dollars.
+            bad = bad or _plain(token) in _NUMBER_WORDS | _NOT_DOLLARS
             continue
-        parsed = parse_amount(word)
-        if parsed is None or amount is not None:
+        figure = _figure(token)
+        if figure is None:
             bad = True
         else:
-            amount = parsed
+            figures.append(figure)
     return Command(
         command.intent,
-        amount_cents=amount,
-        number=number,
+        figures=tuple(figures),
         spanish=command.spanish,
         bad_amount=bad,
         card_number=command.card_number,
@@ -274,10 +422,16 @@ def decide(facts: Facts, command: Command) -> Decision:
     intent = command.intent
     carrier_keyword = facts.carrier_answers_keywords
     if intent is Intent.OPT_OUT:
-        if facts.opted_out:
-            return Decision(None)  # one confirmation only
-        return Decision(None if carrier_keyword else Reply("opted_out"), (OptOut(),))
+        # STOP always takes effect (it is idempotent, and stops an account that joined the
+        # number since), from any number, enrolled or not; it is confirmed once: carriers
+        # expect a repeated STOP to get no reply.
+        quiet = carrier_keyword or facts.opted_out
+        return Decision(None if quiet else Reply("opted_out"), (OptOut(),))
     if not facts.accounts:
+        if intent is Intent.OPT_IN or (facts.opted_out and intent is Intent.CONFIRM):
+            # Consent belongs to the number: START from a number with no account yet is
+            # remembered too, so that an account enrolled on it later may be texted.
+            return Decision(None if carrier_keyword else Reply("opted_in"), (OptIn(),))
         if intent is Intent.HELP:
             return Decision(None if carrier_keyword else Reply("help"))
         return Decision(Reply("unknown_number"))
@@ -312,24 +466,21 @@ def decide(facts: Facts, command: Command) -> Decision:
     return Decision(Reply("not_understood"))
 
 
-def _chosen(facts: Facts, command: Command, candidates: list[int]) -> int | None:
-    """The account the subscriber means among `candidates`: the one named by its last 4, or
-    the only candidate. None when it is ambiguous."""
-    if command.number is not None:
-        named = [a for a in candidates if facts.account(a).label == command.number]
-        if len(named) == 1:
-            return named[0]
+def _amount(facts: Facts, command: Command) -> tuple[list[int], Reading]:
+    """The accounts a text names (by their labels among every account on the phone, offer or
+    not) and what it says about an amount. A number that is a label is never an amount."""
+    reading = command.read(a.label for a in facts.accounts)
+    by_label = {a.label.upper(): a.account_id for a in facts.accounts}
+    return [by_label[label] for label in reading.named], reading
+
+
+def _chosen(named: list[int], candidates: list[int]) -> int | None:
+    """The account the subscriber means among `candidates`: the one named, or the only
+    candidate when none is named. None when that is ambiguous (two named, several candidates)
+    or the account named is not a candidate."""
+    if named:
+        return named[0] if len(named) == 1 and named[0] in candidates else None
     return candidates[0] if len(candidates) == 1 else None
-
-
-def _amount(facts: Facts, command: Command, account_id: int) -> int | None:
-    """The amount asked for, if any. A bare 4-digit number that is the chosen account's last 4
-    named the account; any other is dollars (`YES 1000` is $1,000.00)."""
-    if command.amount_cents is not None:
-        return command.amount_cents
-    if command.number is not None and command.number != facts.account(account_id).label:
-        return parse_amount(command.number)
-    return None
 
 
 def _choices(account_ids: list[int]) -> Reply:
@@ -337,35 +488,58 @@ def _choices(account_ids: list[int]) -> Reply:
 
 
 def _confirm(facts: Facts, command: Command) -> Decision:
-    live = [o for o in facts.offers if o.live]
-    if live:
-        chosen = _chosen(facts, command, [o.account_id for o in live])
-        if chosen is None:
-            return Decision(_choices([o.account_id for o in live]))
-        offer = next(o for o in live if o.account_id == chosen)
-        account = facts.account(chosen)
-        amount = _amount(facts, command, chosen) or offer.amount_cents
-        if command.bad_amount:
-            return Decision(Reply("bad_amount", account_id=chosen))
-        if account.card_last4 is None:
-            return Decision(Reply("no_card", account_id=chosen))
-        if not account.min_deposit_cents <= amount <= account.max_deposit_cents:
-            return Decision(
-                Reply("out_of_limits", account_id=chosen, amount_cents=offer.amount_cents)
-            )
-        if account.deposited_last_24h_cents + amount > account.daily_limit_cents:
-            return Decision(Reply("daily_limit", account_id=chosen))
-        return Decision(None, (Fund(offer.prompt_id, chosen, amount),))
+    named, reading = _amount(facts, command)
+    live = {o.account_id: o for o in facts.offers if o.live}
+    if len(named) == 1 and named[0] not in live:
+        # `YES 0050` speaks of ...0050 alone: never of another account's offer.
+        return _confirm_without_offer(facts, named[0])
+    if not live:
+        return _nothing_live(facts, named)
+    chosen = _chosen(named, list(live))
+    if chosen is None:
+        return Decision(_choices(list(live)))
+    offer = live[chosen]
+    account = facts.account(chosen)
+    if not account.payable_by_text:
+        return Decision(Reply("not_payable", account_id=chosen))
+    if reading.bad_amount:
+        return Decision(Reply("bad_amount", account_id=chosen))
+    amount = offer.amount_cents if reading.amount_cents is None else reading.amount_cents
+    if account.card_last4 is None:
+        return Decision(Reply("no_card", account_id=chosen))
+    if not account.min_deposit_cents <= amount <= account.max_deposit_cents:
+        return Decision(Reply("out_of_limits", account_id=chosen, amount_cents=offer.amount_cents))
+    if account.deposited_last_24h_cents + amount > account.daily_limit_cents:
+        return Decision(Reply("daily_limit", account_id=chosen))
+    return Decision(None, (Fund(offer.prompt_id, chosen, amount),))
 
+
+def _confirm_without_offer(facts: Facts, account_id: int) -> Decision:
+    """YES naming an account with no live offer: its payment in flight, its lapsed offer made
+    again, or word that it has no offer. Nothing is charged."""
+    if not facts.account(account_id).payable_by_text:
+        return Decision(Reply("not_payable", account_id=account_id))
+    statuses = {o.status for o in facts.offers if o.account_id == account_id}
+    if "accepted" in statuses:
+        return Decision(Reply("already_processing", account_id=account_id))
+    if statuses & {"expired", "failed", "pending"}:  # a pending one here is past its expiry
+        return Decision(None, (OfferAgain(account_id),))
+    return Decision(Reply("no_offer_for_account", account_id=account_id))
+
+
+def _nothing_live(facts: Facts, named: list[int]) -> Decision:
+    """YES with no live offer anywhere on the phone (and none or several accounts named)."""
     in_flight = [o for o in facts.offers if o.status == "accepted"]
     if in_flight:
         return Decision(Reply("already_processing", account_id=in_flight[0].account_id))
     lapsed = [o.account_id for o in facts.offers if o.status in ("expired", "failed")]
     lapsed += [o.account_id for o in facts.offers if o.status == "pending" and not o.live]
     if lapsed:
-        chosen = _chosen(facts, command, lapsed)
+        chosen = _chosen(named, lapsed)
         if chosen is None:
             return Decision(_choices(lapsed))
+        if not facts.account(chosen).payable_by_text:
+            return Decision(Reply("not_payable", account_id=chosen))
         return Decision(None, (OfferAgain(chosen),))
     return Decision(Reply("no_offer"))
 
@@ -374,8 +548,12 @@ def _decline(facts: Facts, command: Command) -> Decision:
     live = [o for o in facts.offers if o.live]
     if not live:
         return Decision(Reply("no_offer_to_decline"))
-    chosen = _chosen(facts, command, [o.account_id for o in live])
-    declined = [o for o in live if chosen is None or o.account_id == chosen]
+    named, _ = _amount(facts, command)
+    # NO without a name declines every live offer (declining never costs anything); NO with
+    # names declines only theirs.
+    declined = [o for o in live if not named or o.account_id in named]
+    if not declined:
+        return Decision(Reply("no_offer_for_account", account_id=named[0]))
     return Decision(
         Reply("declined", account_ids=tuple(o.account_id for o in declined)),
         tuple(DeclineOffer(o.prompt_id) for o in declined),
@@ -383,17 +561,20 @@ def _decline(facts: Facts, command: Command) -> Decision:
 
 
 def _autopay_on(facts: Facts, command: Command) -> Decision:
-    chosen = _chosen(facts, command, [a.account_id for a in facts.accounts])
+    named, reading = _amount(facts, command)
+    chosen = _chosen(named, [a.account_id for a in facts.accounts])
     if chosen is None:
         return Decision(
             Reply("which_account_autopay", account_ids=tuple(a.account_id for a in facts.accounts))
         )
     account = facts.account(chosen)
-    amount = _amount(facts, command, chosen)
-    if command.bad_amount:
+    if not account.payable_by_text:
+        return Decision(Reply("not_payable", account_id=chosen))
+    if reading.bad_amount:
         return Decision(Reply("bad_amount", account_id=chosen))
     if account.card_last4 is None:
         return Decision(Reply("no_card", account_id=chosen))
+    amount = reading.amount_cents
     if amount is not None and not (
         account.min_deposit_cents <= amount <= account.max_deposit_cents
     ):
@@ -408,8 +589,10 @@ def _autopay_on(facts: Facts, command: Command) -> Decision:
 
 def _autopay_off(facts: Facts, command: Command) -> Decision:
     enrolled = [a.account_id for a in facts.accounts if a.autopay_enabled]
-    if command.number is not None:
-        enrolled = [a for a in enrolled if facts.account(a).label == command.number]
+    named, _ = _amount(facts, command)
+    # Figures that name no account are ignored: turning AutoPay off never moves money.
+    if named:
+        enrolled = [a for a in enrolled if a in named]
     if not enrolled:
         return Decision(Reply("autopay_already_off"))
     return Decision(

@@ -1,11 +1,48 @@
-"""How a text names an account: the shortest tail of its number that no other account on the
-same phone shares (last 4 digits, growing to 5, 6 ... when two accounts end alike)."""
+"""How a text names an account: its label among the accounts on the same phone.
+
+Owns the label rule, which replies (`acct ...4821`) and the parser (`YES 4821`) share:
+
+- A label is the tail of the account number's digits (its ASCII digits in order, letters and
+  punctuation left out: `ACCT-4821` → `4821`): the last 4, or the last 5, 6 ... when another
+  account on the phone ends in the same digits, until no other account's digits end that way.
+  Digits only, so that what a subscriber reads is what they type on a phone keypad.
+- An account number with fewer than 4 digits is labelled by all of them.
+- When no tail of the digits tells an account apart (`ACCT-4821` and `BCCT-4821` have the
+  same digits; `4821` is a tail of `14821`), the label is the whole account number as the
+  operator wrote it (`ACCT-4821`), which is unique.
+
+Labels on one phone are then distinct: two tails of one length are distinct by construction,
+tails of different lengths differ, and a tail never equals a whole number that fell back (that
+number's own tail of the same length would have collided). The one exception is two account
+numbers differing only in letter case, which no text can tell apart either.
+
+A text names an account by a word with a digit in it (`YES 4821`, `YES ACCT-4821`, `YES #4821`,
+`YES ...4821`; letter case ignored), so an account number without any digit cannot be named
+by text: it can still be paid by a plain YES when its offer is the only one on the phone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+MIN_LABEL_DIGITS = 4
+
+
+def digits_of(account_number: str) -> str:
+    """The account number's ASCII digits, in order."""
+    return "".join(c for c in account_number if "0" <= c <= "9")
+
 
 def unique_labels(account_numbers: Sequence[str]) -> dict[str, str]:
-    """Each account number's label among the accounts on one phone."""
-    return {number: number[-4:] for number in account_numbers}
+    """Each account number's label among the accounts on one phone (see above)."""
+    digits = {number: digits_of(number) for number in account_numbers}
+    labels: dict[str, str] = {}
+    for number, own in digits.items():
+        others = [d for other, d in digits.items() if other != number]
+        labels[number] = number  # the whole number, unless a tail of its digits is unique
+        for length in range(min(MIN_LABEL_DIGITS, len(own)), len(own) + 1):
+            tail = own[-length:] if length else ""
+            if tail and all(other[-length:] != tail for other in others):
+                labels[number] = tail
+                break
+    return labels

@@ -1,9 +1,22 @@
 """Every word TextPay texts, in English and Spanish.
 
-Owns the templates and the one function that fills them. English templates use only the GSM-7
-alphabet, so a message costs as few segments as it can, and every template stays within 320
-characters (two segments) with realistic values; the test suite renders them all to check.
-Spanish is written correctly, accents included.
+Owns the templates, the functions that fill them, and the rule that every text they make goes in
+at most two SMS segments (`textpay.segments` counts them as carriers bill them: 306 GSM-7
+characters, or 134 UTF-16 units once a single character is outside GSM-7).
+
+English templates use only the GSM-7 alphabet. Spanish templates are written correctly,
+accents included, but one `á` makes a whole text UCS-2, and so can a subscriber's nickname
+("Mamá") or curly quotes. `fit` decides what goes on the wire:
+
+1. An accent is never paid for: a text is folded the way Twilio's Smart Encoding folds
+   (`á` → `a`, curly quotes → straight; `textpay.segments.fold`) whenever that makes it fewer
+   segments, and kept as written when it costs the same (a short Spanish text keeps its
+   accents).
+2. A text still over two segments is shortened: nicknames are dropped, the balance lists
+   fewer accounts ("+2 more").
+3. Only if that fails too (an operator's very long program name or support contact) is it
+   cut at a word, with `...`. The test suite renders every template in both languages with
+   the longest values to show that this last step is not needed.
 """
 
 from __future__ import annotations
@@ -15,8 +28,9 @@ from datetime import datetime
 from textpay.conversation import AccountFacts, Facts, Reply
 from textpay.localtime import when
 from textpay.money import format_cents
+from textpay.segments import fold, segments
 
-MAX_REPLY_CHARS = 320
+MAX_SEGMENTS = 2
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "offer": {
@@ -102,15 +116,27 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "which_account": {
         "en": "{program}: you have offers for {labels}. Nothing was charged. Reply YES and the "
-        "account's last 4 digits, e.g. YES {example}.",
-        "es": "{program}: tiene ofertas para {labels}. No se cobró nada. Responda SI y los "
-        "últimos 4 dígitos de la cuenta, por ejemplo SI {example}.",
+        "account number shown after the dots, e.g. YES {example}.",
+        "es": "{program}: tiene ofertas para {labels}. No se cobró nada. Responda SI y el número "
+        "de cuenta que aparece después de los puntos, por ejemplo SI {example}.",
+    },
+    "no_offer_for_account": {
+        "en": "{program}: acct ...{label} has no top-up offer waiting, so nothing was charged. "
+        "Text BAL for your balances.",
+        "es": "{program}: la cuenta ...{label} no tiene ninguna oferta pendiente; no se cobró "
+        "nada. Envíe SALDO para ver sus saldos.",
+    },
+    "not_payable": {
+        "en": "{program}: acct ...{label} can't be paid by text, so nothing was charged or "
+        "changed. For help, contact {support}.",
+        "es": "{program}: la cuenta ...{label} no se puede pagar por mensaje; no se cobró ni se "
+        "cambió nada. Para ayuda, contacte a {support}.",
     },
     "bad_amount": {
-        "en": "{program}: we didn't understand that amount, so nothing was charged. Write it in "
-        "digits: YES 40 adds $40.00.",
-        "es": "{program}: no entendimos el monto; no se cobró nada. Escríbalo con números: SI 40 "
-        "agrega $40.00.",
+        "en": "{program}: we didn't understand that amount, so nothing was charged. Write "
+        "amounts like 40, $40.50 or $1,000.00: YES 40 adds $40.00.",
+        "es": "{program}: no entendimos el monto; no se cobró nada. Escriba los montos así: 40, "
+        "$40.50 o $1,000.00. SI 40 agrega $40.00.",
     },
     "no_card": {
         "en": "{program}: acct ...{label} has no card on file, so nothing was charged. Add one "
@@ -190,10 +216,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "es": "{program}: le escribiremos en español. For English, reply ENGLISH.",
     },
     "which_account_autopay": {
-        "en": "{program}: which account? Reply AUTOPAY ON and its last 4 digits, e.g. AUTOPAY "
-        "ON {example}. Your accounts: {labels}.",
-        "es": "{program}: ¿qué cuenta? Responda AUTOPAY ON y sus últimos 4 dígitos, por ejemplo "
-        "AUTOPAY ON {example}. Sus cuentas: {labels}.",
+        "en": "{program}: which account? Reply AUTOPAY ON and the account number shown after "
+        "the dots, e.g. AUTOPAY ON {example}. Your accounts: {labels}.",
+        "es": "{program}: ¿qué cuenta? Responda AUTOPAY ON y el número que aparece después de "
+        "los puntos, por ejemplo AUTOPAY ON {example}. Sus cuentas: {labels}.",
     },
     "autopay_on": {
         "en": "{program}: AutoPay is on for acct ...{label}: when the balance falls below "
@@ -238,11 +264,44 @@ class Voice:
     messages_per_day: int = 3
 
 
-def fill(key: str, language: str, voice: Voice, **fields: object) -> str:
+def fit(*versions: str) -> str:
+    """The first of `versions` (fullest first) that goes in at most two segments, each sent
+    in its cheaper form; failing all, the last one cut at a word (see the module)."""
+    for version in versions:
+        text = cheaper(version)
+        if segments(text) <= MAX_SEGMENTS:
+            return text
+    words = cheaper(versions[-1]).split(" ")
+    while len(words) > 1 and segments(" ".join(words) + "...") > MAX_SEGMENTS:
+        words.pop()
+    return " ".join(words) + "..."
+
+
+def cheaper(text: str) -> str:
+    """`text` folded when folding saves a segment, else as written."""
+    folded = fold(text)
+    return folded if segments(folded) < segments(text) else text
+
+
+def _fits(text: str) -> bool:
+    return segments(cheaper(text)) <= MAX_SEGMENTS
+
+
+def _fill(key: str, language: str, voice: Voice, **fields: object) -> str:
+    """A template filled in, as is (pieces of texts, and texts before `fit`)."""
     template = TEMPLATES[key].get(language) or TEMPLATES[key]["en"]
     return template.format(
         program=voice.program, support=voice.support, cap=voice.messages_per_day, **fields
     )
+
+
+def fill(key: str, language: str, voice: Voice, **fields: object) -> str:
+    """A whole text from its template, held to two segments: when it does not fit even
+    folded, it goes without the nickname (if it has one)."""
+    versions = [_fill(key, language, voice, **fields)]
+    if fields.get("nick"):
+        versions.append(_fill(key, language, voice, **{**fields, "nick": ""}))
+    return fit(*versions)
 
 
 def _account_fields(account: AccountFacts, now: datetime, language: str) -> dict[str, str]:
@@ -251,7 +310,9 @@ def _account_fields(account: AccountFacts, now: datetime, language: str) -> dict
         "label": account.label,
         "nick": nick(account),
         "balance": format_cents(account.balance_cents),
-        "as_of": when(account.balance_as_of, now, account.timezone, language),
+        "as_of": when(
+            account.balance_as_of, now, account.timezone, language, name_zone=account.zone_named
+        ),
     }
 
 
@@ -259,10 +320,10 @@ def nick(account: AccountFacts) -> str:
     return f" ({account.nickname})" if account.nickname else ""
 
 
-def labels(accounts: Sequence[AccountFacts], language: str) -> str:
+def labels(accounts: Sequence[AccountFacts], language: str, *, nicknames: bool = True) -> str:
     word = "acct" if language == "en" else "cuenta"
     joiner = " and " if language == "en" else " y "
-    names = [f"...{a.label}{nick(a)}" for a in accounts]
+    names = [f"...{a.label}{nick(a) if nicknames else ''}" for a in accounts]
     if len(names) <= 1:
         return f"{word} {''.join(names)}"
     plural = "accts" if language == "en" else "cuentas"
@@ -293,7 +354,7 @@ def offer(
         fee=format_cents(fee_cents),
         total=format_cents(amount_cents + fee_cents),
         card=account.card_last4 or "????",
-        expires=when(expires_at, now, account.timezone, language),
+        expires=when(expires_at, now, account.timezone, language, name_zone=account.zone_named),
     )
 
 
@@ -309,7 +370,7 @@ def receipt(
     voice: Voice,
 ) -> str:
     language = account.language
-    fee_note = fill("fee_note", language, voice, fee=format_cents(fee_cents)) if fee_cents else ""
+    fee_note = _fill("fee_note", language, voice, fee=format_cents(fee_cents)) if fee_cents else ""
     return fill(
         key,
         language,
@@ -326,7 +387,8 @@ def receipt(
 
 
 def render(reply: Reply, facts: Facts, *, language: str, now: datetime, voice: Voice) -> str:
-    """Words for a decision's reply, from the facts it was decided on."""
+    """Words for a decision's reply, from the facts it was decided on, in two segments at
+    most: when the fullest words do not fit, the accounts are listed without nicknames."""
     account = facts.account(reply.account_id) if reply.account_id is not None else None
     listed = [facts.account(i) for i in reply.account_ids]
     fields: dict[str, object] = {}
@@ -335,8 +397,8 @@ def render(reply: Reply, facts: Facts, *, language: str, now: datetime, voice: V
     if listed:
         fields.update(labels=labels(listed, language), example=listed[0].label)
     if reply.key == "balance":
-        fields["lines"] = _balance_lines(facts, language, now, voice)
-    elif account is not None and reply.key == "out_of_limits":
+        return fit(_balance(facts, language, now, voice))
+    if account is not None and reply.key == "out_of_limits":
         fields.update(
             min=format_cents(account.min_deposit_cents),
             max=format_cents(account.max_deposit_cents),
@@ -350,30 +412,56 @@ def render(reply: Reply, facts: Facts, *, language: str, now: datetime, voice: V
             threshold=format_cents(account.threshold_cents),
             amount=format_cents(reply.amount_cents or account.preset_amount_cents),
         )
-    return fill(reply.key, language, voice, **fields)
+    versions = [_fill(reply.key, language, voice, **fields)]
+    if listed:
+        short = labels(listed, language, nicknames=False)
+        versions.append(_fill(reply.key, language, voice, **{**fields, "labels": short}))
+    return fit(*versions)
 
 
-def _balance_lines(facts: Facts, language: str, now: datetime, voice: Voice) -> str:
-    """One line per account, as many as fit in the reply; the rest are counted."""
-    lines = [_balance_line(a, facts, language, now, voice) for a in facts.accounts]
-    room = MAX_REPLY_CHARS - len(fill("balance", language, voice, lines=""))
-    shown: list[str] = []
-    for index, line in enumerate(lines):
-        left = len(lines) - index - 1
-        more = fill("balance_more", language, voice, count=left) if left else ""
-        if len("; ".join([*shown, line])) + len(more) > room:
-            return "; ".join(shown) + fill(
-                "balance_more", language, voice, count=len(lines) - index
-            )
-        shown.append(line)
-    return "; ".join(shown)
+def _balance(facts: Facts, language: str, now: datetime, voice: Voice) -> str:
+    """The balance of every account, as many as fit in two segments; the rest are counted.
+    With nicknames when that costs no account a line, else without."""
+    with_names = _balance_text(facts, language, now, voice, nicknames=True)
+    without = _balance_text(facts, language, now, voice, nicknames=False)
+    return with_names[1] if with_names[0] >= without[0] else without[1]
+
+
+def _balance_text(
+    facts: Facts, language: str, now: datetime, voice: Voice, *, nicknames: bool
+) -> tuple[int, str]:
+    """How many accounts get a line, and the text, lines added while the text still fits."""
+    lines = [
+        _balance_line(a, facts, language, now, voice, nicknames=nicknames) for a in facts.accounts
+    ]
+
+    def more(left: int) -> str:
+        return _fill("balance_more", language, voice, count=left) if left else ""
+
+    shown, text = 0, _fill("balance", language, voice, lines=more(len(lines)).lstrip("; "))
+    for count in range(1, len(lines) + 1):
+        joined = "; ".join(lines[:count]) + more(len(lines) - count)
+        candidate = _fill("balance", language, voice, lines=joined)
+        if not _fits(candidate):
+            break
+        shown, text = count, candidate
+    return shown, text
 
 
 def _balance_line(
-    account: AccountFacts, facts: Facts, language: str, now: datetime, voice: Voice
+    account: AccountFacts,
+    facts: Facts,
+    language: str,
+    now: datetime,
+    voice: Voice,
+    *,
+    nicknames: bool,
 ) -> str:
-    line = fill("balance_line", language, voice, **_account_fields(account, now, language))
+    fields = _account_fields(account, now, language)
+    if not nicknames:
+        fields["nick"] = ""
+    line = _fill("balance_line", language, voice, **fields)
     live = [o for o in facts.offers if o.account_id == account.account_id and o.live]
     if live:
-        line += fill("balance_offer", language, voice, amount=format_cents(live[0].amount_cents))
+        line += _fill("balance_offer", language, voice, amount=format_cents(live[0].amount_cents))
     return line

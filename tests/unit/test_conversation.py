@@ -20,6 +20,7 @@ from textpay.conversation import (
     decide,
     parse,
 )
+from textpay.labels import unique_labels
 
 NOW = datetime(2026, 11, 26, 19, 5, tzinfo=UTC)
 
@@ -127,10 +128,20 @@ def test_several_live_offers_need_the_account_named() -> None:
     assert decide(facts, parse("NO")).effects == (DeclineOffer(10), DeclineOffer(20))
 
 
-def test_a_bare_four_digit_number_that_is_no_account_is_dollars() -> None:
-    decision = decide(ONE_OFFER, parse("YES 1000"))
+def test_a_bare_four_digit_number_that_is_no_account_charges_nothing() -> None:
+    # It might be an account number mistyped, or dollars: $1000 and 1000.00 are how to say
+    # dollars. The reply says how to write an amount.
+    rich = Facts(
+        accounts=(account(max_deposit_cents=500_000, daily_limit_cents=1_000_000),),
+        offers=(offer(),),
+    )
+    decision = decide(rich, parse("YES 1000"))
+    assert decision.effects == ()
     assert decision.reply is not None
-    assert decision.reply.key == "out_of_limits"  # $1,000.00 is above the maximum
+    assert decision.reply.key == "bad_amount"
+    assert decide(rich, parse("YES $1000")).effects == (Fund(10, 1, 100_000),)
+    assert decide(rich, parse("YES 1000.00")).effects == (Fund(10, 1, 100_000),)
+    assert decide(rich, parse("YES $1,000.00")).effects == (Fund(10, 1, 100_000),)
 
 
 def test_unknown_numbers_learn_nothing() -> None:
@@ -167,3 +178,168 @@ def test_a_card_number_stops_any_payment() -> None:
     assert decision.reply is not None
     assert decision.reply.key == "card_number_warning"
     assert decide(ONE_OFFER, parse("STOP 4242 4242 4242 4242")).effects == (OptOut(),)
+
+
+# ---------------------------------------------------------------------------------------------
+# The amount charged is the amount typed, on the account named, or nothing (issue 10)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["YES .40", "YES 40¢", "YES 40 cents", "YES -5", "YES 1,5", "SI 7,5", "YES 0000",
+     "YES 4\u0660", "YES 40,50", "YES 1,000", "YES $ 40", "YES €40", "YES 4\u00b2"],
+)  # fmt: skip
+def test_money_that_is_not_a_clean_amount_charges_nothing_and_says_how_to_write_it(
+    text: str,
+) -> None:
+    decision = decide(ONE_OFFER, parse(text))
+    assert decision.effects == ()
+    assert decision.reply is not None
+    assert decision.reply.key == "bad_amount"
+
+
+def test_amounts_are_read_as_typed_in_any_one_script() -> None:
+    # Arabic-Indic ٤٠ is 40, never silently dropped (which charged the $25.00 offer instead).
+    assert decide(ONE_OFFER, parse("YES \u0664\u0660")).effects == (Fund(10, 1, 4000),)
+    assert decide(ONE_OFFER, parse("SI \u06f4\u06f0.\u06f5")).effects == (Fund(10, 1, 4050),)
+    # One digit after the point is tenths of a dollar; a point at the end is a full stop.
+    assert decide(ONE_OFFER, parse("YES $40.5")).effects == (Fund(10, 1, 4050),)
+    assert decide(ONE_OFFER, parse("YES 40.")).effects == (Fund(10, 1, 4000),)
+
+
+def test_zero_dollars_is_not_the_offer() -> None:
+    decision = decide(ONE_OFFER, parse("YES $0"))
+    assert decision.effects == ()
+    assert decision.reply is not None
+    assert decision.reply.key == "out_of_limits"
+
+
+# One phone, two accounts: ...4821 has a live $25.00 offer, ...0050 has none. Deposits up to
+# $5,000.00 are allowed, so a number mistaken for dollars would be charged.
+MOM = account(1, "4821", max_deposit_cents=500_000, daily_limit_cents=1_000_000)
+SIS = account(2, "0050", nickname="Sis", max_deposit_cents=500_000, daily_limit_cents=1_000_000)
+
+
+def test_naming_an_account_without_an_offer_charges_no_other_account() -> None:
+    facts = Facts(accounts=(MOM, SIS), offers=(offer(1),))
+    decision = decide(facts, parse("YES 0050"))
+    assert decision.effects == ()
+    assert decision.reply is not None
+    assert (decision.reply.key, decision.reply.account_id) == ("no_offer_for_account", 2)
+    # With digits of another script, the same.
+    assert decide(facts, parse("YES \u0660\u0660\u0665\u0660")).effects == ()
+    # The account with the offer, named, is charged the offer; named with an amount, that.
+    assert decide(facts, parse("YES 4821")).effects == (Fund(10, 1, 2500),)
+    assert decide(facts, parse("YES 4821 $50")).effects == (Fund(10, 1, 5000),)
+    assert decide(facts, parse("YES 50")).effects == (Fund(10, 1, 5000),)
+
+
+def test_an_account_label_is_never_an_amount() -> None:
+    facts = Facts(accounts=(MOM, SIS), offers=(offer(2),))  # now ...0050 has the offer
+    decision = decide(facts, parse("YES 4821"))
+    assert decision.effects == ()  # not $4,821.00 on ...0050
+    assert decision.reply is not None
+    assert (decision.reply.key, decision.reply.account_id) == ("no_offer_for_account", 1)
+    assert decide(facts, parse("YES 0050")).effects == (Fund(20, 2, 2500),)
+
+
+def test_naming_an_account_whose_offer_lapsed_offers_it_again() -> None:
+    facts = Facts(accounts=(MOM, SIS), offers=(offer(1), offer(2, "expired", live=False)))
+    assert decide(facts, parse("YES 0050")).effects == (OfferAgain(2),)
+
+
+def test_no_naming_an_account_without_an_offer_declines_nothing() -> None:
+    facts = Facts(accounts=(MOM, SIS), offers=(offer(1),))
+    decision = decide(facts, parse("NO 0050"))
+    assert decision.effects == ()
+    assert decide(facts, parse("NO 4821")).effects == (DeclineOffer(10),)
+
+
+def test_two_accounts_with_the_same_last_4_can_each_be_paid() -> None:
+    names = unique_labels(["CA-1014821", "TX-2024821"])
+    assert names == {"CA-1014821": "14821", "TX-2024821": "24821"}
+    facts = Facts(
+        accounts=(account(1, names["CA-1014821"]), account(2, names["TX-2024821"])),
+        offers=(offer(1), offer(2)),
+    )
+    ambiguous = decide(facts, parse("YES"))
+    assert ambiguous.reply is not None
+    assert ambiguous.reply.key == "which_account"
+    assert decide(facts, parse("YES 24821")).effects == (Fund(20, 2, 2500),)
+    assert decide(facts, parse("YES 14821 $40")).effects == (Fund(10, 1, 4000),)
+    # The old last 4 names neither: nothing is charged.
+    assert decide(facts, parse("YES 4821")).effects == ()
+
+
+def test_naming_two_accounts_charges_neither() -> None:
+    facts = Facts(accounts=(MOM, SIS), offers=(offer(1), offer(2)))
+    decision = decide(facts, parse("YES 4821 0050"))
+    assert decision.effects == ()
+    assert decision.reply is not None
+    assert decision.reply.key == "which_account"
+
+
+LABEL_CASES = [
+    (["ACCT-4821"], ["4821"]),
+    (["ACCT-4821", "ACCT-0050"], ["4821", "0050"]),
+    (["1014821", "2024821"], ["14821", "24821"]),
+    (["9994821", "1114821", "7777"], ["94821", "14821", "7777"]),
+    (["4821", "14821"], ["4821", "14821"]),  # 4821 is all of its digits
+    (["ACCT-4821", "BCCT-4821"], ["ACCT-4821", "BCCT-4821"]),  # same digits: whole numbers
+    (["A12", "B-7"], ["12", "7"]),  # fewer than 4 digits: all of them
+    (["ABC", "4821"], ["ABC", "4821"]),  # no digits at all: the whole number
+]
+
+
+def test_labels_grow_until_unique_on_the_phone() -> None:
+    for numbers, labels in LABEL_CASES:
+        found = unique_labels(numbers)
+        assert [found[n] for n in numbers] == labels
+        assert len(set(found.values())) == len(numbers)
+
+
+def test_an_account_that_cannot_be_paid_by_text_is_not_charged_or_enrolled() -> None:
+    closed = account(payable_by_text=False)
+    facts = Facts(accounts=(closed,), offers=(offer(),))
+    for text in ("YES", "YES 40", "YES 4821", "AUTOPAY ON", "AUTOPAY ON 40"):
+        decision = decide(facts, parse(text))
+        assert decision.effects == (), text
+        assert decision.reply is not None
+        assert (decision.reply.key, decision.reply.account_id) == ("not_payable", 1)
+    lapsed = Facts(accounts=(closed,), offers=(offer(status="expired", live=False),))
+    assert decide(lapsed, parse("YES")).effects == ()  # no fresh offer for it either
+
+
+def test_autopay_amounts_follow_the_same_rules() -> None:
+    facts = Facts(accounts=(account(),))
+    for text in ("AUTOPAY ON 1000", "AUTOPAY ON -40", "AUTOPAY ON 40¢"):
+        decision = decide(facts, parse(text))
+        assert decision.effects == (), text
+        assert decision.reply is not None
+        assert decision.reply.key == "bad_amount"
+    assert decide(facts, parse("AUTOPAY ON 4821")).effects == (SetAutopay((1,), True, None),)
+    assert decide(facts, parse("AUTOPAY ON $40")).effects == (SetAutopay((1,), True, 4000),)
+
+
+# ---------------------------------------------------------------------------------------------
+# Opt-out words anywhere in a short text (issue 10)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["please stop", "Opt out", "opt-out", "cancelar por favor", "YES 40 stop",
+     "yes $40 opt out", "SI alto", "no, cancel", "YES 4821 unsubscribe"],
+)  # fmt: skip
+def test_an_opt_out_word_in_a_short_text_opts_out_and_charges_nothing(text: str) -> None:
+    decision = decide(ONE_OFFER, parse(text))
+    assert decision.effects == (OptOut(),)
+    assert decision.reply is not None
+    assert decision.reply.key == "opted_out"
+
+
+def test_opt_out_words_count_as_whole_words_of_a_short_text() -> None:
+    assert decide(ONE_OFFER, parse("yes, but stop the texts")).effects == (OptOut(),)
+    # Not inside other words ("weekend"), and not in passing in a long text.
+    assert decide(ONE_OFFER, parse("yes, this weekend")).effects == (Fund(10, 1, 2500),)
+    long_text = "Can you add money to the account at the end of the week please"
+    assert OptOut() not in decide(ONE_OFFER, parse(long_text)).effects

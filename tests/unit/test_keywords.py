@@ -1,4 +1,10 @@
-"""The keyword table in fixtures/keywords.csv, run through the pure parser."""
+"""The keyword table in fixtures/keywords.csv, run through the pure parser.
+
+Which account a number names depends on the phone's accounts, so every row is read as if the
+phone had accounts labelled ...4821, ...7730 and ...0050: `names` lists the labels a row names,
+`amount_cents` the amount it asks for, `bad_amount` whether it looked like money but was not
+an amount (nothing is charged then).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from textpay.conversation import Intent, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "fixtures" / "keywords.csv"
+LABELS = ("4821", "7730", "0050")
 
 
 def cases() -> list[dict[str, str]]:
@@ -30,12 +37,13 @@ def test_the_table_is_substantial() -> None:
 def test_keyword(row: dict[str, str]) -> None:
     text = row["text"].encode("latin-1", "backslashreplace").decode("unicode_escape")
     command = parse(text)
+    reading = command.read(LABELS)
     assert command.intent.value == row["intent"]
-    assert command.amount_cents == (int(row["amount_cents"]) if row["amount_cents"] else None)
-    assert command.number == (row["number"] or None)
+    assert reading.amount_cents == (int(row["amount_cents"]) if row["amount_cents"] else None)
+    assert " ".join(reading.named) == row["names"]
     assert command.language == (row["language"] or None)
     assert command.spanish is bool(row["spanish"])
-    assert command.bad_amount is bool(row["bad_amount"])
+    assert reading.bad_amount is bool(row["bad_amount"])
     assert command.card_number is bool(row["card_number"])
 
 

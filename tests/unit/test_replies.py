@@ -1,48 +1,34 @@
-"""Every reply TextPay can send fits in two SMS segments, and English stays within GSM-7."""
+"""Every reply TextPay can send goes in at most two real SMS segments (306 GSM-7 characters, or
+134 UTF-16 units once one character is outside GSM-7), in both languages, whatever the nickname
+and however large the amounts; English stays within GSM-7."""
 
 from __future__ import annotations
 
-import string
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from textpay import replies
 from textpay.conversation import AccountFacts, Facts, OfferFacts, Reply
+from textpay.labels import unique_labels
+from textpay.segments import encoding, is_gsm7, segments
 
-# The GSM 03.38 basic character set (what one 160-character segment can carry).
-GSM7 = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
-    + string.ascii_uppercase
-    + "ÄÖÑÜ§¿"
-    + string.ascii_lowercase
-    + "äöñüà"
-)
 NOW = datetime(2026, 11, 26, 19, 5, tzinfo=UTC)
-# Realistic worst cases: long nickname, big amounts, two accounts.
-ACCOUNTS = tuple(
-    AccountFacts(
-        account_id=i,
-        label=label,
-        nickname="Grandma Josephine",
-        language="en",
-        timezone="America/New_York",
-        balance_cents=1_999_99,
-        balance_as_of=NOW - timedelta(hours=30),
-        autopay_enabled=True,
-        card_last4="4242",
-        preset_amount_cents=20_000,
-        threshold_cents=1_000,
-        min_deposit_cents=500,
-        max_deposit_cents=20_000,
-        daily_limit_cents=50_000,
-        deposited_last_24h_cents=45_000,
-    )
-    for i, label in ((1, "4821"), (2, "7730"))
-)
-OFFERS = tuple(
-    OfferFacts(i, i, "pending", 20_000, 295, NOW + timedelta(days=2), live=True) for i in (1, 2)
-)
+# Worst cases: the longest nicknames an operator may store (40 characters), in several scripts;
+# labels that had to grow to the whole account number; the largest amounts TextPay allows
+# ($10,000.00 a deposit) and a balance far above them; times that name their zone.
+NICKNAMES = {
+    "ascii": "Josephine-Alexandra Montgomery-Whitfield",
+    "accented": "Abuelita María José Núñez de la Ascensión",
+    "curly": "Mom’s “work” phone, the one in the kitchen",  # noqa: RUF001
+    "emoji": "Mamá 👵🏽 y la tía Rosa 🌹 (casa de Ángela)",
+    "chinese": "王芳 (姐姐) 在北京的手机",
+}
+LABELS = unique_labels(["2125554821", "3125554821"])
+assert sorted(LABELS.values()) == ["2125554821", "3125554821"]
+BIG = 1_000_000  # $10,000.00
+VOICE = replies.Voice(program="TextPay", support="textpay.example/help", messages_per_day=3)
 # Pieces of other replies, and replies built by their own functions from engine data.
 FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more"}
 BUILT_ELSEWHERE = {
@@ -55,15 +41,41 @@ BUILT_ELSEWHERE = {
     "autopay_declined",
     "autopay_disabled",
 }
-VOICE = replies.Voice(program="TextPay", support="1-800-555-0199", messages_per_day=3)
 
 
-def every_reply(language: str) -> dict[str, str]:
-    accounts = tuple(AccountFacts(**{**a.__dict__, "language": language}) for a in ACCOUNTS)
-    facts = Facts(accounts=accounts, offers=OFFERS)
+def accounts(language: str, nickname: str) -> tuple[AccountFacts, ...]:
+    return tuple(
+        AccountFacts(
+            account_id=i,
+            label=label,
+            nickname=nickname,
+            language=language,
+            timezone="America/Chicago",
+            balance_cents=99_999_999,
+            balance_as_of=NOW - timedelta(hours=30),
+            autopay_enabled=True,
+            card_last4="4242",
+            preset_amount_cents=BIG,
+            threshold_cents=BIG,
+            min_deposit_cents=BIG,
+            max_deposit_cents=BIG,
+            daily_limit_cents=10 * BIG,
+            deposited_last_24h_cents=9 * BIG,
+            zone_named=True,
+        )
+        for i, label in enumerate(LABELS.values(), start=1)
+    )
+
+
+def every_reply(language: str, nickname: str = NICKNAMES["ascii"]) -> dict[str, str]:
+    listed = accounts(language, nickname)
+    offers = tuple(
+        OfferFacts(i, i, "pending", BIG, BIG, NOW + timedelta(days=2), live=True) for i in (1, 2)
+    )
+    facts = Facts(accounts=listed, offers=offers)
     rendered = {
         key: replies.render(
-            Reply(key, account_id=1, account_ids=(1, 2), amount_cents=20_000),
+            Reply(key, account_id=1, account_ids=(1, 2), amount_cents=BIG),
             facts,
             language=language,
             now=NOW,
@@ -73,93 +85,137 @@ def every_reply(language: str) -> dict[str, str]:
         if key not in FRAGMENTS | BUILT_ELSEWHERE
     }
     rendered["offer"] = replies.offer(
-        accounts[0], 20_000, 295, NOW + timedelta(days=2), now=NOW, voice=VOICE
+        listed[0], BIG, BIG, NOW + timedelta(days=2), now=NOW, voice=VOICE
     )
-    rendered["receipt"] = replies.receipt(
-        accounts[0],
-        amount_cents=20_000,
-        fee_cents=295,
-        new_balance_cents=21_999_99,
-        card_last4="4242",
-        confirmation="TP-7K2M9Q",
-        voice=VOICE,
-    )
-    rendered["autopay_receipt"] = replies.receipt(
-        accounts[0],
-        key="autopay_receipt",
-        amount_cents=20_000,
-        fee_cents=295,
-        new_balance_cents=21_999_99,
-        card_last4="4242",
-        confirmation="TP-7K2M9Q",
-        voice=VOICE,
-    )
+    for key in ("receipt", "autopay_receipt"):
+        rendered[key] = replies.receipt(
+            listed[0],
+            key=key,
+            amount_cents=BIG,
+            fee_cents=BIG,
+            new_balance_cents=99_999_999 + BIG,
+            card_last4="4242",
+            confirmation="TP-7K2M9Q",
+            voice=VOICE,
+        )
     for key in ("processing", "card_declined", "charge_failed", "autopay_declined",
                 "autopay_disabled"):  # fmt: skip
         rendered[key] = replies.fill(
             key,
             language,
             VOICE,
-            total="$202.95",
-            label="4821",
+            total="$20,000.00",
+            label=listed[0].label,
             card="4242",
             reason=replies.decline_reason("insufficient_funds", language),
-            retry="Nov 29 2:05pm" if language == "en" else "29 nov 14:05",
+            retry="Nov 29 2:05pm CT" if language == "en" else "29 nov 14:05 CT",
         )
     return rendered
 
 
+@pytest.mark.parametrize("nickname", list(NICKNAMES))
 @pytest.mark.parametrize("language", ["en", "es"])
-def test_every_reply_fits_in_320_characters(language: str) -> None:
-    rendered = every_reply(language)
-    assert set(rendered) >= set(replies.TEMPLATES) - {
-        "fee_note",
-        "balance_line",
-        "balance_offer",
-        "balance_more",
-    }
-    too_long = {k: len(v) for k, v in rendered.items() if len(v) > replies.MAX_REPLY_CHARS}
+def test_every_reply_fits_in_two_real_segments(language: str, nickname: str) -> None:
+    rendered = every_reply(language, NICKNAMES[nickname])
+    assert set(rendered) == set(replies.TEMPLATES) - FRAGMENTS
+    too_long = {k: (encoding(v), segments(v)) for k, v in rendered.items() if segments(v) > 2}
     assert too_long == {}
+    # Nothing had to be cut short to get there: every text still ends as its template does.
+    cut = [k for k, v in rendered.items() if v.endswith("...")]
+    assert cut == []
+
+
+def test_three_hundred_and_twenty_characters_would_have_been_three_segments() -> None:
+    # The old rule (320 characters) let through texts that cost three messages.
+    assert segments("x" * 320) == 3
+    assert segments("á" * 140) == 3
+
+
+def test_an_accented_nickname_is_folded_rather_than_sent_as_three_ucs2_segments() -> None:
+    mom = replace(accounts("en", "Mamá")[0], label="4821")
+    text = replies.offer(mom, 2500, 0, NOW + timedelta(days=1), now=NOW, voice=VOICE)
+    assert "acct ...4821 (Mama)" in text
+    assert encoding(text) == "GSM-7"
+    assert segments(text) <= 2
+
+
+def test_spanish_is_sent_without_the_accents_that_would_double_its_cost() -> None:
+    text = every_reply("es")["no_offer"]
+    assert "no se cobro nada. Envie SALDO" in text
+    assert segments(text) == 1  # with "cobró" and "Envíe" it was two UCS-2 segments
+
+
+def test_a_nickname_that_cannot_be_folded_is_dropped_rather_than_cutting_the_offer() -> None:
+    text = every_reply("en", NICKNAMES["chinese"])["offer"]
+    assert "王" not in text
+    assert is_gsm7(text)
+    for part in ("acct ...", "Reply YES", "NO to skip", "Offer ends", "STOP to opt out."):
+        assert part in text
+
+
+def test_a_nickname_that_fits_is_kept() -> None:
+    assert "(Josephine-Alexandra Montgomery-Whitfield)" in every_reply("en")["offer"]
+    assert (
+        "(Abuelita Maria José Nuñez de la Ascension)"
+        in every_reply("en", NICKNAMES["accented"])["receipt"]
+    )
+
+
+def test_short_texts_keep_their_accents() -> None:
+    assert replies.fit("TextPay: ¿Sí?") == "TextPay: ¿Sí?"  # one segment either way
 
 
 @pytest.mark.parametrize("language", ["en", "es"])
 def test_balance_of_many_accounts_is_cut_to_fit(language: str) -> None:
     many = tuple(
-        AccountFacts(**{**ACCOUNTS[0].__dict__, "account_id": i, "label": f"{1000 + i}",
-                        "language": language})
+        replace(accounts(language, NICKNAMES["accented"])[0], account_id=i, label=f"{1000 + i}")
         for i in range(1, 8)
-    )  # fmt: skip
+    )
     offers = tuple(
-        OfferFacts(i, i, "pending", 20_000, 0, NOW + timedelta(days=1), live=True)
-        for i in range(1, 8)
+        OfferFacts(i, i, "pending", BIG, 0, NOW + timedelta(days=1), live=True) for i in range(1, 8)
     )
     text = replies.render(
         Reply("balance"), Facts(accounts=many, offers=offers), language=language, now=NOW,
         voice=VOICE,
     )  # fmt: skip
-    assert len(text) <= replies.MAX_REPLY_CHARS
+    assert segments(text) <= 2
     assert "...1001" in text
     assert "...1007" not in text
-    assert ("more" in text) if language == "en" else ("más" in text)
+    assert ("more" in text) if language == "en" else ("más" in text or "mas" in text)
 
 
 def test_english_replies_use_only_gsm7() -> None:
-    outside = {
-        key: sorted(set(text) - GSM7) for key, text in every_reply("en").items()
-        if set(text) - GSM7
-    }  # fmt: skip
+    outside = {key: text for key, text in every_reply("en").items() if not is_gsm7(text)}
     assert outside == {}
 
 
 def test_offer_names_everything_the_subscriber_needs() -> None:
     text = every_reply("en")["offer"]
-    for part in ("acct ...4821", "balance $1,999.99 as of", "$200.00", "fee $2.95",
-                 "total $202.95", "card ...4242", "YES", "NO", "Offer ends", "STOP"):  # fmt: skip
+    for part in ("acct ...2125554821", "balance $999,999.99 as of", "$10,000.00",
+                 "fee $10,000.00", "total $20,000.00", "card ...4242", "YES", "NO",
+                 "Offer ends", "CT", "STOP"):  # fmt: skip
         assert part in text
 
 
 def test_spanish_offer_is_spanish() -> None:
     text = every_reply("es")["offer"]
-    assert "saldo $1,999.99" in text
+    assert "saldo $999,999.99" in text
     assert "Responda SI" in text
     assert "ALTO" in text
+
+
+def test_new_replies_say_nothing_was_charged_and_where_to_get_help() -> None:
+    en, es = every_reply("en"), every_reply("es")
+    assert "acct ...2125554821 can't be paid by text" in en["not_payable"]
+    assert "textpay.example/help" in en["not_payable"]
+    assert "textpay.example/help" in es["not_payable"]
+    assert "acct ...2125554821 has no top-up offer waiting" in en["no_offer_for_account"]
+    assert "Write amounts like 40, $40.50 or $1,000.00" in en["bad_amount"]
+    assert "YES 2125554821" in en["which_account"]
+
+
+def test_even_an_absurd_program_name_cannot_make_a_text_longer_than_two_segments() -> None:
+    voice = replies.Voice(program="TextPay " * 60, support="textpay.example/help")
+    text = replies.fill("help", "es", voice)
+    assert segments(text) == 2
+    assert text.endswith("...")

@@ -1,0 +1,137 @@
+"""Over signed Twilio webhooks: a text charges the amount typed, on the account it names, or
+nothing; and two accounts that share their last 4 digits can each be paid by text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from tests.conftest import AdminClient
+from tests.web.conftest import MOM, charges, deposits, prompt_status
+from tests.web.twilio_client import TwilioClient
+from textpay.db import unit_of_work
+from textpay.models import LedgerEntry
+
+PHONE = "(212) 555-0147"
+
+
+def deposited(engine: Engine) -> list[tuple[int, int]]:
+    """(account id, cents) of every deposit, in order."""
+    with unit_of_work(engine) as session:
+        entries = session.exec(
+            select(LedgerEntry).where(LedgerEntry.kind == "deposit").order_by(col(LedgerEntry.id))
+        ).all()
+        return [(e.account_id, e.amount_cents) for e in entries]
+
+
+def two_accounts(admin: AdminClient, *numbers: str) -> list[dict[str, Any]]:
+    """Accounts on Mom's phone, each at $3.10, deposits allowed up to $5,000.00 (so that a
+    number mistaken for dollars would be charged)."""
+    assert (
+        admin.patch(
+            "/admin/settings",
+            json={"max_deposit_cents": 500_000, "daily_deposit_limit_cents": 1_000_000},
+        ).status_code
+        == 200
+    )
+    made = []
+    for number, nickname in zip(numbers, ("Mom", "Sis"), strict=True):
+        account = admin.enrol(account_number=number, phone=PHONE, nickname=nickname)
+        admin.credit(account["id"], 310, f"seed-{number}")
+        made.append(account)
+    return made
+
+
+def test_naming_the_account_without_an_offer_charges_no_account(
+    twilio: TwilioClient, admin: AdminClient, engine: Engine, offer: Callable[[int], int]
+) -> None:
+    mom, sis = two_accounts(admin, "ACCT-4821", "ACCT-0050")
+    prompt = offer(mom["id"])
+
+    answer = twilio.text(MOM, "YES 0050")
+    assert "acct ...0050" in answer
+    assert "no top-up offer" in answer
+    assert "nothing was charged" in answer
+    assert charges(engine) == 0
+    assert deposits(engine) == 0
+    assert prompt_status(engine, prompt) == "pending"  # Mom's offer is still there
+
+    receipt = twilio.text(MOM, "YES 4821")
+    assert "added $25.00 to acct ...4821" in receipt
+    assert deposited(engine) == [(mom["id"], 2500)]
+    assert sis["id"] not in {account for account, _ in deposited(engine)}
+
+
+def test_an_account_label_is_never_charged_as_dollars(
+    twilio: TwilioClient, admin: AdminClient, engine: Engine, offer: Callable[[int], int]
+) -> None:
+    mom, sis = two_accounts(admin, "ACCT-4821", "ACCT-0050")
+    prompt = offer(sis["id"])  # the offer is for ...0050 this time
+
+    answer = twilio.text(MOM, "YES 4821")
+    assert "acct ...4821" in answer
+    assert "nothing was charged" in answer
+    assert "$4,821" not in answer
+    assert charges(engine) == 0
+    assert prompt_status(engine, prompt) == "pending"
+
+    receipt = twilio.text(MOM, "YES 0050")
+    assert "added $25.00 to acct ...0050" in receipt
+    assert deposited(engine) == [(sis["id"], 2500)]
+    assert mom["id"] not in {account for account, _ in deposited(engine)}
+
+
+def test_two_accounts_with_the_same_last_4_are_each_paid_by_their_longer_label(
+    twilio: TwilioClient, admin: AdminClient, engine: Engine, offer: Callable[[int], int]
+) -> None:
+    mom, sis = two_accounts(admin, "CA-1014821", "TX-2024821")
+    offer(mom["id"])
+    offer(sis["id"])
+
+    which = twilio.text(MOM, "YES")
+    assert "...14821 (Mom)" in which
+    assert "...24821 (Sis)" in which
+    assert charges(engine) == 0
+
+    # The old last 4 names neither account: nothing is charged, and the reply shows what to
+    # type instead (it used to ask for the last 4 again, forever).
+    again = twilio.text(MOM, "YES 4821")
+    assert "nothing was charged" in again.lower()
+    assert "e.g. YES 14821" in again
+    assert charges(engine) == 0
+
+    receipt = twilio.text(MOM, "YES 24821 $40")
+    assert "added $40.00 to acct ...24821 (Sis)" in receipt
+    assert deposited(engine) == [(sis["id"], 4000)]
+
+    # Only Mom's offer is left: a plain YES now pays it.
+    receipt = twilio.text(MOM, "YES")
+    assert "added $25.00 to acct ...14821 (Mom)" in receipt
+    assert deposited(engine) == [(sis["id"], 4000), (mom["id"], 2500)]
+
+
+def test_money_that_is_not_a_clean_amount_charges_nothing_by_text(
+    twilio: TwilioClient, engine: Engine, low_account: dict[str, Any]
+) -> None:
+    for text in ("YES .40", "YES 40¢", "YES -5", "YES 1,5", "SI 7,5", "YES 0000"):
+        answer = twilio.text(MOM, text)
+        assert "nothing was charged" in answer, text
+        assert "Write amounts like 40, $40.50 or $1,000.00" in answer, text
+    assert charges(engine) == 0
+    assert prompt_status(engine, low_account["prompt_id"]) == "pending"
+
+    receipt = twilio.text(MOM, "YES \u0664\u0660")  # ٤٠ in Arabic-Indic digits: $40.00
+    assert "added $40.00 to acct ...4821" in receipt
+    assert deposits(engine) == 1
+
+
+def test_an_opt_out_word_anywhere_in_a_short_yes_wins(
+    twilio: TwilioClient, engine: Engine, low_account: dict[str, Any]
+) -> None:
+    answer = twilio.text(MOM, "YES 40 but please stop texting")
+    assert "unsubscribed" in answer
+    assert charges(engine) == 0
+    assert prompt_status(engine, low_account["prompt_id"]) == "cancelled"
