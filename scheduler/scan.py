@@ -43,10 +43,11 @@ _Clock = Callable[[], datetime]
 
 # pg_try_advisory_lock key: "TextPay scan" as a 64-bit number.
 SCAN_LOCK_KEY = 0x5465787450617953
-# The SQLite scanner's lease: renewed after every batch and charge, so it lapses this long after
-# its holder died, and never while it works.
+# The SQLite scanner's lease: renewed after every batch and before every charge, so it lapses
+# this long after its holder died, and never while it works. A holder on this host whose
+# process is gone frees it at once (SQLite deployments are one host).
 SCAN_LEASE = "scan"
-LEASE_TIME = timedelta(minutes=2)
+LEASE_TIME = timedelta(seconds=30)
 # Candidates per phase-1 transaction. On SQLite, whose writers wait by polling (every 100 ms at
 # the slowest), batches are smaller and the scan pauses between them, so that a webhook waiting
 # for the write lock gets it within a fraction of a second instead of being starved.
@@ -196,20 +197,22 @@ def _take_lease(db: Engine, holder: str) -> bool:
     for _ in range(2):
         try:
             with unit_of_work(db) as session:
+                current = session.get(Lease, SCAN_LEASE)
+                dead = current.holder if current and _holder_is_gone(current.holder) else holder
                 taken = session.execute(
                     update(Lease)
                     .where(
                         col(Lease.name) == SCAN_LEASE,
                         (col(Lease.holder) == "")
                         | (col(Lease.expires_at) <= now)
-                        | (col(Lease.holder) == holder),
+                        | col(Lease.holder).in_([holder, dead]),
                     )
                     .values(holder=holder, expires_at=now + LEASE_TIME)
                     .execution_options(synchronize_session=False)
                 ).rowcount  # type: ignore[attr-defined]
                 if taken:
                     return True
-                if session.get(Lease, SCAN_LEASE) is not None:
+                if current is not None:
                     return False
                 session.execute(
                     insert(Lease).values(name=SCAN_LEASE, holder=holder,
@@ -218,6 +221,21 @@ def _take_lease(db: Engine, holder: str) -> bool:
                 return True
         except IntegrityError:
             continue  # another scanner created the row first: try the update again
+    return False
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """Whether a lease holder ("host:pid:nonce") was a process on this host that has died."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdecimal():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists, under another user
     return False
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -225,3 +228,20 @@ def held_scan_lead(engine: Engine) -> Iterator[None]:
     finally:
         with unit_of_work(engine) as session:
             session.merge(Lease(name=scan.SCAN_LEASE, holder="", expires_at=utcnow()))
+
+
+def test_a_lease_left_by_a_dead_scanner_on_this_host_is_taken_at_once(
+    app: Flask, admin: AdminClient, engine: Engine
+) -> None:
+    """A clock killed mid-scan on SQLite leaves its lease; the next scan need not wait for it
+    to lapse when its holder's process is gone."""
+    if is_postgresql(engine):
+        pytest.skip("PostgreSQL releases an advisory lock when its session dies")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with freeze_time(AFTERNOON):
+        low(admin, autopay_enabled=True)
+        with unit_of_work(engine) as session:
+            session.merge(Lease(name=scan.SCAN_LEASE, holder=f"{socket.gethostname()}:{gone.pid}:x",
+                                expires_at=utcnow() + timedelta(minutes=10)))  # fmt: skip
+        assert scan_now(app).autopay_charged == 1
