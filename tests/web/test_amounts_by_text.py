@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -135,3 +136,29 @@ def test_an_opt_out_word_anywhere_in_a_short_yes_wins(
     assert "unsubscribed" in answer
     assert charges(engine) == 0
     assert prompt_status(engine, low_account["prompt_id"]) == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"status": "suspended"}, {"status": "closed"}, {"textpay_enabled": False}],
+    ids=["suspended", "closed", "textpay-off"],
+)
+def test_an_account_that_may_not_be_paid_by_text_is_never_charged_by_text(
+    twilio: TwilioClient,
+    admin: AdminClient,
+    engine: Engine,
+    low_account: dict[str, Any],
+    change: dict[str, Any],
+) -> None:
+    """An operator suspends or closes the account, or turns TextPay off, while its offer is
+    live: a YES charges nothing and says why."""
+    changed = admin.patch(f"/admin/accounts/{low_account['id']}", json=change)
+    assert changed.status_code == 200, changed.get_json()
+    answer = twilio.text(MOM, "YES")
+    assert "can't be paid by text" in answer
+    assert "nothing was charged" in answer
+    assert "acct ...4821" in answer
+    assert charges(engine) == 0
+    assert deposits(engine) == 0
+    assert "added" not in twilio.text(MOM, "YES 40")
+    assert charges(engine) == 0
