@@ -1,8 +1,14 @@
 """TextPay as deployed, on one machine: gunicorn (2 workers), a clock process and the Twilio
-stand-in, each a real subprocess on 127.0.0.1, driven only over HTTP and through the CLI."""
+stand-in, each a real subprocess on 127.0.0.1, driven only over HTTP and through the CLI.
+
+Deadlines are generous: the suite must pass on a busy 2-core machine, where gunicorn can take
+many seconds to boot. Each stack logs to a directory of its own (`Stack.logs`, named in failure
+messages), so a test never reads an earlier run's log.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +22,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,17 +40,27 @@ def free_port() -> int:
         return port
 
 
-def wait_for(check: Callable[[], T], *, timeout: float = 30, what: str = "condition") -> T:
+# What a request to a process that is starting, stopping or overloaded can raise: refused or
+# reset connections and timeouts (OSError, which includes URLError and TimeoutError), a
+# connection closed mid-answer (HTTPException), a half-written body (ValueError).
+NOT_YET = (OSError, HTTPException, ValueError)
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 60, what: str = "condition") -> T:
+    """`check()`'s first truthy value, trying again every 0.2 s (and after any of `NOT_YET`)
+    until `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
+    failure: BaseException | None = None
     while True:
         try:
             value = check()
             if value:
                 return value
-        except (OSError, urllib.error.URLError, ValueError):
-            pass
+        except NOT_YET as error:
+            failure = error
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            last = f" (last error: {failure!r})" if failure else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{last}")
         time.sleep(0.2)
 
 
@@ -78,7 +95,7 @@ class Stack:
     web_port: int = field(default_factory=free_port)
     standin_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
-    logs: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    logs: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="textpay-e2e-")))
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -116,30 +133,65 @@ class Stack:
                     f"127.0.0.1:{self.web_port}", "wsgi:app"],
             "clock": [str(BIN / "textpay"), "clock"],
         }  # fmt: skip
-        log = (self.logs / f"e2e-{name}-{self.web_port}.log").open("a")
-        self.processes[name] = subprocess.Popen(
-            commands[name], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
-        )  # fmt: skip
+        with self._log_path(name).open("a") as log:  # a restart appends to the same log
+            self.processes[name] = subprocess.Popen(
+                commands[name], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                text=True, start_new_session=True,
+            )  # fmt: skip
         if name == "web":
-            wait_for(lambda: http("GET", self.web + "/healthz")[0] == 200, what="gunicorn")
+            self._wait_until_ready(name, self.web + "/healthz")
         if name == "standin":
-            wait_for(lambda: http("GET", self.standin + "/_outbound")[0] == 200, what="stand-in")
+            self._wait_until_ready(name, self.standin + "/_outbound")
+
+    def _wait_until_ready(self, name: str, url: str) -> None:
+        """Until `url` answers 200 (generously: a loaded machine boots gunicorn slowly), failing
+        at once, with the log, if the process exits instead."""
+        process = self.processes[name]
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode} while starting")
+            return http("GET", url, timeout=10)[0] == 200
+
+        try:
+            wait_for(ready, timeout=120, what=f"{name} to answer {url}")
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n{self.tail(name)}") from None
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal `name`'s process group and wait for it to exit (SIGKILL if a SIGTERM is not
+        obeyed within 30 s, as a process manager would)."""
         process = self.processes.pop(name)
-        os.killpg(process.pid, sig)
-        process.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):  # already exited
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+    def _log_path(self, name: str) -> Path:
+        return self.logs / f"e2e-{name}.log"
 
     def log(self, name: str) -> str:
-        return (self.logs / f"e2e-{name}-{self.web_port}.log").read_text()
+        return self._log_path(name).read_text()
+
+    def tail(self, name: str, lines: int = 60) -> str:
+        """The end of `name`'s log, for failure messages."""
+        path = self._log_path(name)
+        text = path.read_text() if path.exists() else ""
+        return f"--- last lines of {path}:\n" + "\n".join(text.splitlines()[-lines:])
 
     def up(self) -> Stack:
         subprocess.run([str(BIN / "textpay"), "init-db"], cwd=ROOT, env=self.env(), check=True,
-                       capture_output=True, timeout=60)  # fmt: skip
-        self.start("standin")
-        self.start("web")
-        self.start("clock")
+                       capture_output=True, timeout=120)  # fmt: skip
+        try:
+            self.start("standin")
+            self.start("web")
+            self.start("clock")
+        except BaseException:
+            self.down()  # no process outlives a stack that failed to come up
+            raise
         return self
 
     def down(self) -> None:
@@ -154,7 +206,7 @@ class Stack:
     def text(self, phone: str, body: str) -> str:
         """A subscriber's text, posted by the stand-in as a signed webhook; TextPay's reply."""
         status, twiml = http("POST", self.standin + "/_inbound", form={"From": phone, "Body": body})
-        assert status == 200, (status, twiml)
+        assert status == 200, (status, twiml, self.tail("web"))
         start = twiml.find("<Message>")
         if start < 0:
             return ""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,8 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+READY_SECONDS = 120  # for the server to answer /healthz after starting
+REQUEST_SECONDS = 30  # for any one answer
 
 
 def free_port() -> int:
@@ -32,32 +36,44 @@ def free_port() -> int:
 
 @contextmanager
 def running(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    """Start a server process and yield its base URL once `/healthz` answers."""
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                pytest.fail(f"{command[0]} exited with {process.returncode}:\n{output}")
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{command} did not answer /healthz within 30 s")
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
+    """Start a server process and yield its base URL once `/healthz` answers 200. Generous with
+    time (a busy 2-core machine can take many seconds to boot gunicorn): every way a request to a
+    server that is still starting can fail (refused, reset, timed out, cut short, 503) means
+    "not yet", until the deadline or until the process exits."""
+    with tempfile.TemporaryFile("w+") as output:  # a file, not a pipe nobody reads
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+
+        def printed() -> str:
+            output.seek(0)
+            return output.read()
+
+        base = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            deadline = time.monotonic() + READY_SECONDS
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"{command[0]} exited with {process.returncode}:\n{printed()}")
+                try:
+                    with urllib.request.urlopen(base + "/healthz", timeout=10) as answer:
+                        if answer.status == 200:
+                            break
+                except (OSError, http.client.HTTPException):  # URLError and TimeoutError too
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"{command} did not answer /healthz within {READY_SECONDS} s:\n{printed()}"
+                    )
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def call(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
@@ -68,7 +84,7 @@ def call(method: str, url: str, body: Any = None, token: str | None = None) -> t
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=REQUEST_SECONDS) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -106,7 +122,7 @@ def test_gunicorn_serves_the_wsgi_app(database_url: str) -> None:
         env=server_env(database_url, port),
         check=True,
         capture_output=True,
-        timeout=60,
+        timeout=120,
     )
     command = [
         str(BIN / "gunicorn"),

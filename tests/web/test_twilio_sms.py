@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -16,15 +17,16 @@ from flask import Flask
 from freezegun import freeze_time
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import QueuePool
 from sqlmodel import SQLModel, select
 
 from scheduler import reconcile
 from tests.conftest import AdminClient
 from tests.web.conftest import MOM, charges, deposits, prompt_status
 from tests.web.twilio_client import TwilioClient, new_sid, reply_text, sign
-from textpay.db import unit_of_work
+from textpay.db import is_postgresql, unit_of_work
 from textpay.models import Account, ConsentEvent, Message, Prompt
-from textpay.timeutil import utcnow
 from webhooks import create_app
 
 
@@ -95,7 +97,14 @@ def test_yes_after_the_offer_expired_charges_nothing_and_offers_again(
         assert charges(engine) == 0
         assert deposits(engine) == 0
         assert prompt_status(engine, first) == "expired"
-        # The fresh offer is live: accepting it funds the account.
+        # A second YES sent with the first comes before the subscriber could have read the
+        # fresh offer: it is shown again, and nothing is charged.
+        clock.tick(timedelta(seconds=2))
+        again = twilio.text(MOM, "YES")
+        assert "Reply YES to add $25.00" in again
+        assert charges(engine) == 0
+        # Once read, the fresh offer is live: accepting it funds the account.
+        clock.tick(timedelta(seconds=30))
         receipt = twilio.text(MOM, "YES")
         assert "added $25.00" in receipt
     assert deposits(engine) == 1
@@ -380,9 +389,10 @@ def test_spanish_subscribers_get_spanish(
     admin.credit(account["id"], 310, "seed")
     offer(account["id"])
     receipt = twilio.text(MOM, "sí 40")
-    assert "se agregaron $40.00 a la cuenta ...4821 (Mamá)" in receipt
+    # Accents are folded where they would double the segments (as Twilio's Smart Encoding does).
+    assert "se agregaron $40.00 a la cuenta ...4821 (Mama)" in receipt
     assert "Nuevo saldo $43.10" in receipt
-    assert "Envíe AYUDA" in twilio.text(MOM, "SALDO")
+    assert "Envie AYUDA" in twilio.text(MOM, "SALDO")
     assert "we'll text you in English" in twilio.text(MOM, "ENGLISH")
     assert "Text HELP" in twilio.text(MOM, "BAL")
     assert "le escribiremos en español" in twilio.text(MOM, "Español")
@@ -457,29 +467,79 @@ def test_inbound_messages_are_recorded_once_per_sid(
     assert "acct ...4821" in rows[0].reply_body
 
 
+def transactions_open(app_engine: Engine, probe: Engine) -> list[str]:
+    """Whatever is inside a database transaction right now, other than this probe: connections
+    checked out of the app's pool (a session holds one from its first statement until it commits
+    or rolls back), and, seen from the database, other sessions in a transaction (PostgreSQL) or
+    holding the write lock, which every TextPay transaction takes at BEGIN (SQLite)."""
+    pool = app_engine.pool
+    assert isinstance(pool, QueuePool)
+    out = pool.checkedout()
+    found = [f"{out} connection(s) out of the app's pool"] if out else []
+    if is_postgresql(probe):
+        with probe.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT pid, state, query FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND backend_type = 'client backend'"
+                    " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+                )
+            ).all()
+        return found + [f"backend {pid} {state}: {query}" for pid, state, query in rows]
+    database = probe.url.database
+    assert database
+    raw = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        raw.execute("BEGIN IMMEDIATE")  # fails at once if another connection holds the lock
+        raw.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        found.append(f"the SQLite write lock is held ({error})")
+    finally:
+        raw.close()
+    return found
+
+
+def test_the_transaction_probe_sees_a_transaction_held_open(app: Flask, engine: Engine) -> None:
+    """The probe below can fail: a transaction the app holds shows up both ways."""
+    app_engine = app.extensions["textpay"].engine
+    assert transactions_open(app_engine, engine) == []
+    with unit_of_work(app_engine) as session:
+        session.exec(select(Account)).all()
+        held = transactions_open(app_engine, engine)
+    assert len(held) == 2, held
+    assert transactions_open(app_engine, engine) == []
+
+
 def test_no_transaction_is_open_while_the_card_is_charged(
     app: Flask, engine: Engine, low_account: dict[str, Any]
 ) -> None:
-    """The gateway is called between two commits: while it runs, another connection can write
-    (on SQLite a held write transaction would block it)."""
+    """The gateway is called between two commits: while it runs, the app holds no connection
+    and the database sees no transaction, and another connection can write (on SQLite a held
+    write transaction would block it)."""
     services = app.extensions["textpay"]
     seen: list[str] = []
+    open_while_charging: list[list[str]] = []
 
     class Observing:
         def __getattr__(self, name: str) -> Any:
             return getattr(services.gateway, name)
 
         def charge(self, **kwargs: Any) -> Any:
-            with engine.begin() as connection:
-                connection.execute(text("UPDATE account SET nickname = nickname"))
+            open_while_charging.append(transactions_open(services.engine, engine))
+            try:
+                with engine.begin() as connection:
+                    connection.execute(text("UPDATE account SET nickname = nickname"))
                 seen.append("wrote while charging")
+            except OperationalError as error:
+                seen.append(f"could not write: {error}")
             return services.gateway.charge(**kwargs)
 
     app.extensions["textpay"] = dataclasses.replace(services, gateway=Observing())
-    assert "added $25.00" in TwilioClient(app.test_client()).text(MOM, "YES")
+    response = TwilioClient(app.test_client()).sms(MOM, "YES")
+    assert open_while_charging == [[]]
     assert seen == ["wrote while charging"]
+    assert "added $25.00" in reply_text(response)
     with unit_of_work(engine) as session:
         prompt = session.get(Prompt, low_account["prompt_id"])
         assert prompt is not None
         assert prompt.status == "funded"
-    assert utcnow()  # clock untouched
