@@ -408,9 +408,7 @@ def seed_textpay(database_url: str, count: int) -> list[str]:
                     memo="bench seed",
                 )
                 effective = effective_for_account(session, account)
-                prompts.offer(
-                    session, account, effective, now=utcnow(), acceptable_after=utcnow()
-                )
+                prompts.offer(session, account, effective, now=utcnow(), acceptable_after=utcnow())
     engine.dispose()
     return phones
 

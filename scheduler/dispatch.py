@@ -3,10 +3,16 @@
 Claims a batch (one transaction), sends each text outside any transaction, and records each
 outcome in its own transaction. The pacer keeps sends at or under the configured rate across
 runs of the job (a Twilio long code takes about one message per second).
+
+One text that fails (it cannot be claimed, its send or its record raises) is logged without the
+number or the words, counted in `errors`, and passed over; the rest of the batch goes on. A text
+whose send or record failed stays claimed, and the next claim after a few minutes marks it
+`unknown`: it may have gone, so it is never sent again blindly.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +24,11 @@ from sqlalchemy.engine import Engine
 
 from textpay import outbox
 from textpay.db import unit_of_work
+from textpay.phones import masked_phone
 from textpay.sms import SendOutcome, SmsSender
 from textpay.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 
 class Pacer:
@@ -53,6 +62,7 @@ class DispatchCounts:
     retrying: int = 0
     failed: int = 0
     unknown: int = 0
+    errors: int = 0  # texts that could not be claimed, sent or recorded (logged)
 
     def add(self, outcome: SendOutcome) -> None:
         if outcome is SendOutcome.ACCEPTED:
@@ -79,14 +89,23 @@ def run(
     requests; its round trip, not our CPU, is what limits one sender), still started no faster
     than the pacer allows and in claim order, answers to subscribers first."""
     with unit_of_work(db) as session:
-        claimed = outbox.claim(session, now=now(), limit=batch)
-    counts = DispatchCounts()
+        claim = outbox.claim_batch(session, now=now(), limit=batch)
+    claimed = claim.items
+    counts = DispatchCounts(errors=claim.errors)
     lock = threading.Lock()
 
     def deliver(item: outbox.Outgoing) -> None:
-        result = sender.send(to=item.phone, body=item.body, status_callback=status_callback)
-        with unit_of_work(db) as session:
-            outbox.record(session, item.message_id, result, now=now())
+        try:
+            result = sender.send(to=item.phone, body=item.body, status_callback=status_callback)
+            with unit_of_work(db) as session:
+                outbox.record(session, item.message_id, result, now=now())
+        except Exception as error:  # one text's failure never stops the batch
+            # No body, no full number: the exception's own text may hold either.
+            log.error("dispatch: text %s to %s failed (%s); it stays claimed",
+                      item.message_id, masked_phone(item.phone), type(error).__name__)  # fmt: skip
+            with lock:
+                counts.errors += 1
+            return
         with lock:
             counts.add(result.outcome)
 

@@ -91,4 +91,3 @@ def advance_schedule(
         )
         return
     account.autopay_retry_at = now + timedelta(days=retry_days[account.autopay_failures - 1])
-

@@ -1,12 +1,14 @@
-"""The recipient's local time: which zone a subscriber lives in, and how we write a time to them.
+"""The recipient's local time: which zones a number may be in, and how we write a time to them.
 
-The account's own time zone wins when an operator set one; otherwise the zone comes from the
-phone number's area code (libphonenumber's geocoding). Times are written the way people text them:
-`2:05pm`, `2:05pm tomorrow`, `Nov 28 2:05pm`.
+The zones come from the phone number's area code (libphonenumber's geocoding); which of them a
+text or the sending window uses is `textpay.policy`'s decision. Times are written the way people
+text them: `2:05pm`, `2:05pm tomorrow`, `Nov 28 2:05pm`, and with the zone named (`8:00am CT`)
+when the recipient's zone is only a guess.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -14,8 +16,45 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import geocoder
 from phonenumbers import timezone as phone_timezones
+from phonenumbers.tzdata import TIMEZONE_DATA
 
 FALLBACK_ZONE = "America/New_York"
+
+# When a number may be in several zones and nothing says which, a text names the zone it tells
+# times in: the one most such numbers are in (most of Alaska's 907 is on Anchorage time, not
+# Adak's; most of Arizona keeps Phoenix time, most of Idaho Boise's). Zones not listed come after,
+# alphabetically; a state whose people mostly live in a zone listed later says so.
+_LIKELIEST_ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/North_Dakota/Center",
+    "America/Phoenix",
+    "America/Boise",
+    "America/Los_Angeles",
+    "America/Denver",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "America/Puerto_Rico",
+    "America/Halifax",
+)
+_LIKELIEST_ZONE_OF_STATE = {"NV": "America/Los_Angeles"}  # Reno, not West Wendover
+
+# Every zone of a country, as libphonenumber gives them for its numbers that have no area
+# (toll-free, non-geographic): such a list says nothing about where the subscriber is.
+_COUNTRY_WIDE = frozenset(
+    zones
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+    if len(
+        zones := tuple(
+            z for z in TIMEZONE_DATA.get(str(code), ()) if z != phone_timezones.UNKNOWN_TIMEZONE
+        )
+    )
+    > 1
+)
+
+# North American zone abbreviations without the standard/daylight letter, as people write
+# them in a text: EST and EDT are both "ET".
+_GENERIC_ABBREVIATION = re.compile(r"^(E|C|M|P|AK|H|A|N)[SD]T$")
 
 
 _STATE_CODES = {
@@ -58,26 +97,59 @@ def place_of(e164: str) -> tuple[str | None, tuple[str, ...]]:
     return state, zones
 
 
+def country_wide(zones: tuple[str, ...]) -> bool:
+    """Whether `zones` is every zone of a country: the number has no usable area code."""
+    return zones in _COUNTRY_WIDE
+
+
+def likeliest_zone(zones: tuple[str, ...], state: str | None = None) -> str:
+    """The zone to tell times in when a number (in `state`, if known) may be in any of
+    `zones` (see above)."""
+    preferred = _LIKELIEST_ZONE_OF_STATE.get(state or "")
+    if preferred in zones:
+        return str(preferred)
+    for zone in _LIKELIEST_ZONES:
+        if zone in zones:
+            return zone
+    return min(zones) if zones else FALLBACK_ZONE
+
+
+def zone_abbreviation(moment: datetime, zone: str) -> str:
+    """How a text names `zone` at `moment`: `ET`, `CT`, `MT`, `PT`, `AKT`, `HT`; else the
+    zone's own abbreviation (`GMT`), or its offset (`UTC-03`) where it has none."""
+    name = moment.astimezone(ZoneInfo(zone)).tzname() or zone
+    generic = _GENERIC_ABBREVIATION.match(name)
+    if generic:
+        return f"{generic.group(1)}T"
+    return f"UTC{name}" if name[:1] in "+-" else name
+
+
 _MONTHS = {
     "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
     "es": ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"],
 }
 
 
-def clock_time(moment: datetime, zone: str, language: str) -> str:
+def clock_time(moment: datetime, zone: str, language: str, *, name_zone: bool = False) -> str:
+    """`2:05pm` (`14:05` in Spanish), followed by the zone (`2:05pm CT`) when `name_zone`."""
     local = moment.astimezone(ZoneInfo(zone))
     if language == "es":
-        return f"{local.hour}:{local.minute:02d}"
-    hour = local.hour % 12 or 12
-    return f"{hour}:{local.minute:02d}{'am' if local.hour < 12 else 'pm'}"
+        written = f"{local.hour}:{local.minute:02d}"
+    else:
+        hour = local.hour % 12 or 12
+        written = f"{hour}:{local.minute:02d}{'am' if local.hour < 12 else 'pm'}"
+    return f"{written} {zone_abbreviation(moment, zone)}" if name_zone else written
 
 
-def when(moment: datetime, now: datetime, zone: str, language: str) -> str:
-    """`moment` relative to `now` in the recipient's zone: a time today, tomorrow, or a date."""
+def when(
+    moment: datetime, now: datetime, zone: str, language: str, *, name_zone: bool = False
+) -> str:
+    """`moment` relative to `now` in the recipient's zone: a time today, tomorrow, or a date;
+    with the zone named (`8:00am CT tomorrow`) when `name_zone`."""
     tz = ZoneInfo(zone)
     day = moment.astimezone(tz).date()
     today = now.astimezone(tz).date()
-    time = clock_time(moment, zone, language)
+    time = clock_time(moment, zone, language, name_zone=name_zone)
     if day == today:
         return time
     if (day - today).days == 1:

@@ -45,9 +45,7 @@ def _cents(*, nullable: bool = False, default: int | None = None) -> Any:
 # word for word (SQLite only uses a partial index when the query's WHERE visibly implies it, and
 # never through bound parameters), so each is written once, here.
 SCANNABLE_ACCOUNT = "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
-ACCOUNT_IN_EPISODE = (
-    "episode_prompts > 0 OR autopay_failures > 0 OR episode_autopay_charges > 0"
-)
+ACCOUNT_IN_EPISODE = "episode_prompts > 0 OR autopay_failures > 0 OR episode_autopay_charges > 0"
 WAITING_MESSAGE = "direction = 'outbound' AND status = 'pending'"
 UNSETTLED_ATTEMPT = "status = 'pending'"
 UNTOLD_ATTEMPT = "status <> 'pending' AND notified_at IS NULL"

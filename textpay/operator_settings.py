@@ -2,23 +2,74 @@
 
 Owns the rule that a change is accepted only if every place it reaches stays valid: a change to
 the global defaults is checked as resolved for each facility too, so lowering the global maximum
-deposit cannot leave a facility with a minimum above it.
+deposit cannot leave a facility with a minimum above it. That includes the sending window: one
+that a state's law, or the zones a number may be in, would leave with no sending time is
+refused here, naming where, rather than discovered by the scan or the dispatcher at night.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from typing import Annotated, Any
+from zoneinfo import available_timezones
 
+from pydantic import StringConstraints
 from sqlmodel import Session, col, select
 
 from textpay import audit
 from textpay.errors import FieldError, NotFound, ValidationFailed
 from textpay.models import SETTING_FIELDS, Facility, GlobalSettings
-from textpay.policy import get_global_settings, resolve, validate_settings
+from textpay.policy import (
+    closed_places,
+    get_global_settings,
+    resolve,
+    state_windows,
+    validate_settings,
+)
 from textpay.schemas import FacilityPut, SettingsPatch
 from textpay.timeutil import utcnow
 
 _FACILITY_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+# The fields a closed window is reported on, in the order they are blamed when several changed.
+_WINDOW_FIELDS = ("quiet_hours_start", "quiet_hours_end", "state_quiet_hours")
+
+
+class FacilityIn(FacilityPut):
+    """A facility as `PUT /admin/facilities/{code}` takes it: its overrides, and where it is
+    (an IANA zone, e.g. `America/Chicago`: the zone of its accounts whose numbers have no
+    usable area code). A field left out or null inherits, or for `timezone` is unknown."""
+
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+@lru_cache(maxsize=1)
+def _iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def check_window(
+    values: dict[str, Any],
+    state_table: dict[str, tuple[str, str]],
+    *,
+    facility_zone: str | None,
+    field: str,
+    facility: str | None = None,
+) -> None:
+    """Refuse settings (already valid field by field) whose sending window some state's law or
+    some number's zones would leave with no sending time, naming where."""
+    start, end = values["quiet_hours_start"], values["quiet_hours_end"]
+    closed = closed_places(start, end, state_table, facility_zone=facility_zone,
+                           year=utcnow().year)  # fmt: skip
+    if not closed:
+        return
+    message = f"quiet hours {start}\N{EN DASH}{end} leave no sending time in {closed.describe()}"
+    if facility is not None:
+        message += f" at facility {facility}"
+        if facility_zone is None and closed.toll_free:
+            message += " (give the facility a timezone, or widen the window)"
+    raise ValidationFailed([FieldError(field, message)], detail=f"Q{message[1:]}.")
 
 
 def update_global_settings(session: Session, patch: SettingsPatch, *, actor: str) -> GlobalSettings:
@@ -33,10 +84,16 @@ def update_global_settings(session: Session, patch: SettingsPatch, *, actor: str
             setattr(row, name, {state: list(window) for state, window in value.items()})
         else:
             setattr(row, name, value)
-    validate_settings(resolve(row).as_dict())
+    table = state_windows(row)
+    blamed = next((name for name in _WINDOW_FIELDS if name in changes), "quiet_hours_start")
+    values = resolve(row).as_dict()
+    validate_settings(values)
+    # Accounts without a facility (or whose facility has no zone) take the global window as is.
+    check_window(values, table, facility_zone=None, field=blamed)
     for facility in list_facilities(session):
+        at_facility = resolve(row, facility).as_dict()
         try:
-            validate_settings(resolve(row, facility).as_dict())
+            validate_settings(at_facility)
         except ValidationFailed as failure:
             raise ValidationFailed(
                 [
@@ -45,6 +102,8 @@ def update_global_settings(session: Session, patch: SettingsPatch, *, actor: str
                 ],
                 detail=f"The change would break the settings of facility {facility.code}.",
             ) from None
+        check_window(at_facility, table, facility_zone=facility.timezone, field=blamed,
+                     facility=facility.code)  # fmt: skip
     row.updated_at = utcnow()
     session.add(row)
     after = audit.snapshot(row)
@@ -77,10 +136,16 @@ def get_facility(session: Session, code: str) -> Facility:
 def put_facility(
     session: Session, code: str, data: FacilityPut, *, actor: str
 ) -> tuple[Facility, bool]:
-    """Create or replace a facility's overrides. Returns the facility and whether it is new."""
+    """Create or replace a facility's overrides (and its zone, when `data` carries one: a
+    `FacilityIn`). Returns the facility and whether it is new."""
     if not _FACILITY_CODE.match(code):
         raise ValidationFailed.single(
             "code", "must be 1 to 32 letters, digits, hyphens or underscores"
+        )
+    zone = getattr(data, "timezone", None)
+    if zone is not None and zone not in _iana_zones():
+        raise ValidationFailed.single(
+            "timezone", f"{zone!r} is not an IANA time zone such as America/Chicago"
         )
     facility = session.exec(select(Facility).where(Facility.code == code)).first()
     created = facility is None
@@ -88,9 +153,18 @@ def put_facility(
     if facility is None:
         facility = Facility(code=code)
     facility.name = data.name
+    facility.timezone = zone
     for name in SETTING_FIELDS:
         setattr(facility, name, getattr(data, name))
-    validate_settings(resolve(get_global_settings(session), facility).as_dict())
+    global_settings = get_global_settings(session)
+    values = resolve(global_settings, facility).as_dict()
+    validate_settings(values)
+    blamed = next(
+        (name for name in _WINDOW_FIELDS if getattr(data, name, None) is not None),
+        "quiet_hours_start",
+    )
+    check_window(values, state_windows(global_settings), facility_zone=zone, field=blamed,
+                 facility=code)  # fmt: skip
     facility.updated_at = utcnow()
     session.add(facility)
     session.flush()

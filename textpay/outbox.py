@@ -5,21 +5,48 @@ held until the recipient's sending window opens, and until the number is under i
 engine-initiated texts; a number that opted out gets nothing more. Claims use
 `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several dispatchers never take the same row.
 A text whose send had no answer is marked `unknown` and never sent again automatically.
+
+What leaves must still be true when it leaves: a text may have waited hours (quiet hours, the
+cap), so at claim time it is dropped (`canceled`) if its number has opted out since, if the offer
+it carries is no longer pending or has expired, or if an offer's account can no longer be paid by
+text (closed, suspended, TextPay off). An offer becomes acceptable when its text is sent.
+
+The daily cap counts texts sent, claimed and of unknown outcome alike, and two dispatchers never
+weigh the same number at once: on PostgreSQL a claim takes a transaction-scoped advisory lock per
+number (a number another dispatcher is claiming for is left for the next round); on SQLite the
+write lock taken at BEGIN already serialises claims. One text that cannot be claimed (a window
+no moment fits, a zone that does not exist) is logged, put back for a while and skipped: it
+never stops the batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 
 from sqlalchemy import delete, text, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from textpay import consent, messages
-from textpay.models import WAITING_MESSAGE, Account, Message, MessageDirection, StatusReport
+from textpay import consent, messages, prompts
+from textpay.models import (
+    WAITING_MESSAGE,
+    Account,
+    AccountStatus,
+    Message,
+    MessageDirection,
+    Prompt,
+    PromptStatus,
+    StatusReport,
+)
+from textpay.phones import masked_phone
 from textpay.policy import DeliveryRules, delivery_rules
 from textpay.sms import SendOutcome, SendResult
+
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
 # How long to keep trying while Twilio cannot be reached at all (nothing was sent, so trying
@@ -28,6 +55,17 @@ UNREACHABLE_FOR = timedelta(hours=24)
 # A claim older than this whose outcome was never recorded: the dispatcher died mid-send.
 STALE_CLAIM = timedelta(minutes=5)
 DAY = timedelta(hours=24)
+# A text that could not be claimed waits this long before it is tried again, so that it does
+# not stay at the head of the queue and crowd out the texts behind it.
+CLAIM_ERROR_DELAY = timedelta(minutes=15)
+CANCELED = "canceled"
+# Texts that carry an offer (`Message.prompt_id`).
+OFFER_KINDS = frozenset({"prompt", "reminder"})
+# First key of the per-number advisory locks ("TPOB"), apart from every other lock's keys.
+PHONE_LOCK_SPACE = 0x54504F42
+# Rows that count against a number's daily cap besides those sent: claimed by a dispatcher
+# right now, or sent with no answer (they may have arrived).
+_CAPPED_UNSENT = (messages.DISPATCHING, messages.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -35,6 +73,14 @@ class Outgoing:
     message_id: int
     phone: str
     body: str
+
+
+@dataclass
+class Claim:
+    """One claim's result: the texts to send now, and how many could not be claimed."""
+
+    items: list[Outgoing] = field(default_factory=list)
+    errors: int = 0
 
 
 def backoff(attempts: int) -> timedelta:
@@ -56,6 +102,11 @@ def due_query(now: datetime, limit: int) -> SelectOfScalar[Message]:
 
 def claim(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
     """Take up to `limit` texts that may go now, marking them `dispatching`."""
+    return claim_batch(session, now=now, limit=limit).items
+
+
+def claim_batch(session: Session, *, now: datetime, limit: int) -> Claim:
+    """`claim`, also counting the texts that could not be claimed (see the module's notes)."""
     _give_up_on_stale_claims(session, now=now)
     # Reports for SIDs never recorded within the hour are not ours (or are lost): drop them.
     session.execute(
@@ -65,66 +116,152 @@ def claim(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
     )
     _apply_waiting_reports(session, now=now)
     due = session.exec(due_query(now, limit)).all()
-    rules: dict[int, DeliveryRules | None] = {}
-    recent: dict[str, list[datetime]] = {}
-    claimed: list[Outgoing] = []
+    batch = _Batch.load(session, due, now=now)
+    result = Claim()
     for message in due:
-        if message.engine_initiated:
-            hold = _hold(session, message, now=now, rules=rules, recent=recent)
-            if hold is not None:
-                message.send_after = hold
-                message.updated_at = now
-                session.add(message)
+        assert message.id is not None
+        try:
+            verdict = _verdict(session, message, batch, now=now)
+        except Exception as error:  # one bad text must not stop the batch
+            result.errors += 1
+            log.error(  # no body, no full number: logs are not for subscribers' data
+                "outbox: text %s to %s could not be claimed (%s); trying again in %s",
+                message.id, masked_phone(message.phone), type(error).__name__, CLAIM_ERROR_DELAY,
+            )  # fmt: skip
+            message.send_after = now + CLAIM_ERROR_DELAY
+        else:
+            if verdict is _Verdict.SKIP:
                 continue
-            if message.status == "canceled":
-                session.add(message)
-                continue
-            recent.setdefault(message.phone, []).append(now)
-        message.status = messages.DISPATCHING
+            if isinstance(verdict, datetime):
+                message.send_after = verdict
+            elif verdict is _Verdict.DROP:
+                message.status = CANCELED
+            else:
+                message.status = messages.DISPATCHING
+                result.items.append(Outgoing(message.id, message.phone, message.body))
         message.updated_at = now
         session.add(message)
-        assert message.id is not None
-        claimed.append(Outgoing(message.id, message.phone, message.body))
-    return claimed
+    return result
 
 
-def _hold(
-    session: Session,
-    message: Message,
-    *,
-    now: datetime,
-    rules: dict[int, DeliveryRules | None],
-    recent: dict[str, list[datetime]],
-) -> datetime | None:
-    """When an engine-initiated text must wait until, or None if it may go now. Cancels it
-    (status) if its number opted out."""
-    account = session.get(Account, message.account_id) if message.account_id else None
-    if account is None:
-        return None
-    if account.opted_out:
-        message.status = "canceled"
-        return None
+class _Verdict(Enum):
+    """What a claim does with a due text, when it does not hold it until a later moment."""
+
+    SEND = "send"
+    DROP = "drop"  # no longer true: never send it
+    SKIP = "skip"  # another dispatcher is weighing its number: leave it for the next round
+
+
+@dataclass
+class _Batch:
+    """What the claim of one batch knows, read once for all its texts."""
+
+    opted_out: dict[str, bool]
+    offers: dict[int, Prompt]
+    accounts: dict[int, Account]
+    # Numbers whose engine-initiated texts this claim may weigh (it holds their lock).
+    ours: set[str]
+    # When each of those numbers' capped texts of the last day went (or were claimed).
+    recent: dict[str, list[datetime]]
+    rules: dict[int, DeliveryRules] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session, due: Sequence[Message], *, now: datetime) -> _Batch:
+        phones = {m.phone for m in due}
+        offer_ids = {m.prompt_id for m in due if m.prompt_id is not None}
+        account_ids = {m.account_id for m in due if m.account_id is not None}
+        offers = (
+            {p.id: p for p in session.exec(select(Prompt).where(col(Prompt.id).in_(offer_ids)))}
+            if offer_ids
+            else {}
+        )
+        accounts = (
+            {a.id: a for a in session.exec(select(Account).where(col(Account.id).in_(account_ids)))}
+            if account_ids
+            else {}
+        )
+        ours = _lock_numbers(session, {m.phone for m in due if m.engine_initiated})
+        return cls(
+            opted_out={phone: consent.is_opted_out(session, phone) for phone in sorted(phones)},
+            offers={i: p for i, p in offers.items() if i is not None},
+            accounts={i: a for i, a in accounts.items() if i is not None},
+            ours=ours,
+            recent=_capped_times(session, ours, now=now),
+        )
+
+
+def _verdict(
+    session: Session, message: Message, batch: _Batch, *, now: datetime
+) -> _Verdict | datetime:
+    """Send, drop or skip the text, or the later moment to hold it until."""
+    if batch.opted_out.get(message.phone, False):
+        return _Verdict.DROP
+    account = batch.accounts.get(message.account_id) if message.account_id else None
+    if message.prompt_id is not None:
+        offer = batch.offers.get(message.prompt_id)
+        if offer is None or offer.status != PromptStatus.PENDING.value or offer.expires_at <= now:
+            return _Verdict.DROP
+    if (message.prompt_id is not None or message.kind in OFFER_KINDS) and (
+        account is not None
+        and (account.status != AccountStatus.ACTIVE.value or not account.textpay_enabled)
+    ):
+        return _Verdict.DROP
+    if not message.engine_initiated or account is None:
+        return _Verdict.SEND
+    if message.phone not in batch.ours:
+        return _Verdict.SKIP
     assert account.id is not None
-    if account.id not in rules:
-        rules[account.id] = delivery_rules(session, account)
-    rule = rules[account.id]
-    assert rule is not None
+    if account.id not in batch.rules:
+        batch.rules[account.id] = delivery_rules(session, account)
+    rule = batch.rules[account.id]
     if not rule.allows(now):
         return rule.next_allowed(now)
-    if message.phone not in recent:
-        sent_times = session.exec(
-            select(Message.sent_at).where(
-                Message.phone == message.phone,
-                Message.direction == MessageDirection.OUTBOUND.value,
-                Message.engine_initiated == True,  # noqa: E712
-                col(Message.sent_at) > now - DAY,
-            )
-        )
-        recent[message.phone] = [t for t in sent_times if t is not None]
-    sent = sorted(recent[message.phone])
+    sent = sorted(batch.recent.setdefault(message.phone, []))
     if len(sent) >= rule.daily_cap:
         return rule.next_allowed(sent[len(sent) - rule.daily_cap] + DAY)
-    return None
+    batch.recent[message.phone].append(now)
+    return _Verdict.SEND
+
+
+def _lock_numbers(session: Session, phones: set[str]) -> set[str]:
+    """The numbers this claim may weigh against their cap: on PostgreSQL those whose advisory
+    lock it got (held until commit; a number another dispatcher holds is not waited for, so
+    two claims can never deadlock); on SQLite all, the write lock being held since BEGIN."""
+    if not phones:
+        return set()
+    if session.get_bind().dialect.name != "postgresql":
+        return set(phones)
+    locked = session.execute(
+        text(
+            "SELECT phone FROM unnest(CAST(:phones AS text[])) AS phone"
+            " WHERE pg_try_advisory_xact_lock(:space, hashtext(phone))"
+        ),
+        {"phones": sorted(phones), "space": PHONE_LOCK_SPACE},
+    )
+    return {str(row[0]) for row in locked}
+
+
+def _capped_times(
+    session: Session, phones: set[str], *, now: datetime
+) -> dict[str, list[datetime]]:
+    """When each number's engine-initiated texts of the last day went: sent, claimed (at the
+    claim) or of unknown outcome. Read after the numbers' locks are held, so a claim committed
+    by another dispatcher a moment ago is counted."""
+    if not phones:
+        return {}
+    rows = session.exec(
+        select(Message.phone, Message.sent_at, Message.updated_at).where(
+            col(Message.phone).in_(phones),
+            Message.direction == MessageDirection.OUTBOUND.value,
+            Message.engine_initiated == True,  # noqa: E712
+            (col(Message.sent_at) > now - DAY)
+            | (col(Message.status).in_(_CAPPED_UNSENT) & (col(Message.updated_at) > now - DAY)),
+        )
+    )
+    found: dict[str, list[datetime]] = {phone: [] for phone in phones}
+    for phone, sent_at, updated_at in rows:
+        found[phone].append(sent_at or updated_at)
+    return found
 
 
 def _give_up_on_stale_claims(session: Session, *, now: datetime) -> None:
@@ -204,6 +341,9 @@ def record(session: Session, message_id: int, result: SendResult, *, now: dateti
         message.twilio_sid = result.sid
         message.sent_at = now
         session.add(message)
+        if message.prompt_id is not None:
+            # The offer's text has gone out: from now a YES may accept it.
+            prompts.present(session, message.prompt_id, acceptable_after=now, now=now)
         _apply_early_reports(session, message, now=now)
     elif outcome is SendOutcome.RETRY and _may_retry(message, result, now=now):
         message.status = messages.PENDING

@@ -2,7 +2,13 @@
 
 Resolution runs global defaults → facility overrides → the account's own overrides (threshold and
 preset amount). Validation keeps operators from configuring something the money rules forbid,
-such as a maximum deposit below the $50 the FCC requires to be allowed.
+such as a maximum deposit below the $50 the FCC requires to be allowed, or a sending window that
+leaves some numbers no time at all.
+
+Also owns which zone applies to an account: its own when an operator set one; else the zone of
+its number's area code; for a number with no usable area code (toll-free, non-geographic) the
+facility's zone; else every zone the number may be in. The sending window must hold in all of
+them (the most restrictive reading); a text tells times in one of them and names it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from sqlmodel import Session
 
 from textpay import quiet_hours
 from textpay.errors import FieldError, ValidationFailed
-from textpay.localtime import FALLBACK_ZONE, place_of
+from textpay.localtime import FALLBACK_ZONE, country_wide, likeliest_zone, place_of
 from textpay.models import SETTING_FIELDS, Account, Facility, GlobalSettings
 
 # FCC rules for inmate calling services: a provider must accept deposits of at least $50.
@@ -24,6 +30,9 @@ FCC_MINIMUM_ALLOWED_DEPOSIT_CENTS = 5_000
 # No single TextPay deposit, credit or usage debit may exceed this: it catches a dollars-for-cents
 # mistake in an operator script before it reaches the ledger.
 MAX_AMOUNT_CENTS = 1_000_000
+
+# How `closed_places` names the numbers without a usable area code.
+TOLL_FREE = "toll-free and non-geographic numbers"
 
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -57,6 +66,8 @@ class EffectiveSettings:
     quiet_hours_end: str
     daily_message_cap: int
     sources: dict[str, str]
+    # Where the facility is (not a setting: it is not inherited and not shown among them).
+    facility_timezone: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in SETTING_FIELDS}
@@ -93,7 +104,11 @@ def resolve(
         if account.preset_amount_cents is not None:
             values["preset_amount_cents"] = account.preset_amount_cents
             sources["preset_amount_cents"] = "account"
-    return EffectiveSettings(**values, sources=sources)
+    return EffectiveSettings(
+        **values,
+        sources=sources,
+        facility_timezone=facility.timezone if facility is not None else None,
+    )
 
 
 def effective_for_account(session: Session, account: Account) -> EffectiveSettings:
@@ -141,6 +156,8 @@ def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
             )
         )
     if values["quiet_hours_start"] >= values["quiet_hours_end"]:
+        # Checked here so the message explains the order; a window that some state's law or
+        # some zones shut is `closed_places`' concern.
         errors.append(
             FieldError(
                 prefix + "quiet_hours_end",
@@ -192,12 +209,94 @@ def delivery_rules_for(
     account: Account, effective: EffectiveSettings, windows: dict[str, tuple[str, str]]
 ) -> DeliveryRules:
     """The rules from settings already resolved (the scan resolves once per facility)."""
-    state, zones = stored_place(account)
+    state, _ = stored_place(account)
     window = quiet_hours.window_for(
         effective.quiet_hours_start, effective.quiet_hours_end, state, windows
     )
     return DeliveryRules(
-        zones=(account.timezone,) if account.timezone else zones or (FALLBACK_ZONE,),
+        zones=sending_zones(account, effective.facility_timezone),
         window=window,
         daily_cap=effective.daily_message_cap,
     )
+
+
+def sending_zones(account: Account, facility_zone: str | None) -> tuple[str, ...]:
+    """The zones the sending window must hold in for this account's number."""
+    if account.timezone:
+        return (account.timezone,)
+    _, zones = stored_place(account)
+    if facility_zone and (not zones or country_wide(zones)):
+        return (facility_zone,)
+    return zones or (FALLBACK_ZONE,)
+
+
+def text_zone(account: Account, facility_zone: str | None) -> tuple[str, bool]:
+    """The zone a text tells this account's times in, and whether the text must name it.
+
+    The account's own zone, else its area code's; when the area code spans zones (Alaska's
+    907) or there is none (toll-free), the facility's zone if the number may be there; else the
+    likeliest of the number's zones, named (`8:00am AKT`), since it is only a guess.
+    """
+    if account.timezone:
+        return account.timezone, False
+    state, zones = stored_place(account)
+    if len(zones) == 1:
+        return zones[0], False
+    if facility_zone and (not zones or country_wide(zones) or facility_zone in zones):
+        return facility_zone, False
+    return likeliest_zone(zones, state), True
+
+
+@dataclass(frozen=True)
+class ClosedPlaces:
+    """Where a sending window leaves no sending time (see `closed_places`)."""
+
+    states: tuple[str, ...] = ()  # whose law shuts it
+    spanning: tuple[str, ...] = ()  # states (else zones) with area codes it cannot cover
+    toll_free: bool = False  # numbers without an area code, which may be in any zone
+
+    def __bool__(self) -> bool:
+        return bool(self.states or self.spanning or self.toll_free)
+
+    def describe(self) -> str:
+        """In words for an operator: `CT, FL; area codes spanning two zones in AK; ...`."""
+        parts = []
+        if self.states:
+            parts.append(", ".join(self.states))
+        if self.spanning:
+            parts.append(f"area codes spanning two zones in {', '.join(self.spanning)}")
+        if self.toll_free:
+            parts.append(f"{TOLL_FREE}, which may be in any North American zone")
+        return "; ".join(parts)
+
+
+def closed_places(
+    start: str,
+    end: str,
+    state_table: dict[str, tuple[str, str]],
+    *,
+    facility_zone: str | None,
+    year: int,
+) -> ClosedPlaces:
+    """Where the sending window `start`-`end` (already checked to be a non-empty HH:MM pair)
+    leaves no sending time on some day of `year`: states whose law shuts it, states whose area
+    codes span zones it cannot cover at once, and numbers without an area code (in the
+    facility's zone if it has one, else in any zone of the country)."""
+    states = [
+        state
+        for state in sorted(state_table)
+        if (shut := quiet_hours.window_for(start, end, state, state_table))[0] >= shut[1]
+    ]
+    spanning: list[str] = []
+    for place, zones in quiet_hours.multi_zone_places():
+        label = place or " and ".join(zones)
+        if place in states or label in spanning:
+            continue
+        window = quiet_hours.window_for(start, end, place, state_table)
+        if quiet_hours.open_minutes(window, zones, year=year) <= 0:
+            spanning.append(label)
+    toll_free = False
+    if facility_zone is None:  # in the facility's own zone the window is open: start < end
+        window = quiet_hours.window_for(start, end, None, state_table)
+        toll_free = quiet_hours.open_minutes(window, quiet_hours.country_zones(), year=year) <= 0
+    return ClosedPlaces(tuple(states), tuple(spanning), toll_free)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -10,7 +10,10 @@ from textpay.localtime import place_of
 from textpay.quiet_hours import (
     DEFAULT_STATE_WINDOWS,
     allowed,
+    country_zones,
+    multi_zone_places,
     next_allowed,
+    open_minutes,
     state_of,
     window_for,
 )
@@ -54,8 +57,39 @@ def test_next_allowed_across_a_daylight_saving_change() -> None:
     assert next_allowed(late, zones, window) == datetime(2026, 3, 8, 12, 0, tzinfo=UTC)  # 8am EDT
 
 
-def test_an_empty_window_is_refused() -> None:
-    with pytest.raises(ValueError, match="empty"):
-        next_allowed(
-            datetime(2026, 1, 1, tzinfo=UTC), ("UTC",), window_for("09:00", "09:00", None, {})
-        )
+def test_a_window_shorter_than_a_numbers_zones_span_leaves_no_time() -> None:
+    # Alaska's 907 spans Adak and Anchorage, an hour apart: an hour-long window is never open
+    # in both at once, a two-hour one is for an hour.
+    _, alaska = place_of("+19075550100")
+    assert open_minutes((time(20), time(21)), alaska, year=2026) <= 0
+    assert open_minutes((time(19), time(21)), alaska, year=2026) == 60
+    # Toll-free numbers may be anywhere from Guam to American Samoa: the default window is
+    # open in all those zones at once for 90 minutes on summer days, 09:00-17:00 never.
+    anywhere = country_zones()
+    assert "Pacific/Guam" in anywhere
+    assert "Pacific/Pago_Pago" in anywhere
+    assert open_minutes((time(8), time(21)), anywhere, year=2026) == 90
+    assert open_minutes((time(9), time(17)), anywhere, year=2026) <= 0
+    assert open_minutes((time(9), time(17)), ("America/Chicago",), year=2026) == 8 * 60
+
+
+def test_every_area_code_spanning_zones_is_known() -> None:
+    places = dict(multi_zone_places())
+    assert places["AK"] == ("America/Adak", "America/Anchorage")
+    assert places["NV"] == ("America/Boise", "America/Los_Angeles")
+    assert places["SD"] == ("America/Denver", "America/North_Dakota/Center")
+
+
+@pytest.mark.parametrize(
+    "day", [datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 7, 15, tzinfo=UTC)]
+)
+def test_a_short_common_window_is_always_found(day: datetime) -> None:
+    # The default window leaves toll-free numbers only 90 minutes a day in summer (and more in
+    # winter); wherever the day starts, the next allowed moment is found and is allowed.
+    window = window_for("08:00", "21:00", None, {})
+    anywhere = country_zones()
+    for hour in range(24):
+        moment = day + timedelta(hours=hour, minutes=17)
+        found = next_allowed(moment, anywhere, window)
+        assert allowed(found, anywhere, window)
+        assert moment <= found < moment + timedelta(days=1)

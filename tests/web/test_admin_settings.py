@@ -135,3 +135,83 @@ def test_healthz_reports_an_unreachable_database_as_503() -> None:
     assert answer.status_code == 503
     assert answer.get_json()["type"] == "/problems/service-unavailable"
     assert answer.headers["Retry-After"] == "5"
+
+
+def test_an_empty_window_is_refused(admin: AdminClient) -> None:
+    """20:00-21:00 leaves no sending time where state law stops at 20:00, nor where an area
+    code spans two zones an hour apart: refused, naming where, and nothing changes."""
+    before = admin.get("/admin/settings").get_json()
+    response = admin.patch(
+        "/admin/settings", json={"quiet_hours_start": "20:00", "quiet_hours_end": "21:00"}
+    )
+    body = problem(response, 422, "validation-error")
+    assert body["detail"].startswith(
+        "Quiet hours 20:00\N{EN DASH}21:00 leave no sending time in CT, FL, MD, MS, NJ, OK; "
+        "area codes spanning two zones in AK, AZ, ID, ND, NV, SD"
+    )
+    assert "toll-free" in body["detail"]
+    assert fields(body) == {"quiet_hours_start"}
+    assert admin.get("/admin/settings").get_json() == before
+    assert admin.get("/admin/audit").get_json()["entries"] == []
+
+
+def test_a_window_too_short_for_toll_free_numbers_needs_a_facility_zone(
+    admin: AdminClient,
+) -> None:
+    """Toll-free numbers may be anywhere from Guam to American Samoa: 09:00-17:00 is never
+    open in all those zones at once. A facility that says where it is can have it."""
+    office = {"quiet_hours_start": "09:00", "quiet_hours_end": "17:00"}
+    body = problem(admin.patch("/admin/settings", json=office), 422, "validation-error")
+    assert "toll-free and non-geographic numbers" in body["detail"]
+
+    body = problem(admin.put("/admin/facilities/F1", json=office), 422, "validation-error")
+    assert "at facility F1" in body["detail"]
+    assert "give the facility a timezone" in body["detail"]
+    assert admin.get("/admin/facilities").get_json()["facilities"] == []
+
+    created = admin.put("/admin/facilities/F1", json={**office, "timezone": "America/Chicago"})
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["timezone"] == "America/Chicago"
+    assert admin.get("/admin/facilities/F1").get_json()["timezone"] == "America/Chicago"
+
+
+def test_a_facility_zone_must_be_a_real_iana_zone(admin: AdminClient) -> None:
+    for bad in ("Mars/Olympus_Mons", "America", "posix/America/Chicago", "../etc/passwd"):
+        response = admin.put("/admin/facilities/F1", json={"timezone": bad})
+        assert fields(problem(response, 422, "validation-error")) == {"timezone"}, bad
+    assert admin.get("/admin/facilities").get_json()["facilities"] == []
+    created = admin.put("/admin/facilities/F1", json={"timezone": "America/Anchorage"})
+    assert created.status_code == 201
+    # PUT replaces: a facility sent without its zone no longer has one.
+    assert admin.put("/admin/facilities/F1", json={}).get_json()["timezone"] is None
+
+
+def test_a_state_table_change_that_shuts_a_facilitys_window_is_refused(
+    admin: AdminClient,
+) -> None:
+    assert (
+        admin.put(
+            "/admin/facilities/F1",
+            json={
+                "quiet_hours_start": "10:00",
+                "quiet_hours_end": "20:00",
+                "timezone": "America/New_York",
+            },
+        ).status_code
+        == 201
+    )
+    table = {"CT": ["08:00", "10:00"]}  # fine for the global 08:00-21:00, not for F1
+    body = problem(
+        admin.patch("/admin/settings", json={"state_quiet_hours": table}), 422, "validation-error"
+    )
+    assert (
+        body["detail"]
+        == "Quiet hours 10:00\N{EN DASH}20:00 leave no sending time in CT at facility F1."
+    )
+    assert fields(body) == {"state_quiet_hours"}
+    late = {"TX": ["21:00", "22:00"]}  # a law window outside the global one leaves nothing
+    body = problem(
+        admin.patch("/admin/settings", json={"state_quiet_hours": late}), 422, "validation-error"
+    )
+    assert "in TX" in body["detail"]
+    assert admin.get("/admin/settings").get_json()["state_quiet_hours"]["CT"] == ["09:00", "20:00"]

@@ -13,11 +13,11 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from textpay import __version__
+from textpay.operator_settings import FacilityIn
 from textpay.schemas import (
     AccountCreate,
     AccountUpdate,
     CreditIn,
-    FacilityPut,
     SettingsPatch,
     UsageIn,
 )
@@ -70,6 +70,7 @@ class SettingsOut(SettingsValues):
 class FacilityOut(Out):
     code: str
     name: str
+    timezone: str | None
     low_balance_threshold_cents: int | None
     preset_amount_cents: int | None
     min_deposit_cents: int | None
@@ -204,7 +205,7 @@ class ScanOut(Out):
 
 def _components() -> dict[str, Any]:
     inputs: list[type[BaseModel]] = [
-        AccountCreate, AccountUpdate, UsageIn, CreditIn, SettingsPatch, FacilityPut,
+        AccountCreate, AccountUpdate, UsageIn, CreditIn, SettingsPatch, FacilityIn,
     ]  # fmt: skip
     outputs: list[type[BaseModel]] = [
         ProblemOut, SettingsOut, FacilityOut, FacilityList, AccountOut, AccountList,
@@ -287,7 +288,7 @@ def document() -> dict[str, Any]:
                     "Create or replace a facility",
                     200,
                     "FacilityOut",
-                    body="FacilityPut",
+                    body="FacilityIn",
                     params=[CODE],
                 ),
             },

@@ -1,4 +1,4 @@
-"""Admin routes for the global defaults and per-facility overrides."""
+"""Admin routes for the global defaults and per-facility overrides (and each facility's zone)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from typing import Any
 from flask import Response, jsonify
 from sqlmodel import Session
 
+from textpay.models import Facility
 from textpay.operator_settings import (
+    FacilityIn,
     get_facility,
     list_facilities,
     put_facility,
     update_global_settings,
 )
 from textpay.policy import get_global_settings
-from textpay.schemas import FacilityPut, SettingsPatch
+from textpay.schemas import SettingsPatch
 from webhooks.admin import bp
 from webhooks.admin.requests import actor, body
 from webhooks.admin.serializers import facility_json, settings_json
@@ -37,30 +39,32 @@ def change_settings() -> Response:
     )
 
 
+def _facility(session: Session, facility: Facility) -> dict[str, Any]:
+    return {**facility_json(session, facility), "timezone": facility.timezone}
+
+
 @bp.get("/facilities")
 def facilities() -> Response:
     return jsonify(
         facilities=in_transaction(
-            lambda session: [facility_json(session, f) for f in list_facilities(session)]
+            lambda session: [_facility(session, f) for f in list_facilities(session)]
         )
     )
 
 
 @bp.get("/facilities/<code>")
 def show_facility(code: str) -> Response:
-    return jsonify(
-        in_transaction(lambda session: facility_json(session, get_facility(session, code)))
-    )
+    return jsonify(in_transaction(lambda session: _facility(session, get_facility(session, code))))
 
 
 @bp.put("/facilities/<code>")
 def replace_facility(code: str) -> tuple[Response, int]:
-    data = body(FacilityPut)
+    data = body(FacilityIn)
     who = actor()
 
     def work(session: Session) -> tuple[dict[str, Any], bool]:
         facility, created = put_facility(session, code, data, actor=who)
-        return facility_json(session, facility), created
+        return _facility(session, facility), created
 
     shown, created = in_transaction(work)
     return jsonify(shown), 201 if created else 200
