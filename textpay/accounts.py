@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from textpay import audit, consent, episodes
 from textpay.errors import DuplicateAccountNumber, FieldError, NotFound, ValidationFailed
-from textpay.localtime import place_of
+from textpay.localtime import place_of, zones_column
 from textpay.models import Account, Facility, PaymentMethod
 from textpay.payments import PaymentGateway
 from textpay.phones import to_e164
@@ -103,7 +103,7 @@ def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Acc
     phone_state, phone_zones = place_of(phone)
     account = Account(
         phone_state=phone_state,
-        phone_zones=",".join(phone_zones),
+        phone_zones=zones_column(phone_zones),
         account_number=data.account_number,
         phone=phone,
         nickname=data.nickname,
@@ -170,7 +170,7 @@ def update_account(
 
     if changes.get("phone"):
         state, zones = place_of(changes["phone"])
-        changes.update(phone_state=state, phone_zones=",".join(zones))
+        changes.update(phone_state=state, phone_zones=zones_column(zones))
     card_change = "payment_method" in changes
     new_method: PaymentMethodIn | None = changes.pop("payment_method", None)
     previous_phone = account.phone
@@ -266,7 +266,7 @@ def _check_autopay_has_card(account: Account, method: PaymentMethod | None) -> N
 def _check_timezone(name: str) -> None:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder such as "America"
         raise ValidationFailed.single(
             "timezone", f"{name!r} is not an IANA time zone such as America/Chicago"
         ) from None

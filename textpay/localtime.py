@@ -102,6 +102,13 @@ def country_wide(zones: tuple[str, ...]) -> bool:
     return zones in _COUNTRY_WIDE
 
 
+def zones_column(zones: tuple[str, ...]) -> str:
+    """How an account stores its number's zones: comma-separated, or empty for a number that
+    may be anywhere in its country (toll-free: 42 names would not fit the column, and
+    `policy.stored_place` works them out again from the number)."""
+    return "" if country_wide(zones) else ",".join(zones)
+
+
 def likeliest_zone(zones: tuple[str, ...], state: str | None = None) -> str:
     """The zone to tell times in when a number (in `state`, if known) may be in any of
     `zones` (see above)."""

@@ -199,7 +199,8 @@ def _words(
         return words, "payment_failed", False
     if account.autopay_enabled and account.autopay_retry_at is not None:
         key = "autopay_declined"
-        retry = when(account.autopay_retry_at, now, known.timezone, attempt.language)
+        retry = when(account.autopay_retry_at, now, known.timezone, attempt.language,
+                     name_zone=known.zone_named)  # fmt: skip
     else:
         key, retry = "autopay_disabled", ""
     words = replies.fill(key, attempt.language, spoken, card=attempt.card_last4,

@@ -342,3 +342,20 @@ def test_problem_types_are_documented(client: FlaskClient) -> None:
     doc = client.get("/problems/idempotency-conflict")
     assert doc.status_code == 200
     assert doc.get_json()["status"] == 409
+
+
+def test_a_toll_free_number_can_be_enrolled(admin: AdminClient) -> None:
+    """A toll-free number may be in any of 42 North American zones; storing them all overflowed
+    the column on PostgreSQL (a 500)."""
+    created = admin.enrol(phone="+1 800 555 0100")
+    assert created["phone"] == "+18005550100"
+    moved = admin.patch(f"/admin/accounts/{created['id']}", json={"phone": "(888) 555-0100"})
+    assert moved.status_code == 200, moved.get_json()
+
+
+def test_a_zone_folder_is_not_a_time_zone(admin: AdminClient) -> None:
+    account = admin.enrol()
+    for folder in ("America", "Etc", "US"):
+        refused = admin.patch(f"/admin/accounts/{account['id']}", json={"timezone": folder})
+        assert refused.status_code == 422, folder
+        assert refused.get_json()["errors"][0]["field"] == "timezone"

@@ -200,6 +200,7 @@ class ScanOut(Out):
     skipped: int
     autopay_declined: int
     autopay_pending: int
+    errors: int  # accounts whose offer or AutoPay charge failed (logged; the scan went on)
     leader: bool
 
 
