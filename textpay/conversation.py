@@ -5,9 +5,10 @@ command into a `Decision` (a reply to give and effects to apply). No database, n
 network, no framework: the engine gathers the facts, applies the effects and renders the reply,
 so every rule here can be tested as a table.
 
-Rules that matter most (DESIGN §3): opt-out words win over everything; `YES` from an opted-out
-number is an opt-in, never a payment; `YES` with no live offer charges nothing; an expired or
-failed offer is offered again rather than charged; a card number in a message stops any payment.
+Rules that matter most (docs/architecture.md, Invariants): opt-out words win over everything;
+`YES` from an opted-out number is an opt-in, never a payment; `YES` with no live offer charges
+nothing; an expired or failed offer is offered again rather than charged; a card number in a
+message stops any payment; an amount is charged only as typed, on the account named.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _KEYWORDS: dict[str, tuple[Intent, bool]] = {  # word → (intent, is Spanish)
     "SPANISH": (Intent.LANGUAGE, False),
 }  # fmt: skip
 _LANGUAGE_OF_WORD = {"ENGLISH": "en", "INGLES": "en", "ESPANOL": "es", "SPANISH": "es"}
-# Opt-out words honoured anywhere in a short text (DESIGN §3), → whether the word is Spanish.
+# Opt-out words honoured anywhere in a short text (README), → whether the word is Spanish.
 # `opt out` and `opt-out` are two words and are matched as a pair.
 _OPT_OUT_WORDS = {word: spanish for word, (intent, spanish) in _KEYWORDS.items()
                   if intent is Intent.OPT_OUT}  # fmt: skip
@@ -127,7 +128,7 @@ class Command:
     Which account a number names cannot be known from the text alone, so the numbers typed
     after the keyword are kept as `figures`, and `read` tells, given the labels of the accounts
     on the phone, which accounts they name and what amount (if any) was asked for: a figure that
-    is an account's label names it and is never an amount (DESIGN §3).
+    is an account's label names it and is never an amount (docs/architecture.md).
     """
 
     intent: Intent

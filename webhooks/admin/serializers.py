@@ -1,5 +1,5 @@
-"""The JSON shapes of the admin API. Field names are part of the public contract (DESIGN §3):
-snake_case, money as integer `*_cents`, times as ISO 8601 with an offset."""
+"""The JSON shapes of the admin API. Field names are part of the public contract (README, Admin
+API): snake_case, money as integer `*_cents`, times as ISO 8601 with an offset."""
 
 from __future__ import annotations
 
