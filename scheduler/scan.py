@@ -109,8 +109,11 @@ def run(
                 return result
         log.info("scan started")
         orders = _offers_and_claims(db, result, clock=clock, config=config, lease=lease)
-        for order in orders:
-            lease.renew()
+        for done, order in enumerate(orders):
+            if not lease.renew():
+                log.warning("scan: lost the lead; %d AutoPay charges left to the reconciler",
+                            len(orders) - done)  # fmt: skip
+                break
             _charge(db, gateway, order, result, clock=clock, config=config,
                     timeout=gateway_timeout)  # fmt: skip
     log.info("scan: %s", result.counts())
@@ -154,9 +157,10 @@ class _Leadership:
         self._db = db
         self._holder = holder
 
-    def renew(self) -> None:
-        if self._db is not None:
-            _take_lease(self._db, self._holder)
+    def renew(self) -> bool:
+        """Keep the lead; False if it was lost (the lease lapsed and another scanner took it),
+        in which case this scan stops: what it left undone, the other scanner does."""
+        return self._db is None or _take_lease(self._db, self._holder)
 
 
 @contextmanager
@@ -262,7 +266,9 @@ def _offers_and_claims(
     batch = BATCH if is_postgresql(db) else SQLITE_BATCH
     for start in range(0, len(plan.candidates), batch):
         if start:
-            lease.renew()
+            if not lease.renew():
+                log.warning("scan: lost the lead; stopping after %d accounts", start)
+                break
             if not is_postgresql(db):
                 time.sleep(SQLITE_PAUSE_SECONDS)
         chunk = plan.candidates[start : start + batch]

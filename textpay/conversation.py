@@ -344,6 +344,9 @@ class OfferFacts:
     fee_cents: int
     expires_at: datetime
     live: bool
+    # How the offer's text named the account, when known: a YES naming that label may mean
+    # this offer even if another account on the phone has taken the label since.
+    label_sent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -470,9 +473,14 @@ def decide(facts: Facts, command: Command) -> Decision:
 def _amount(facts: Facts, command: Command) -> tuple[list[int], Reading]:
     """The accounts a text names (by their labels among every account on the phone, offer or
     not) and what it says about an amount. A number that is a label is never an amount."""
-    reading = command.read(a.label for a in facts.accounts)
-    by_label = {a.label.upper(): a.account_id for a in facts.accounts}
-    return [by_label[label] for label in reading.named], reading
+    sent = [(o.label_sent, o.account_id) for o in facts.offers if o.live and o.label_sent]
+    owners: dict[str, set[int]] = {}
+    for label, account_id in [*((a.label, a.account_id) for a in facts.accounts), *sent]:
+        owners.setdefault(label.upper(), set()).add(account_id)
+    reading = command.read(owners)
+    # A label that names two accounts (one has it now, another's offer was texted with it; or
+    # account numbers that differ only in case) names both: the reply asks which.
+    return [a for label in reading.named for a in sorted(owners[label])], reading
 
 
 def _chosen(named: list[int], candidates: list[int]) -> int | None:

@@ -247,14 +247,17 @@ def _offer_again(
 ) -> str:
     """The offer to answer a YES that found none it could accept; nothing is charged. An offer
     still pending but not yet acceptable (its text waits in the outbox, or went out a moment
-    ago) is given again as it is; one that expired or failed is replaced by a fresh one."""
+    ago) is given again as it is; one that expired or failed, or that named a card no longer on
+    file, is replaced by a fresh one."""
     stale = prompts.latest_for(session, [account_id]).get(account_id)
     if stale is not None and stale.status == PromptStatus.PENDING.value:
-        if stale.expires_at > now:
+        if stale.expires_at <= now:
+            prompts.expire(session, [stale.id or 0], now=now)
+        else:
             words = offers.present_waiting(session, stale, now=now, config=config)
             if words is not None:
                 return words
-        prompts.expire(session, [stale.id or 0], now=now)
+            prompts.cancel_pending(session, [account_id], now=now)  # its card is gone
     account = session.get(Account, account_id)
     assert account is not None
     fresh = offers.make_reply(

@@ -102,11 +102,13 @@ def labels_on_phones(session: Session, phones: set[str]) -> dict[str, str]:
     return found
 
 
-def offer_facts(prompt: Prompt, *, now: datetime) -> OfferFacts:
+def offer_facts(prompt: Prompt, *, now: datetime, card_token: str | None) -> OfferFacts:
     """An offer as the conversation sees it. It is live only while pending, unexpired and
     acceptable: its text has gone out (an offer still waiting in the outbox, or sent as a reply
-    a moment ago, cannot be accepted by a YES the subscriber sent before reading it)."""
-    pending = prompt.status == PromptStatus.PENDING.value and prompt.expires_at > now
+    a moment ago, cannot be accepted by a YES the subscriber sent before reading it), and the
+    card it named is still the card on file (`card_token`)."""
+    same_card = prompt.card_token is None or prompt.card_token == card_token
+    pending = prompt.status == PromptStatus.PENDING.value and prompt.expires_at > now and same_card
     return OfferFacts(
         prompt_id=prompt.id or 0,
         account_id=prompt.account_id,
@@ -115,6 +117,7 @@ def offer_facts(prompt: Prompt, *, now: datetime) -> OfferFacts:
         fee_cents=prompt.fee_cents,
         expires_at=prompt.expires_at,
         live=pending and prompts.acceptable(prompt, now=now),
+        label_sent=prompt.label,
     )
 
 
@@ -132,6 +135,12 @@ def gather(
     owned = [a for a in consent.accounts_of(session, phone) if a.id is not None]
     names = labels.unique_labels([a.account_number for a in owned])
     latest = prompts.latest_for(session, (a.id for a in owned if a.id is not None))
+    cards = {
+        m.account_id: m.token
+        for m in session.exec(
+            select(PaymentMethod).where(col(PaymentMethod.account_id).in_(list(latest)))
+        )
+    }
     return Facts(
         accounts=tuple(
             account_facts(
@@ -143,7 +152,9 @@ def gather(
             )
             for a in _shown_first(owned)
         ),
-        offers=tuple(offer_facts(p, now=now) for p in latest.values()),
+        offers=tuple(
+            offer_facts(p, now=now, card_token=cards.get(p.account_id)) for p in latest.values()
+        ),
         opted_out=consent.is_opted_out(session, phone),
         carrier_answers_keywords=carrier_answers_keywords,
     )

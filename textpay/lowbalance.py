@@ -24,6 +24,7 @@ from textpay.models import (
     OPEN_PROMPT_STATUSES,
     SCANNABLE_ACCOUNT,
     Account,
+    AccountStatus,
     AttemptStatus,
     Facility,
     PaymentAttempt,
@@ -103,8 +104,12 @@ def action_for(
     account: Account, settings: EffectiveSettings, busy: set[int], *, now: datetime
 ) -> Action | None:
     """What a low account needs now, if anything. `busy` holds the accounts with an open offer
-    or a charge in flight."""
-    if account.id in busy:
+    or a charge in flight. The scan re-checks this on each account's fresh row, so it repeats
+    what the scan's index query implies: an operator may have suspended or closed the account,
+    or the number may have opted out, since the plan was made."""
+    if account.id in busy or account.opted_out:
+        return None
+    if account.status != AccountStatus.ACTIVE.value:
         return None
     if account.autopay_enabled:
         # One AutoPay charge per episode; after a decline, nothing until the retry is due.

@@ -352,6 +352,11 @@ class Prompt(SQLModel, table=True):
     fee_cents: int = _cents(default=0)
     balance_at_offer_cents: int = _cents()
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    # How the offer's text named the account and which card it named: a YES naming that label
+    # may mean this offer even after another account on the phone has taken the label, and a
+    # card changed since the offer is not charged on its word (a fresh offer names the new one).
+    label: str | None = Field(default=None, max_length=40)
+    card_token: str | None = Field(default=None, max_length=255)
     # The first moment a YES may accept this offer: when its text left (the dispatcher's send,
     # or a reply's answer plus a moment to read it). Null while the text waits in the outbox:
     # a subscriber cannot accept an offer they have not been sent.

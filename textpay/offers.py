@@ -72,8 +72,9 @@ def make_queued(
         if card is None or account.id is None:
             continue
         send_at = delivery_rules_for(account, request.settings, windows).next_allowed(now)
-        row = prompts.offer_row(account, request.settings, now=now, starts_at=send_at)
         label = names.get(account.account_number)
+        row = prompts.offer_row(account, request.settings, now=now, starts_at=send_at,
+                                label=label, card_token=card.token)  # fmt: skip
         body = _words(account, request.settings, card, row, now=send_at, voice=spoken,
                       label=label)  # fmt: skip
         rows.append(row)
@@ -119,9 +120,10 @@ def make_reply(
     card = _cards(session, [account.id]).get(account.id)
     if card is None:
         return None
-    row = prompts.offer_row(account, settings, now=now, acceptable_after=now + READING_TIME)
-    prompt_id = session.execute(insert(Prompt).returning(col(Prompt.id)), row).scalar_one()
     label = facts.labels_on_phone(session, account.phone).get(account.account_number)
+    row = prompts.offer_row(account, settings, now=now, acceptable_after=now + READING_TIME,
+                            label=label, card_token=card.token)  # fmt: skip
+    prompt_id = session.execute(insert(Prompt).returning(col(Prompt.id)), row).scalar_one()
     body = _words(account, settings, card, row, now=now, voice=voice(session, config), label=label)
     return MadeOffer(prompt_id, account.id, account.phone, "offer", body, now)
 
@@ -132,13 +134,14 @@ def present_waiting(
     """The words of an offer that is live but cannot be accepted yet (its text waits in the
     outbox, or was sent as a reply a moment ago), given as the reply to a YES that came before
     the subscriber could have read it. The queued text is withdrawn (the reply carries it), and
-    the offer becomes acceptable a reading moment from now. None without a card on file."""
+    the offer becomes acceptable a reading moment from now. None when the card on file is gone
+    or is no longer the one the offer named."""
     account = session.get(Account, prompt.account_id)
     assert account is not None
     assert account.id is not None
     card = _cards(session, [account.id]).get(account.id)
-    if card is None:
-        return None
+    if card is None or (prompt.card_token is not None and prompt.card_token != card.token):
+        return None  # no card, or not the card this offer named: a fresh offer is needed
     assert prompt.id is not None
     prompts.present(session, prompt.id, acceptable_after=now + READING_TIME, now=now)
     session.execute(

@@ -64,13 +64,21 @@ def offer(
     now: datetime,
     starts_at: datetime | None = None,
     acceptable_after: datetime | None = None,
+    label: str | None = None,
+    card_token: str | None = None,
 ) -> Prompt:
     """Create one pending offer row (the partial unique index refuses a second open prompt for
     the account). Only the row: `textpay.offers` makes offers with their texts; this is for
     seeding data in tests and benchmarks."""
     prompt = Prompt(
         **offer_row(
-            account, settings, now=now, starts_at=starts_at, acceptable_after=acceptable_after
+            account,
+            settings,
+            now=now,
+            starts_at=starts_at,
+            acceptable_after=acceptable_after,
+            label=label,
+            card_token=card_token,
         )
     )
     session.add(prompt)
@@ -85,9 +93,12 @@ def offer_row(
     now: datetime,
     starts_at: datetime | None = None,
     acceptable_after: datetime | None = None,
+    label: str | None = None,
+    card_token: str | None = None,
 ) -> dict[str, Any]:
     """An offer's column values (offers are inserted a batch at a time). `acceptable_after` is
-    None while the offer's text waits in the outbox; the dispatcher sets it when it goes."""
+    None while the offer's text waits in the outbox; the dispatcher sets it when it goes.
+    `label` and `card_token` are how the text names the account and which card it names."""
     assert account.id is not None
     return {
         "account_id": account.id,
@@ -97,6 +108,8 @@ def offer_row(
         "balance_at_offer_cents": account.balance_cents,
         "expires_at": (starts_at or now) + timedelta(minutes=settings.prompt_ttl_minutes),
         "acceptable_after": acceptable_after,
+        "label": label,
+        "card_token": card_token,
         "created_at": now,
         "updated_at": now,
     }

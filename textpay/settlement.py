@@ -78,6 +78,9 @@ def tell(
         with session.begin_nested():
             if not _claim_telling(session, attempt.id or 0, now=now):
                 return outcome
+            if by_reply and messages.number_opted_out(session, attempt.notify_phone):
+                # STOP arrived while the card was charged: its confirmation is the last text.
+                return outcome
             words, kind, engine_initiated = _words(session, attempt, now=now, config=config)
             if by_reply:
                 return replace(outcome, reply=words)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -94,3 +95,54 @@ def test_migration_0004_gives_every_account_its_numbers_consent(tmp_path: Path) 
     engine.dispose()
     assert consent == {"+12125550147": 1, "+12125550199": 1}
     assert accounts == {"A-1": 1, "A-2": 1, "B-1": 0}
+
+
+def test_migration_0004_does_not_make_an_unsent_offer_acceptable(tmp_path: Path) -> None:
+    """At 22:00 ET the scan made an offer and held its text until 08:00. The upgrade to 0004
+    runs at night. The offer's text has not gone out, so no YES may accept it yet: but the
+    backfill sets `acceptable_after = created_at` for every prompt, pending ones included."""
+    engine = make_engine(f"sqlite:///{tmp_path}/upgrade.db")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003_phone_place")
+        connection.execute(
+            text(
+                "INSERT INTO account (id, account_number, phone, phone_zones, nickname, language,"
+                " textpay_enabled, autopay_enabled, status, opted_out, balance_cents,"
+                " balance_updated_at, episode_seq, episode_prompts, autopay_failures,"
+                " created_at, updated_at) VALUES (1, 'ACCT-4821', '+12125550147', '', '', 'en',"
+                " 1, 0, 'active', 0, 310, '2026-11-27 03:00:00', 0, 1, 0, '2026-11-01',"
+                " '2026-11-27 03:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO prompt (id, account_id, status, amount_cents, fee_cents,"
+                " balance_at_offer_cents, expires_at, created_at, updated_at) VALUES (1, 1,"
+                " 'pending', 2500, 0, 310, '2026-11-28 13:00:00', '2026-11-27 03:00:00',"
+                " '2026-11-27 03:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO message (direction, phone, account_id, body, kind, status,"
+                " send_after, engine_initiated, attempts, created_at, updated_at) VALUES"
+                " ('outbound', '+12125550147', 1, 'TextPay: acct ...4821 ... Reply YES', 'prompt',"
+                " 'pending', '2026-11-27 13:00:00', 1, 0, '2026-11-27 03:00:00',"
+                " '2026-11-27 03:00:00')"
+            )
+        )
+        command.upgrade(config, "head")
+        acceptable_after = connection.execute(
+            text("SELECT acceptable_after FROM prompt WHERE id = 1")
+        ).scalar_one()
+    engine.dispose()
+    night = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)  # 23:00 ET, the text still waits
+    if acceptable_after is not None:
+        when = datetime.fromisoformat(str(acceptable_after))
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        assert when > night, (
+            f"an offer whose text is still held in the outbox is acceptable from {when}"
+        )

@@ -5,16 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from flask import Flask
 from freezegun import freeze_time
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from scheduler import expire
 from tests.conftest import AdminClient
 from tests.scheduler.helpers import count_prompts, deliver, outbox, prompts_of, scan_now
-from tests.web.conftest import MOM
+from tests.web.conftest import MOM, charges, deposits
 from tests.web.twilio_client import TwilioClient
+from textpay import lowbalance
+from textpay.models import Account
 from textpay.sms import RecordingSender
 from webhooks.cli import cli
 
@@ -206,3 +211,46 @@ def test_offers_expire(app: Flask, admin: AdminClient, engine: Engine) -> None:
         clock.tick(timedelta(hours=1, seconds=1))
         assert expire.run(engine) == 1
     assert [p.status for p in prompts_of(engine, account["id"])] == ["expired"]
+
+
+def _operator_changes_after_the_plan(
+    monkeypatch: pytest.MonkeyPatch, account_id: int, **values: Any
+) -> None:
+    """An operator's PATCH that commits after the scan planned and before its batch."""
+    planned = lowbalance.plan
+
+    def plan_then_operator(session: Session, **kwargs: Any) -> lowbalance.Plan:
+        result = planned(session, **kwargs)
+        session.execute(
+            update(Account)
+            .where(Account.id == account_id)  # type: ignore[arg-type]
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return result
+
+    monkeypatch.setattr(lowbalance, "plan", plan_then_operator)
+
+
+@pytest.mark.parametrize("status", ["suspended", "closed"])
+def test_autopay_never_charges_an_account_suspended_after_the_plan(
+    app: Flask, admin: AdminClient, engine: Engine, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    with freeze_time(AFTERNOON):
+        account = low(admin, autopay_enabled=True)
+        _operator_changes_after_the_plan(monkeypatch, account["id"], status=status)
+        scan_now(app)
+    assert admin.get(f"/admin/accounts/{account['id']}").get_json()["status"] == status
+    assert charges(engine) == 0, f"a {status} account's card was charged by AutoPay"
+    assert deposits(engine) == 0
+
+
+def test_no_offer_for_an_account_closed_after_the_plan(
+    app: Flask, admin: AdminClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with freeze_time(AFTERNOON):
+        account = low(admin)
+        _operator_changes_after_the_plan(monkeypatch, account["id"], status="closed")
+        result = scan_now(app)
+    assert result.prompted == 0
+    assert prompts_of(engine, account["id"]) == []

@@ -13,7 +13,8 @@ from sqlmodel import select
 
 from tests.conftest import AdminClient
 from tests.web.twilio_client import TwilioClient
-from textpay import prompts
+from textpay import facts, prompts
+from textpay.accounts import payment_method_of
 from textpay.db import unit_of_work
 from textpay.models import Account, LedgerEntry, Prompt, SandboxCharge
 from textpay.policy import effective_for_account
@@ -37,8 +38,15 @@ def offer(engine: Engine) -> Callable[[int], int]:
             account = session.get(Account, account_id)
             assert account is not None
             effective = effective_for_account(session, account)
+            card = payment_method_of(session, account_id)
             prompt = prompts.offer(
-                session, account, effective, now=utcnow(), acceptable_after=utcnow()
+                session,
+                account,
+                effective,
+                now=utcnow(),
+                acceptable_after=utcnow(),
+                label=facts.labels_on_phone(session, account.phone)[account.account_number],
+                card_token=card.token if card else None,
             )
             assert prompt.id is not None
             return prompt.id

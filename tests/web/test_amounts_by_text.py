@@ -4,17 +4,20 @@ nothing; and two accounts that share their last 4 digits can each be paid by tex
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from freezegun import freeze_time
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from tests.conftest import AdminClient
 from tests.web.conftest import MOM, charges, deposits, prompt_status
 from tests.web.twilio_client import TwilioClient
+from textpay import labels
 from textpay.db import unit_of_work
-from textpay.models import LedgerEntry
+from textpay.models import LedgerEntry, SandboxCharge
 
 PHONE = "(212) 555-0147"
 
@@ -162,3 +165,84 @@ def test_an_account_that_may_not_be_paid_by_text_is_never_charged_by_text(
     assert deposits(engine) == 0
     assert "added" not in twilio.text(MOM, "YES 40")
     assert charges(engine) == 0
+
+
+def _deposit_accounts(engine: Engine) -> list[int]:
+    with unit_of_work(engine) as session:
+        return [
+            e.account_id
+            for e in session.exec(select(LedgerEntry).where(LedgerEntry.kind == "deposit"))
+        ]
+
+
+def test_case_twin_account_numbers_never_charge_the_account_not_typed(
+    admin: AdminClient, twilio: TwilioClient, engine: Engine, offer: Callable[[int], int]
+) -> None:
+    """`acct-4821` and `ACCT-4821` are two accounts (account numbers are case-sensitive) on one
+    phone, each with a live offer. `YES acct-4821` must charge acct-4821, or ask which one:
+    never the other account."""
+    lower = admin.enrol(account_number="acct-4821", phone=MOM, nickname="Mom")
+    upper = admin.enrol(account_number="ACCT-4821", phone=MOM, nickname="Dad")
+    for account in (lower, upper):
+        admin.credit(account["id"], 310, f"seed-{account['id']}")
+        offer(account["id"])
+    twilio.text(MOM, "YES acct-4821")
+    assert upper["id"] not in _deposit_accounts(engine), (
+        "YES acct-4821 credited ACCT-4821 (the labels collide once upper-cased)"
+    )
+
+
+def test_yes_charges_only_the_card_its_offer_named(
+    admin: AdminClient, twilio: TwilioClient, engine: Engine, offer: Callable[[int], int]
+) -> None:
+    """The offer said 'with card ...4242'. An operator then puts another card on file. A YES to
+    that offer charges nothing and gets a fresh offer naming the new card; a YES to that one
+    charges the new card."""
+    with freeze_time("2026-11-26 19:05:00") as clock:
+        account = admin.enrol(account_number="ACCT-4821", phone=MOM)
+        admin.credit(account["id"], 310, "seed")
+        offer(account["id"])
+        changed = admin.patch(
+            f"/admin/accounts/{account['id']}",
+            json={"payment_method": {"token": "tok_mastercard", "exp_month": 1, "exp_year": 2031}},
+        )
+        assert changed.status_code == 200, changed.get_json()
+        fresh = twilio.text(MOM, "YES")
+        assert "card ...4444" in fresh
+        assert "Reply YES" in fresh
+        assert charges(engine) == 0
+        clock.tick(timedelta(seconds=30))
+        assert "Card ...4444 charged $25.00" in twilio.text(MOM, "YES")
+    with unit_of_work(engine) as session:
+        tokens = [c.token for c in session.exec(select(SandboxCharge))]
+    assert tokens == ["tok_mastercard"]
+
+
+def test_a_label_already_texted_for_one_account_never_names_another(
+    admin: AdminClient, twilio: TwilioClient, engine: Engine, offer: Callable[[int], int]
+) -> None:
+    """Account 14821 is alone on Mom's phone: its offer went out as "acct ...4821". Then an
+    operator enrols account 4821 on the same phone, and it gets an offer too ("acct ...4821"
+    again: the whole number, since 4821 is a tail of 14821). Mom answers the first text with
+    "YES 4821". Two offers were texted to her as ...4821: nothing should be charged without
+    asking which (and certainly not the account she was offered second)."""
+    older = admin.enrol(account_number="14821", phone=MOM, nickname="Mom")
+    admin.credit(older["id"], 310, "seed-older")
+    assert labels.unique_labels(["14821"]) == {"14821": "4821"}  # what its offer text said
+    offer(older["id"])
+
+    newer = admin.enrol(account_number="4821", phone=MOM, nickname="Dad")
+    admin.credit(newer["id"], 310, "seed-newer")
+    assert labels.unique_labels(["14821", "4821"])["4821"] == "4821"  # its offer text too
+    offer(newer["id"])
+
+    twilio.text(MOM, "YES 4821")
+    with unit_of_work(engine) as session:
+        credited = [
+            e.account_id
+            for e in session.exec(select(LedgerEntry).where(LedgerEntry.kind == "deposit"))
+        ]
+    assert credited == [], (
+        "YES 4821 funded one of two accounts both texted as ...4821 "
+        f"(credited account {credited}, older={older['id']}, newer={newer['id']})"
+    )

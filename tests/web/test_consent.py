@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from flask import Flask
 from freezegun import freeze_time
 from sqlalchemy.engine import Engine
@@ -14,11 +15,12 @@ from sqlmodel import select
 from scheduler import reconcile
 from tests.conftest import AdminClient
 from tests.scheduler.helpers import deliver, outbox, scan_now
-from tests.web.conftest import MOM, deposits
+from tests.web.conftest import MOM, charges, deposits
 from tests.web.twilio_client import TwilioClient, new_sid
 from textpay import engine as turns
+from textpay import funding
 from textpay.db import unit_of_work
-from textpay.models import ConsentEvent, PhoneConsent
+from textpay.models import ConsentEvent, Message, PhoneConsent
 from textpay.sms import RecordingSender
 from textpay.timeutil import utcnow
 
@@ -212,3 +214,36 @@ def test_stops_arriving_at_once_all_succeed_and_are_recorded_once(
     assert numbers == {MOM: True, STRANGER: True}
     assert consent_events(engine, MOM) == ["opt_out"]
     assert consent_events(engine, STRANGER) == ["opt_out"]
+
+
+def test_after_stop_the_only_text_is_the_confirmation_even_mid_charge(
+    admin: AdminClient,
+    twilio: TwilioClient,
+    engine: Engine,
+    low_account: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """YES, and while the card is being charged the subscriber sends STOP (two texts at once).
+    The STOP is confirmed; the YES's answer, given after that confirmation, must not be a
+    receipt text to a number that has opted out (the money still settles)."""
+    real = funding.call_gateway
+    stop_reply: list[str] = []
+
+    def slow_gateway(*args: Any, **kwargs: Any) -> Any:
+        stop_reply.append(twilio.text(MOM, "STOP"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(funding, "call_gateway", slow_gateway)
+    answer = twilio.text(MOM, "YES")
+    assert stop_reply, "STOP was answered"
+    assert "unsubscribed" in stop_reply[0]
+    assert charges(engine) == 1
+    assert deposits(engine) == 1
+    assert answer == "", f"texted after STOP's confirmation: {answer!r}"
+    with unit_of_work(engine) as session:
+        sent = [
+            m.body
+            for m in session.exec(select(Message).where(Message.direction == "outbound"))
+            if m.status not in ("withheld", "canceled")
+        ]
+    assert sent == []

@@ -6,8 +6,9 @@
 - `payment_attempt.card_token` (the card charged, fixed at phase 1) and `autopay_slot` (AutoPay's
   once-per-episode key, now that gateway idempotency keys are random).
 - `payment_attempt.notified_at`: the outcome is told once, and retried if telling failed.
-- `prompt.acceptable_after` (no YES before the offer's text has gone out) and
-  `message.prompt_id` (the offer an outbox text carries).
+- `prompt.acceptable_after` (no YES before the offer's text has gone out), `prompt.label` and
+  `prompt.card_token` (how its text named the account and which card), and `message.prompt_id`
+  (the offer an outbox text carries).
 - `facility.timezone`, for accounts whose number names no zone.
 - `account.episode_autopay_charges` (one AutoPay charge per low episode), which the re-arm
   sweep's partial index now also covers.
@@ -91,6 +92,12 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("acceptable_after", sa.DateTime(timezone=True), nullable=True)
         )
+        batch_op.add_column(
+            sa.Column("label", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column("card_token", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True)
+        )
     _backfill()
 
 
@@ -120,7 +127,21 @@ def _backfill() -> None:
         "UPDATE account SET opted_out = false, opted_out_at = NULL WHERE opted_out AND phone "
         "IN (SELECT phone FROM phone_consent WHERE NOT opted_out)"
     )
+    # Offers already sent (or made as a reply) stay acceptable. An offer whose text still waits in
+    # the outbox is tied to that text and becomes acceptable only when it goes: the scan made
+    # each offer and its text in one transaction, at one moment.
     op.execute("UPDATE prompt SET acceptable_after = created_at")
+    op.execute(
+        "UPDATE message SET prompt_id = (SELECT MAX(p.id) FROM prompt p WHERE p.account_id = "
+        "message.account_id AND p.status = 'pending' AND p.created_at <= message.created_at) "
+        "WHERE direction = 'outbound' AND kind IN ('prompt', 'reminder') "
+        "AND status IN ('pending', 'dispatching')"
+    )
+    op.execute(
+        "UPDATE prompt SET acceptable_after = NULL WHERE status = 'pending' AND id IN "
+        "(SELECT prompt_id FROM message WHERE prompt_id IS NOT NULL "
+        "AND status IN ('pending', 'dispatching'))"
+    )
     op.execute("UPDATE payment_attempt SET notified_at = settled_at WHERE status <> 'pending'")
     op.execute(
         "UPDATE payment_attempt SET card_token = (SELECT token FROM payment_method "
@@ -132,6 +153,8 @@ def _backfill() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("prompt", schema=None) as batch_op:
+        batch_op.drop_column("card_token")
+        batch_op.drop_column("label")
         batch_op.drop_column("acceptable_after")
     with op.batch_alter_table("payment_attempt", schema=None) as batch_op:
         batch_op.drop_constraint("uq_payment_attempt_autopay_slot", type_="unique")
