@@ -58,6 +58,9 @@ def _empty_postgres(url: str) -> None:
     engine = make_engine(url)
     tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
     with engine.begin() as connection:
+        # The ledger refuses TRUNCATE (an append-only trigger); a test's clean slate is the one
+        # place it is wanted, so triggers are off for this transaction only.
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     create_schema(engine)
     engine.dispose()

@@ -504,6 +504,38 @@ class StatusReport(SQLModel, table=True):
     created_at: datetime = _timestamp()
 
 
+class ScanStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ScanRun(SQLModel, table=True):
+    """A low-balance scan an operator asked for (`POST /admin/scan`): queued by the web, run by
+    a clock process, its counts kept for `GET /admin/scans/{id}`. Web workers never run jobs."""
+
+    __tablename__ = "scan_run"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'done', 'failed')", name="ck_scan_run_status"
+        ),
+        Index("ix_scan_run_status", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default=ScanStatus.QUEUED.value, max_length=8)
+    requested_by: str = Field(default="", max_length=100)
+    prompted: int = Field(default=0)
+    autopay_charged: int = Field(default=0)
+    held: int = Field(default=0)
+    skipped: int = Field(default=0)
+    errors: int = Field(default=0)
+    created_at: datetime = _timestamp()
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class ConsentKind(StrEnum):
     OPT_IN = "opt_in"
     OPT_OUT = "opt_out"
@@ -577,5 +609,7 @@ __all__ = [
     "Prompt",
     "PromptStatus",
     "SandboxCharge",
+    "ScanRun",
+    "ScanStatus",
     "StatusReport",
 ]

@@ -106,6 +106,18 @@ def test_the_database_refuses_to_edit_or_delete_entries(engine: Engine, statemen
         assert [e.amount_cents for e in ledger.entries(session, account_id)] == [700]
 
 
+@pytest.mark.postgres_only
+def test_postgresql_refuses_to_truncate_the_ledger(engine: Engine) -> None:
+    """SQLite has no TRUNCATE (its `DELETE FROM` is refused above); PostgreSQL's TRUNCATE skips
+    row triggers, so a statement trigger refuses it."""
+    account_id = new_account(engine)
+    post(engine, account_id, LedgerKind.CREDIT, 700, "credit:1")
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text("TRUNCATE ledger_entry CASCADE"))
+    with unit_of_work(engine) as session:
+        assert [e.amount_cents for e in ledger.entries(session, account_id)] == [700]
+
+
 def test_verify_finds_a_tampered_balance_and_the_cli_exits_1(
     engine: Engine, database_url: str
 ) -> None:
