@@ -6,11 +6,28 @@ lock (they measured a p99 of 33-120 ms). On SQLite one worker carries as much as
 (every webhook writes, and writers take turns) with a far shorter tail, so it gets one; on
 PostgreSQL two workers use both cores (four gained 14% throughput for a doubled p99). Override
 with WEB_CONCURRENCY.
+
+Sync workers are one request at a time, so a client that sends slowly holds a worker until the
+timeout kills it: in production they sit behind a buffering proxy (deploy/nginx.conf), which is
+the only peer gunicorn then believes about the scheme (`forwarded_allow_ips` below).
 """
 
 from __future__ import annotations
 
 import os
+
+from textpay.config import Settings
+
+
+def _trusted_proxies() -> int:
+    """TEXTPAY_TRUSTED_PROXIES as the app reads it (`.env` included), so that gunicorn and the
+    app's ProxyFix never disagree; 0 when the settings are invalid (the app then refuses to
+    start and names the variable)."""
+    try:
+        return Settings().trusted_proxies
+    except ValueError:
+        return 0
+
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 _SQLITE = os.environ.get("DATABASE_URL", "sqlite").startswith("sqlite")
@@ -29,3 +46,18 @@ accesslog = "-"
 # The path without its query string: `/admin/accounts?phone=...` must not put phone numbers in
 # the log. No headers either: the admin token is never logged.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+
+# Who may say a request came over https (`X-Forwarded-Proto`; gunicorn then sets the scheme the
+# app sees, and Twilio signatures are checked over that URL when TEXTPAY_PUBLIC_URL is unset).
+# gunicorn's own default believes any process on 127.0.0.1, even with no proxy in front. Here
+# the app's setting decides: TEXTPAY_TRUSTED_PROXIES=0 believes nobody, on a port or a unix
+# socket alike (hence no scheme headers at all: gunicorn trusts every unix-socket peer); N > 0
+# believes the proxy on this host (deploy/nginx.conf proxies from loopback), or the addresses in
+# gunicorn's own FORWARDED_ALLOW_IPS (comma-separated addresses or networks) when the proxies are
+# elsewhere, and only about X-Forwarded-Proto, the one header the proxy sets and the app's
+# ProxyFix reads (a client's X-Forwarded-Ssl passes through nginx untouched).
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
+if _trusted_proxies():
+    forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+    secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
