@@ -179,8 +179,11 @@ def lease_expiry(engine: Engine, run_id: int) -> Any:
 def test_the_clock_and_textpay_serve_look_for_queued_scans_every_few_seconds(
     settings: Settings,
 ) -> None:
-    jobs = clock_module.background(build(settings), RecordingSender())
-    job = jobs.get_job("queued_scans")
+    parts = build(settings)
+    try:
+        job = clock_module.background(parts, RecordingSender()).get_job("queued_scans")
+    finally:
+        parts.db.dispose()
     assert job is not None
     assert job.trigger.interval <= timedelta(seconds=5)
     assert queued_scans.POLL_SECONDS <= 5
