@@ -2,8 +2,9 @@
 
 APScheduler 3 in UTC with `coalesce=True` and `max_instances=1`, so a slow run is never doubled
 and missed runs collapse into one. Jobs: the low-balance scan with AutoPay (every
-TEXTPAY_SCAN_INTERVAL_SECONDS), offer expiry and the reconciler (every minute), and the outbox
-dispatcher (every second). Never run inside gunicorn workers: run one or more clock processes
+TEXTPAY_SCAN_INTERVAL_SECONDS), the scans operators queue with `POST /admin/scan` (looked for
+every few seconds), offer expiry and the reconciler (every minute), and the outbox dispatcher
+(every second). Never run inside gunicorn workers: run one or more clock processes
 beside them (on PostgreSQL several are safe), or `textpay serve` for the embedded default.
 """
 
@@ -16,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from scheduler import dispatch, expire, reconcile, scan
+from scheduler import dispatch, expire, queued_scans, reconcile, scan
 from textpay.config import load_settings
 from textpay.sms import SmsSender
 from textpay.wiring import Parts, build, make_sender
@@ -41,6 +42,18 @@ def add_jobs(scheduler: BaseScheduler, parts: Parts, sender: SmsSender) -> None:
         "interval",
         seconds=settings.scan_interval_seconds,
         id="scan",
+        next_run_time=soon,
+    )
+    scheduler.add_job(
+        lambda: queued_scans.run(
+            parts.db,
+            parts.gateway,
+            parts.engine_config,
+            gateway_timeout=settings.gateway_timeout_seconds,
+        ),
+        "interval",
+        seconds=queued_scans.POLL_SECONDS,
+        id="queued_scans",
         next_run_time=soon,
     )
     scheduler.add_job(lambda: expire.run(parts.db), "interval", seconds=60, id="expire")

@@ -82,3 +82,45 @@ def test_the_scan_takes_account_facts_from_below_the_conversation_engine() -> No
                                                           "settlement", "facts"))]:  # fmt: skip
         imported = imports_of(path)
         assert "textpay.engine" not in imported, f"{path.name} imports textpay.engine"
+
+
+# The `textpay` command is an edge of its own (docs/architecture.md, Layers): it composes the web
+# app and the clock (`textpay serve`, `clock`, `scan`, and the demo it plays). It lives in
+# webhooks/ because the console script's entry point is `webhooks.cli:main`.
+CLI_MODULES = {"webhooks/cli.py", "webhooks/demo.py"}
+
+
+def test_the_web_never_imports_the_scheduler() -> None:
+    """Web workers queue work for the clock and never run a job themselves: no module of the
+    web app imports `scheduler` (a scan inside a 12 s sync worker got it killed mid-charge)."""
+    offenders = []
+    for path in sorted(ROOT.glob("webhooks/**/*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if name in CLI_MODULES:
+            continue
+        leaks = sorted(m for m in imports_of(path) if m.split(".")[0] == "scheduler")
+        if leaks:
+            offenders.append(f"{name} imports {leaks}")
+    assert offenders == []
+
+
+def test_loading_the_web_app_loads_no_scheduler_module() -> None:
+    """The same rule, whatever the route: the app gunicorn serves, with every blueprint,
+    imports nothing from `scheduler`, directly or through another module."""
+    probe = (
+        "import sys\n"
+        "import webhooks\n"
+        "from textpay.config import Settings\n"
+        "webhooks.create_app(Settings(_env_file=None, database_url='sqlite://'))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'scheduler')\n"
+        "print('scheduler modules:', ','.join(loaded))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "scheduler modules:"

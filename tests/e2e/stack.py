@@ -121,8 +121,8 @@ class Stack:
             TEXTPAY_SCAN_INTERVAL_SECONDS="10",
             TEXTPAY_SEND_RATE="0",
             PYTHONUNBUFFERED="1",
-            **self.extra_env,
         )
+        env.update(self.extra_env)  # a test's own settings win over these defaults
         return env
 
     def start(self, name: str) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from scheduler import dispatch, scan
+from scheduler import dispatch, queued_scans, scan
 from textpay.db import unit_of_work
 from textpay.models import Message, Prompt
 from textpay.sms import RecordingSender
@@ -18,6 +18,12 @@ from textpay.sms import RecordingSender
 def scan_now(app: Flask, **kwargs: Any) -> scan.ScanResult:
     parts = app.extensions["textpay"]
     return scan.run(parts.engine, parts.gateway, parts.engine_config, **kwargs)
+
+
+def run_queued_scans(app: Flask, **kwargs: Any) -> queued_scans.QueueCounts:
+    """One tick of the clock's job that runs the scans operators queued."""
+    parts = app.extensions["textpay"]
+    return queued_scans.run(parts.engine, parts.gateway, parts.engine_config, **kwargs)
 
 
 def deliver(app: Flask, sender: RecordingSender) -> dispatch.DispatchCounts:

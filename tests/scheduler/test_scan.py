@@ -15,7 +15,14 @@ from sqlmodel import Session
 
 from scheduler import expire
 from tests.conftest import AdminClient
-from tests.scheduler.helpers import count_prompts, deliver, outbox, prompts_of, scan_now
+from tests.scheduler.helpers import (
+    count_prompts,
+    deliver,
+    outbox,
+    prompts_of,
+    run_queued_scans,
+    scan_now,
+)
 from tests.web.conftest import MOM, charges, deposits
 from tests.web.twilio_client import TwilioClient
 from textpay import lowbalance
@@ -187,18 +194,29 @@ def test_dry_run_prints_the_offer_and_changes_nothing(
     assert count_prompts(engine) == 0
 
 
-def test_the_admin_api_runs_the_scan(admin: AdminClient, engine: Engine) -> None:
-    with freeze_time(AFTERNOON):
+def test_the_admin_api_queues_the_scan_and_the_clock_runs_it(
+    app: Flask, admin: AdminClient, engine: Engine
+) -> None:
+    """`POST /admin/scan` answers at once, having run nothing; the clock's job runs it."""
+    with freeze_time(AFTERNOON) as clock:
         low(admin)
-        response = admin.post("/admin/scan")
-    assert response.status_code == 200
-    body = response.get_json()
-    assert (body["prompted"], body["autopay_charged"], body["held"], body["skipped"]) == (
-        1,
-        0,
-        0,
-        0,
-    )
+        response = admin.post("/admin/scan", headers={"X-TextPay-Actor": "dana"})
+        assert response.status_code == 202
+        queued = response.get_json()
+        assert response.headers["Location"] == f"/admin/scans/{queued['id']}"
+        assert queued["status"] == "queued"
+        assert queued["requested_by"] == "dana"
+        assert queued["created_at"] == "2026-11-26T19:05:00+00:00"
+        assert (queued["started_at"], queued["finished_at"]) == (None, None)
+        assert count_prompts(engine) == 0  # the web worker ran no scan
+
+        clock.tick(timedelta(seconds=2))
+        assert run_queued_scans(app).done == 1
+        body = admin.get(response.headers["Location"]).get_json()
+    assert body["status"] == "done"
+    counts = [body[k] for k in ("prompted", "autopay_charged", "held", "skipped", "errors")]
+    assert counts == [1, 0, 0, 0, 0]
+    assert body["started_at"] == body["finished_at"] == "2026-11-26T19:05:02+00:00"
     assert count_prompts(engine) == 1
 
 

@@ -48,4 +48,4 @@ def _authenticate() -> None:
         )
 
 
-from webhooks.admin import accounts, audit, money, openapi, outbox, settings  # noqa: E402, F401
+from webhooks.admin import accounts, audit, money, openapi, outbox, scans, settings  # noqa: E402, F401

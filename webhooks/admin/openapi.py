@@ -193,15 +193,25 @@ class MessagePage(Out):
     next_before: int | None
 
 
-class ScanOut(Out):
+class ScanRunOut(Out):
+    id: int
+    status: Literal["queued", "running", "done", "failed"]
     prompted: int
     autopay_charged: int
     held: int
     skipped: int
-    autopay_declined: int
-    autopay_pending: int
-    errors: int  # accounts whose offer or AutoPay charge failed (logged; the scan went on)
-    leader: bool
+    # Accounts whose offer or AutoPay charge failed (logged; the scan went on), plus one for a
+    # scan that failed as a whole or whose clock stopped while it ran.
+    errors: int
+    requested_by: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class ScanRunPage(Out):
+    scans: list[ScanRunOut]
+    next_before: int | None
 
 
 def _components() -> dict[str, Any]:
@@ -210,8 +220,8 @@ def _components() -> dict[str, Any]:
     ]  # fmt: skip
     outputs: list[type[BaseModel]] = [
         ProblemOut, SettingsOut, FacilityOut, FacilityList, AccountOut, AccountList,
-        LedgerEntryOut, LedgerPage, AuditPage, MessagePage, ScanOut,
-    ]  # fmt: skip  # fmt: skip
+        LedgerEntryOut, LedgerPage, AuditPage, MessagePage, ScanRunOut, ScanRunPage,
+    ]  # fmt: skip
     validation: Literal["validation"] = "validation"
     serialization: Literal["serialization"] = "serialization"
     entries: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
@@ -251,17 +261,34 @@ def _operation(summary: str, ok: int, out: str, *, body: str | None = None,
     return operation
 
 
-def _query(name: str, kind: str = "string") -> dict[str, Any]:
+def _query(name: str, kind: str = "string", *, maximum: int = 1000) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": kind}
     if kind == "integer":
-        schema.update(minimum=1, maximum=1000)
+        schema.update(minimum=1, maximum=maximum)
     return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _queued_scan() -> dict[str, Any]:
+    operation = _operation("Queue a low-balance scan (the clock runs it)", 202, "ScanRunOut")
+    operation["responses"]["202"].update(
+        description="Queued",
+        headers={
+            "Location": {
+                "description": "The scan's own resource, `/admin/scans/{scan_id}`",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+    )
+    return operation
 
 
 ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True,
               "schema": {"type": "integer", "minimum": 1, "maximum": ID_MAX}}  # fmt: skip
 CODE = {"name": "code", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}  # fmt: skip
+SCAN_ID = {"name": "scan_id", "in": "path", "required": True,
+           "schema": {"type": "integer", "minimum": 1, "maximum": ID_MAX}}  # fmt: skip
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
                    "schema": {"type": "string", "pattern": "^[!-~]{1,150}$"}}  # fmt: skip
 
@@ -355,7 +382,18 @@ def document() -> dict[str, Any]:
                     params=[_query("phone"), _query("status"), _query("limit", "integer")],
                 ),
             },
-            "/admin/scan": {"post": _operation("Run the scan now", 200, "ScanOut")},
+            "/admin/scan": {"post": _queued_scan()},
+            "/admin/scans": {
+                "get": _operation(
+                    "Recent scans, newest first",
+                    200,
+                    "ScanRunPage",
+                    params=[_query("limit", "integer", maximum=100), _query("before", "integer")],
+                ),
+            },
+            "/admin/scans/{scan_id}": {
+                "get": _operation("A scan and its counts", 200, "ScanRunOut", params=[SCAN_ID]),
+            },
         },
     }
 

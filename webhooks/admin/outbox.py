@@ -1,5 +1,5 @@
-"""Admin routes for texts and the scan: the message log (both directions, with delivery
-statuses; `status=unknown` lists sends an operator must check) and running the scan now."""
+"""Admin route for texts: the message log (both directions, with delivery statuses;
+`status=unknown` lists sends an operator must check)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 from flask import Response, jsonify, request
 from sqlmodel import Session, col, select
 
-from scheduler import scan
 from textpay.models import Message
 from textpay.phones import to_e164
 from webhooks.admin import bp
@@ -39,16 +38,3 @@ def message_log() -> Response:
 
     found = in_transaction(work)
     return jsonify(messages=found, next_before=found[-1]["id"] if len(found) == limit else None)
-
-
-@bp.post("/scan")
-def run_scan() -> Response:
-    """Run the low-balance scan (and AutoPay) now; answers with its counts."""
-    parts = services()
-    result = scan.run(
-        parts.engine,
-        parts.gateway,
-        parts.engine_config,
-        gateway_timeout=parts.settings.gateway_timeout_seconds,
-    )
-    return jsonify(**result.counts(), leader=result.leader)
