@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from textpay.policy import MAX_AMOUNT_CENTS
-from textpay.redaction import CARD_NUMBER_PATTERN
+from textpay.redaction import has_card_number
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -52,8 +52,8 @@ class PaymentMethodIn(StrictInput):
     @field_validator("token")
     @classmethod
     def _not_a_card_number(cls, token: str) -> str:
-        # A card number (any run of 12+ digits) must never be stored as a "token".
-        if CARD_NUMBER_PATTERN.search(token):
+        # A card number must never be stored as a "token".
+        if has_card_number(token):
             raise ValueError(
                 "looks like a card number; send the payment gateway's token, never the card"
             )
