@@ -2,7 +2,8 @@
 
 A subscriber's text holding one (any of the formats in tests/card_numbers.py) is masked in the
 message log, in `GET /admin/messages`, in consent records and in the logs, charges nothing and
-gets the card warning. Both on SQLite and PostgreSQL.
+gets the card warning. An operator's field holding one is refused with a 422 naming the field,
+and nothing is stored. Both on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -139,3 +140,148 @@ def test_a_card_number_from_a_number_with_no_account_or_opted_out_is_masked_too(
         assert bodies[-2:] == [f"my card {MASK}", f"START {MASK}"]
     nothing_stored(engine)
     assert charges(engine) == 0
+
+
+# --- Operator fields -------------------------------------------------------------------------
+
+CARD_FORMATS = [
+    "4242 4242 4242 4242",
+    "4242.4242.4242.4242",
+    "4242-4242-4242-4242",
+    "(4242)(4242)(4242)(4242)",
+    "Mom 4242\u200b4242\u200b4242\u200b4242",
+    "\u0664\u0662\u0664\u0662" * 4,  # Arabic-Indic digits
+    "3782 822463 10005",
+]
+
+
+def refused(response: Any, field: str) -> None:
+    """A 422 validation problem that names `field` and shows no card number."""
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["type"] == "/problems/validation-error"
+    assert field in {error["field"] for error in body["errors"]}
+    shown = response.get_data(as_text=True)
+    assert not leaks(shown, VISA)
+    assert not leaks(shown, AMEX)
+
+
+ENROL = {
+    "account_number": "ACCT-7730",
+    "phone": "(212) 555-0199",
+    "nickname": "Dad",
+    "payment_method": {"token": "tok_visa", "brand": "visa", "last4": "4242"},
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("nickname", lambda card: {"nickname": card}),
+        ("account_number", lambda card: {"account_number": card}),
+        ("phone", lambda card: {"phone": card}),
+        ("facility", lambda card: {"facility": card}),
+        ("timezone", lambda card: {"timezone": card}),
+        ("payment_method.token", lambda card: {"payment_method": {"token": card}}),
+        (
+            "payment_method.brand",
+            # The field holds 20 characters at most: the card's digits alone, then.
+            lambda card: {
+                "payment_method": {
+                    "token": "tok_visa",
+                    "brand": card if len(card) <= 20 else digits_of(card),
+                }
+            },
+        ),
+    ],
+)
+def test_enrolment_refuses_a_card_number_in_any_text_field(
+    field: str, change: Any, admin: AdminClient, engine: Engine
+) -> None:
+    for card in CARD_FORMATS:
+        refused(admin.post("/admin/accounts", json={**ENROL, **change(card)}), field)
+    assert admin.get("/admin/accounts").get_json()["accounts"] == []
+    nothing_stored(engine)
+
+
+def test_a_phone_number_is_checked_as_a_phone_number_and_never_repeats_a_card(
+    admin: AdminClient,
+) -> None:
+    # A valid mobile number in China that passes the card rule (13 digits, Luhn-valid): it is
+    # stored as E.164, as every phone is, and never refused as a card number.
+    created = admin.enrol(phone="+86 138 0013 8002")
+    assert created["phone"] == "+8613800138002"
+    for card in CARD_FORMATS:
+        for path in ("/admin/accounts", "/admin/messages"):
+            refused(admin.get(path, query_string={"phone": card}), "phone")
+
+
+def test_a_nickname_holding_a_card_number_is_refused_and_never_texted(
+    admin: AdminClient, twilio: TwilioClient, low_account: dict[str, Any]
+) -> None:
+    account_id = low_account["id"]
+    for card in CARD_FORMATS:
+        refused(admin.patch(f"/admin/accounts/{account_id}", json={"nickname": card}), "nickname")
+    assert admin.get(f"/admin/accounts/{account_id}").get_json()["nickname"] == "Mom"
+    assert "(Mom)" in twilio.text(MOM, "BAL")
+
+
+def test_a_credit_or_refund_reason_holding_a_card_number_is_refused(
+    admin: AdminClient, engine: Engine, low_account: dict[str, Any]
+) -> None:
+    account_id = low_account["id"]
+    before = admin.get(f"/admin/accounts/{account_id}/ledger").get_json()["entries"]
+    for card in CARD_FORMATS:
+        for kind in ("credit", "refund"):
+            response = admin.post(
+                f"/admin/accounts/{account_id}/credits",
+                json={"amount_cents": 500, "reason": f"goodwill, card {card}", "kind": kind},
+                headers={"Idempotency-Key": f"reason-{kind}"},
+            )
+            refused(response, "reason")
+    assert admin.get(f"/admin/accounts/{account_id}/ledger").get_json()["entries"] == before
+    nothing_stored(engine)
+
+
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [("name", lambda card: {"name": card}), ("timezone", lambda card: {"timezone": card})],
+)
+def test_a_facility_field_holding_a_card_number_is_refused(
+    field: str, body: Any, admin: AdminClient, engine: Engine
+) -> None:
+    for card in CARD_FORMATS:
+        refused(admin.put("/admin/facilities/F1", json=body(card)), field)
+    assert admin.get("/admin/facilities/F1").status_code == 404
+    nothing_stored(engine)
+
+
+def test_a_facility_code_that_is_a_card_number_is_refused(admin: AdminClient) -> None:
+    for code in (VISA, "4242-4242-4242-4242", "3782_822463_10005"):
+        refused(admin.put(f"/admin/facilities/{code}", json={"name": "North"}), "code")
+    assert admin.get("/admin/facilities").get_json()["facilities"] == []
+
+
+def test_an_operator_name_holding_a_card_number_is_refused(
+    admin: AdminClient, engine: Engine, low_account: dict[str, Any]
+) -> None:
+    response = admin.patch(
+        f"/admin/accounts/{low_account['id']}",
+        json={"nickname": "Mother"},
+        headers={"X-TextPay-Actor": "ops 4242 4242 4242 4242"},
+    )
+    refused(response, "X-TextPay-Actor")
+    assert admin.get(f"/admin/accounts/{low_account['id']}").get_json()["nickname"] == "Mom"
+    nothing_stored(engine)
+
+
+def test_a_call_id_that_looks_like_a_card_number_is_still_a_usage_reference(
+    admin: AdminClient, low_account: dict[str, Any]
+) -> None:
+    # The calling platform's call ids (Asterisk's `epoch.sequence`) are machine identifiers,
+    # never texted: refusing the one in ten that passes the Luhn check would lose call charges.
+    reference = "1705312345.1007"  # 14 digits, Luhn-valid
+    response = admin.usage(low_account["id"], 100, reference)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["reference"] == f"usage:{reference}"
