@@ -86,8 +86,9 @@ def is_card_number(digits: list[int]) -> bool:
 
 def card_number_spans(text: str) -> list[tuple[int, int]]:
     """Where the card numbers in `text` are: (start, end) slices, in order, not overlapping."""
-    if text.isascii() and sum(c.isdigit() for c in text) < MIN_DIGITS:
-        return []  # the common case, decided without looking at each character
+    readable = text if text.isascii() else unicodedata.normalize("NFKC", text)
+    if sum(c.isdecimal() for c in readable) < MIN_DIGITS:
+        return []  # the common case: too few digits in all for any card number
     spans: list[tuple[int, int]] = []
     digits: list[int] = []
     start = end = 0  # where the run's first and last digits were typed
