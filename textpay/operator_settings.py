@@ -27,7 +27,7 @@ from textpay.policy import (
     state_windows,
     validate_settings,
 )
-from textpay.redaction import has_card_number
+from textpay.redaction import has_card_number, mask_card_numbers
 from textpay.schemas import CARD_NUMBER_REFUSED, FacilityPut, SettingsPatch
 from textpay.timeutil import utcnow
 
@@ -130,7 +130,7 @@ def get_facility(session: Session, code: str) -> Facility:
     if _FACILITY_CODE.match(code):
         facility = session.exec(select(Facility).where(Facility.code == code)).first()
     if facility is None:
-        raise NotFound(f"facility {code!r} does not exist")
+        raise NotFound(f"facility {mask_card_numbers(code)[0]!r} does not exist")
     return facility
 
 

@@ -260,6 +260,9 @@ def test_a_facility_field_holding_a_card_number_is_refused(
 def test_a_facility_code_that_is_a_card_number_is_refused(admin: AdminClient) -> None:
     for code in (VISA, "4242-4242-4242-4242", "3782_822463_10005"):
         refused(admin.put(f"/admin/facilities/{code}", json={"name": "North"}), "code")
+        missing = admin.get(f"/admin/facilities/{code}")
+        assert missing.status_code == 404
+        assert not leaks(missing.get_data(as_text=True), digits_of(code))
     assert admin.get("/admin/facilities").get_json()["facilities"] == []
 
 
