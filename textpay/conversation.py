@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from textpay.money import ascii_digits, parse_amount
-from textpay.redaction import CARD_NUMBER_PATTERN
+from textpay.redaction import mask_card_numbers
 
 
 class Intent(StrEnum):
@@ -220,8 +220,10 @@ def _opt_out(tokens: list[str]) -> bool | None:
 
 def parse(text: str) -> Command:
     """What a text asks for. Pure: the same text always parses the same way."""
-    card_number = bool(CARD_NUMBER_PATTERN.search(text))
-    tokens = _tokens(CARD_NUMBER_PATTERN.sub(" ", text))
+    # A card number is read as a gap between words: what is around it still parses (`STOP`
+    # still opts out), and `decide` answers any other text holding one with a warning.
+    blanked, card_number = mask_card_numbers(text, " ")
+    tokens = _tokens(blanked)
     if not tokens:
         return Command(Intent.EMPTY, card_number=card_number)
     spanish_stop = _opt_out(tokens)
@@ -235,7 +237,8 @@ def parse(text: str) -> Command:
         return _autopay(rest, card_number)
     intent, spanish = _KEYWORDS.get(first, (Intent.UNKNOWN, False))
     if intent is Intent.LANGUAGE:
-        return Command(intent, language=_LANGUAGE_OF_WORD[first], spanish=spanish)
+        return Command(intent, language=_LANGUAGE_OF_WORD[first], spanish=spanish,
+                       card_number=card_number)  # fmt: skip
     if intent in (Intent.CONFIRM, Intent.DECLINE):
         return _with_amount(Command(intent, spanish=spanish, card_number=card_number), rest)
     return Command(intent, spanish=spanish, card_number=card_number)

@@ -27,7 +27,8 @@ from textpay.policy import (
     state_windows,
     validate_settings,
 )
-from textpay.schemas import FacilityPut, SettingsPatch
+from textpay.redaction import has_card_number, mask_card_numbers
+from textpay.schemas import CARD_NUMBER_REFUSED, FacilityPut, SettingsPatch
 from textpay.timeutil import utcnow
 
 _FACILITY_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -129,7 +130,7 @@ def get_facility(session: Session, code: str) -> Facility:
     if _FACILITY_CODE.match(code):
         facility = session.exec(select(Facility).where(Facility.code == code)).first()
     if facility is None:
-        raise NotFound(f"facility {code!r} does not exist")
+        raise NotFound(f"facility {mask_card_numbers(code)[0]!r} does not exist")
     return facility
 
 
@@ -142,6 +143,8 @@ def put_facility(
         raise ValidationFailed.single(
             "code", "must be 1 to 32 letters, digits, hyphens or underscores"
         )
+    if has_card_number(code):  # the code is stored, listed and shown on every account of it
+        raise ValidationFailed.single("code", CARD_NUMBER_REFUSED)
     zone = getattr(data, "timezone", None)
     if zone is not None and zone not in _iana_zones():
         raise ValidationFailed.single(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import phonenumbers
 
 from textpay.errors import ValidationFailed
+from textpay.redaction import has_card_number
 
 
 def to_e164(raw: str, *, default_region: str = "US", field: str = "phone") -> str:
@@ -17,12 +18,14 @@ def to_e164(raw: str, *, default_region: str = "US", field: str = "phone") -> st
     text = raw.strip()
     if not text:
         raise ValidationFailed.single(field, "is required")
+    # What is not a phone number is named in the error, unless it is a card number pasted in.
+    shown = "it" if has_card_number(text) else repr(raw)
     try:
         parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException:
-        raise ValidationFailed.single(field, f"{raw!r} is not a phone number") from None
+        raise ValidationFailed.single(field, f"{shown} is not a phone number") from None
     if not phonenumbers.is_valid_number(parsed):
-        raise ValidationFailed.single(field, f"{raw!r} is not a valid phone number")
+        raise ValidationFailed.single(field, f"{shown} is not a valid phone number")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 

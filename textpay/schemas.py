@@ -10,14 +10,23 @@ services that use these shapes. Money is always integer cents: strict mode refus
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from textpay.policy import MAX_AMOUNT_CENTS
-from textpay.redaction import CARD_NUMBER_PATTERN
+from textpay.redaction import has_card_number
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What an operator is told when a field holds a card number (the field, never the number).
+CARD_NUMBER_REFUSED = "must not contain a card number (card numbers are never stored)"
 
 Cents = Annotated[int, Field(ge=0, le=MAX_AMOUNT_CENTS)]
 PositiveCents = Annotated[int, Field(ge=1, le=MAX_AMOUNT_CENTS)]
@@ -25,16 +34,26 @@ HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 
 
 class StrictInput(BaseModel):
-    """Base for operator input: unknown fields are errors, and types are never coerced."""
+    """Base for operator input: unknown fields are errors, and types are never coerced.
+
+    No text field may hold a card number (`textpay.redaction`), whether it is stored, shown or
+    texted to a subscriber: a nickname, a reason, a facility's name, an account number. A
+    subclass lists in `card_numbers_allowed` the fields that are exempt, and says why.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+    card_numbers_allowed: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*")
     @classmethod
-    def _no_control_characters(cls, value: Any) -> Any:
+    def _plain_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
         # PostgreSQL refuses NUL in text, and no field of ours has a use for control characters.
-        if isinstance(value, str) and _CONTROL.search(value):
+        if _CONTROL.search(value):
             raise ValueError("must not contain control characters")
+        if info.field_name not in cls.card_numbers_allowed and has_card_number(value):
+            raise ValueError(CARD_NUMBER_REFUSED)
         return value
 
     def changes(self) -> dict[str, Any]:
@@ -43,6 +62,8 @@ class StrictInput(BaseModel):
 
 
 class PaymentMethodIn(StrictInput):
+    card_numbers_allowed = frozenset({"token"})  # refused below, with a message of its own
+
     token: Annotated[str, StringConstraints(min_length=3, max_length=255)]
     brand: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
     last4: Annotated[str, StringConstraints(pattern=r"^\d{4}$")] | None = None
@@ -52,8 +73,8 @@ class PaymentMethodIn(StrictInput):
     @field_validator("token")
     @classmethod
     def _not_a_card_number(cls, token: str) -> str:
-        # A card number (any run of 12+ digits) must never be stored as a "token".
-        if CARD_NUMBER_PATTERN.search(token):
+        # A card number must never be stored as a "token".
+        if has_card_number(token):
             raise ValueError(
                 "looks like a card number; send the payment gateway's token, never the card"
             )
@@ -66,7 +87,15 @@ AccountNumber = Annotated[
 Nickname = Annotated[str, StringConstraints(max_length=40)]
 
 
+# A phone number is stored only as libphonenumber's E.164 form of it, never as typed, and a
+# valid one can pass the card rule (`+86 138 0013 8002`: 13 digits, Luhn-valid): it is checked
+# as a phone number (`textpay.phones.to_e164`, which never repeats a card number back).
+_PHONE_NOT_A_CARD = frozenset({"phone"})
+
+
 class AccountCreate(StrictInput):
+    card_numbers_allowed = _PHONE_NOT_A_CARD
+
     account_number: AccountNumber
     phone: Annotated[str, StringConstraints(min_length=1, max_length=40)]
     facility: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
@@ -82,6 +111,8 @@ class AccountCreate(StrictInput):
 
 class AccountUpdate(StrictInput):
     """Every field optional; a field sent as null clears an override (threshold, preset, ...)."""
+
+    card_numbers_allowed = _PHONE_NOT_A_CARD
 
     phone: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
     facility: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
@@ -156,6 +187,11 @@ class FacilityPut(SettingsFields):
 
 
 class UsageIn(StrictInput):
+    # The calling platform's own id of the call charges: a machine's identifier, never texted.
+    # Call ids look like card numbers often enough (Asterisk's `1705312345.1234` is 14 digits
+    # around a dot, Luhn-valid one time in ten) that refusing them would drop real charges.
+    card_numbers_allowed = frozenset({"reference"})
+
     amount_cents: PositiveCents
     reference: Annotated[str, StringConstraints(min_length=1, max_length=150)]
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from textpay.errors import FieldError, TextPayError, ValidationFailed
+from textpay.redaction import mask_card_numbers
 
 CONTENT_TYPE = "application/problem+json"
 
@@ -123,7 +124,7 @@ def problem_response(
         "title": kind.title,
         "status": status or kind.status,
         "detail": detail,
-        "instance": request.path,
+        "instance": mask_card_numbers(request.path)[0],  # a path may hold a card number
     }
     if errors is not None:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]

@@ -8,6 +8,8 @@ from flask import request
 from pydantic import BaseModel, ValidationError
 
 from textpay.errors import FieldError
+from textpay.redaction import has_card_number
+from textpay.schemas import CARD_NUMBER_REFUSED
 from webhooks.problems import Problem, field_errors
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -51,4 +53,10 @@ def actor() -> str:
     identity; it tells colleagues who made a change.
     """
     name = request.headers.get(ACTOR_HEADER, "").strip()
+    if has_card_number(name):  # the name is stored in the audit trail
+        raise Problem(
+            "validation-error",
+            f"Header {ACTOR_HEADER} is invalid.",
+            errors=[FieldError(ACTOR_HEADER, CARD_NUMBER_REFUSED)],
+        )
     return name[:100] if name else "admin"
