@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from textpay import logsafe
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 _SQLITE = os.environ.get("DATABASE_URL", "sqlite").startswith("sqlite")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _SQLITE else "2"))
@@ -29,3 +31,12 @@ accesslog = "-"
 # The path without its query string: `/admin/accounts?phone=...` must not put phone numbers in
 # the log. No headers either: the admin token is never logged.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+
+# Every line gunicorn and the app write is scrubbed (textpay/logsafe.py): no phone or card
+# number, no token, and control characters escaped, so that a `%0a` in a URL cannot forge an
+# access-log line nor a `%1b` write terminal escapes (gunicorn itself escapes only `"`, and
+# `%(U)s` is the decoded path). Installed here, in the arbiter, so workers inherit it.
+logsafe.install()
+logsafe.register_secrets(
+    *(os.environ.get(name) for name in ("TEXTPAY_ADMIN_TOKEN", "TWILIO_AUTH_TOKEN"))
+)
