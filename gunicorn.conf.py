@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from textpay import logsafe
 from textpay.config import Settings
 
 
@@ -61,3 +62,12 @@ secure_scheme_headers: dict[str, str] = {}
 if _trusted_proxies():
     forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
     secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+
+# Every line gunicorn and the app write is scrubbed (textpay/logsafe.py): no phone or card
+# number, no token, and control characters escaped, so that a `%0a` in a URL cannot forge an
+# access-log line nor a `%1b` write terminal escapes (gunicorn itself escapes only `"`, and
+# `%(U)s` is the decoded path). Installed here, in the arbiter, so workers inherit it.
+logsafe.install()
+logsafe.register_secrets(
+    *(os.environ.get(name) for name in ("TEXTPAY_ADMIN_TOKEN", "TWILIO_AUTH_TOKEN"))
+)

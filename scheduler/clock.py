@@ -18,6 +18,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler import dispatch, expire, queued_scans, reconcile, scan
+from textpay import logsafe
 from textpay.config import load_settings
 from textpay.sms import SmsSender
 from textpay.wiring import Parts, build, make_sender
@@ -91,12 +92,14 @@ def background(parts: Parts, sender: SmsSender) -> BackgroundScheduler:
 
 
 def main() -> None:
+    logsafe.install()  # no number, card or token in any line, one line each (textpay/logsafe.py)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # A dispatcher still draining a long queue makes APScheduler warn every second that the
     # next run is skipped (max_instances=1, as intended): only errors are worth a line.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     settings = load_settings()
     settings.check_production()
+    logsafe.register_secrets(settings.admin_token, settings.twilio_auth_token)
     parts = build(settings)
     scheduler = BlockingScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
     add_jobs(scheduler, parts, make_sender(settings))

@@ -7,7 +7,8 @@ runs of the job (a Twilio long code takes about one message per second).
 One text that fails (it cannot be claimed, its send or its record raises) is logged without the
 number or the words, counted in `errors`, and passed over; the rest of the batch goes on. A text
 whose send or record failed stays claimed, and the next claim after a few minutes marks it
-`unknown`: it may have gone, so it is never sent again blindly.
+`unknown`: it may have gone, so it is never sent again blindly. A text whose send had no clear
+answer is looked for at Twilio before it is sent again (`outbox.send_or_find`).
 """
 
 from __future__ import annotations
@@ -63,12 +64,15 @@ class DispatchCounts:
     failed: int = 0
     unknown: int = 0
     errors: int = 0  # texts that could not be claimed, sent or recorded (logged)
+    ambiguous: int = 0  # no clear answer: looked for at Twilio before any resend
 
     def add(self, outcome: SendOutcome) -> None:
         if outcome is SendOutcome.ACCEPTED:
             self.sent += 1
         elif outcome is SendOutcome.RETRY:
             self.retrying += 1
+        elif outcome is SendOutcome.AMBIGUOUS:
+            self.ambiguous += 1
         elif outcome is SendOutcome.UNKNOWN:
             self.unknown += 1
         else:
@@ -96,7 +100,7 @@ def run(
 
     def deliver(item: outbox.Outgoing) -> None:
         try:
-            result = sender.send(to=item.phone, body=item.body, status_callback=status_callback)
+            result = outbox.send_or_find(sender, item, status_callback=status_callback)
             with unit_of_work(db) as session:
                 outbox.record(session, item.message_id, result, now=now())
         except Exception as error:  # one text's failure never stops the batch

@@ -36,16 +36,25 @@ def is_postgresql(engine: Engine) -> bool:
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Build an engine for `url` with the options each backend needs."""
+    """Build an engine for `url` with the options each backend needs.
+
+    `hide_parameters`: a database error's text (and `echo`) never carries the statement's
+    parameters, which hold subscribers' phone numbers and the words of their texts; an error
+    logged with its traceback would otherwise write them to the log.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            echo=echo,
+            hide_parameters=True,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _configure_sqlite(engine)
         return engine
     return create_engine(
         url,
         echo=echo,
+        hide_parameters=True,
         pool_pre_ping=True,  # survive a database restart without restarting TextPay
         pool_size=10,
         max_overflow=20,

@@ -4,7 +4,11 @@ Answers to a subscriber's own texts go first and are never held. Texts TextPay s
 held until the recipient's sending window opens, and until the number is under its daily cap of
 engine-initiated texts; a number that opted out gets nothing more. Claims use
 `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several dispatchers never take the same row.
-A text whose send had no answer is marked `unknown` and never sent again automatically.
+A text whose send had no clear answer (a 5xx, a connection reset after the request went out, a
+read timeout) is never sent again blindly: it waits `LOOK_AFTER`, then the next try first asks
+Twilio for it (`send_or_find`). Found, it is recorded as sent with Twilio's SID; not found, it
+is sent again (within `MAX_ATTEMPTS`); if the lookup fails, it is marked `unknown`, and an
+operator decides.
 
 What leaves must still be true when it leaves: a text may have waited hours (quiet hours, the
 cap), so at claim time it is dropped (`canceled`) if its number has opted out since, if the offer
@@ -44,7 +48,7 @@ from textpay.models import (
 )
 from textpay.phones import masked_phone
 from textpay.policy import DeliveryRules, delivery_rules
-from textpay.sms import SendOutcome, SendResult
+from textpay.sms import SendOutcome, SendResult, SmsSender
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,10 @@ MAX_ATTEMPTS = 6
 # How long to keep trying while Twilio cannot be reached at all (nothing was sent, so trying
 # again cannot duplicate a text).
 UNREACHABLE_FOR = timedelta(hours=24)
+# How long a text whose send had no clear answer waits before its lookup at Twilio. Not at
+# once: a request Twilio is still working on (a 504, our read timeout) may create the message
+# after we gave up on it, and Twilio's message list can lag behind its newest messages.
+LOOK_AFTER = timedelta(minutes=2)
 # A claim older than this whose outcome was never recorded: the dispatcher died mid-send.
 STALE_CLAIM = timedelta(minutes=5)
 DAY = timedelta(hours=24)
@@ -73,6 +81,11 @@ class Outgoing:
     message_id: int
     phone: str
     body: str
+    # When an earlier try of this text had no clear answer (it may be at Twilio): look for it
+    # there before sending it again. None: no earlier try can have reached Twilio.
+    look_since: datetime | None = None
+    # False when the tries are used up: only look, never send again.
+    may_send: bool = True
 
 
 @dataclass
@@ -138,7 +151,15 @@ def claim_batch(session: Session, *, now: datetime, limit: int) -> Claim:
                 message.status = CANCELED
             else:
                 message.status = messages.DISPATCHING
-                result.items.append(Outgoing(message.id, message.phone, message.body))
+                result.items.append(
+                    Outgoing(
+                        message.id,
+                        message.phone,
+                        message.body,
+                        look_since=_ambiguous_since(message),
+                        may_send=message.attempts < MAX_ATTEMPTS,
+                    )
+                )
         message.updated_at = now
         session.add(message)
     return result
@@ -217,9 +238,13 @@ def _verdict(
     if not rule.allows(now):
         return rule.next_allowed(now)
     sent = sorted(batch.recent.setdefault(message.phone, []))
+    own = _ambiguous_since(message)
+    if own is not None and own in sent:
+        sent.remove(own)  # its own earlier try is already counted: not a second text
     if len(sent) >= rule.daily_cap:
         return rule.next_allowed(sent[len(sent) - rule.daily_cap] + DAY)
-    batch.recent[message.phone].append(now)
+    if own is None:
+        batch.recent[message.phone].append(now)
     return _Verdict.SEND
 
 
@@ -322,6 +347,28 @@ def _apply_early_reports(session: Session, message: Message, *, now: datetime) -
         session.delete(report)
 
 
+def _ambiguous_since(message: Message) -> datetime | None:
+    """When a waiting text's first try with no clear answer was made (it may be at Twilio), or
+    None. A waiting text has `sent_at` only after such a try: `record` sets it then, so that
+    the text also counts against the daily cap while it waits."""
+    if message.status in (messages.PENDING, messages.DISPATCHING):
+        return message.sent_at
+    return None
+
+
+def send_or_find(sender: SmsSender, item: Outgoing, *, status_callback: str | None) -> SendResult:
+    """Send a claimed text; but if an earlier try may have reached Twilio, ask Twilio for it
+    first: found, that is the outcome (its SID); the lookup failed, `unknown`; not there, send
+    it again, unless the tries are used up (then it failed: it never reached Twilio)."""
+    if item.look_since is not None:
+        found = sender.find(to=item.phone, body=item.body, since=item.look_since)
+        if found is not None:
+            return found
+        if not item.may_send:
+            return SendResult(SendOutcome.FAILED, detail="not at Twilio after the last try")
+    return sender.send(to=item.phone, body=item.body, status_callback=status_callback)
+
+
 def _may_retry(message: Message, result: SendResult, *, now: datetime) -> bool:
     if result.error_code is None:  # never reached Twilio: keep the text for a day
         return message.created_at > now - UNREACHABLE_FOR
@@ -348,11 +395,18 @@ def record(session: Session, message_id: int, result: SendResult, *, now: dateti
     elif outcome is SendOutcome.RETRY and _may_retry(message, result, now=now):
         message.status = messages.PENDING
         message.send_after = now + backoff(message.attempts)
+    elif outcome is SendOutcome.AMBIGUOUS:
+        # It may be at Twilio: the next try looks for it there first (`send_or_find`), and when
+        # the tries are used up, that look is all it gets. `sent_at` marks it (the first such
+        # try) and counts it against the cap meanwhile.
+        message.status = messages.PENDING
+        message.sent_at = message.sent_at or now
+        message.send_after = now + max(LOOK_AFTER, backoff(message.attempts))
     elif outcome is SendOutcome.UNKNOWN:
-        # It may be on its way: sending again could text the subscriber twice. It counts
-        # against the cap, and an operator decides.
+        # It may be on its way and Twilio could not tell us: sending again could text the
+        # subscriber twice. It counts against the cap, and an operator decides.
         message.status = messages.UNKNOWN
-        message.sent_at = now
+        message.sent_at = message.sent_at or now
     else:
         message.status = "failed"
         if outcome is SendOutcome.OPTED_OUT:

@@ -1,9 +1,15 @@
 """Senders: how a text leaves TextPay. The only module that touches `twilio.rest`.
 
-Owns the vocabulary of a send's outcome: accepted (Twilio has it), retry (it did not take it:
-429/20429, 5xx, no connection), failed for good (invalid number, landline, ...), opted out
-(21610), and unknown: the request went out and no answer came back, so the text may or may not
-be on its way and must never be sent again blindly.
+Owns the vocabulary of a send's outcome: accepted (Twilio has it), retry (it certainly did not
+take it: 429/20429, a refused connection), failed for good (invalid number, landline, ...),
+opted out (21610), ambiguous (the request may have reached Twilio: a 5xx answer, a connection
+reset after the request went out, a read timeout), and unknown (we cannot tell, and must never
+send it again blindly).
+
+Twilio takes no idempotency key for creating a message, so a text whose send was ambiguous is
+never simply sent again: `find` first asks Twilio for it (the Messages list, filtered by `To`
+and `DateSent`, matched on the body), and only a lookup that answers and finds nothing lets the
+outbox send it again (`textpay.outbox.send_or_find`).
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, TextIO
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -26,6 +33,12 @@ from textpay.phones import masked_phone
 TWILIO_API_URL = "https://api.twilio.com"
 RATE_LIMITED = "20429"  # Twilio: too many requests
 OPTED_OUT = "21610"  # Twilio: the recipient replied STOP
+# How far our clock and Twilio's may disagree: a message Twilio created this long before our
+# try began still matches it.
+CLOCK_SKEW = timedelta(minutes=2)
+# How many of a number's latest messages a lookup reads (one page). A number gets a few texts a
+# day, so a full page of messages newer than the try means we cannot tell.
+LOOKUP_PAGE = 50
 
 
 class SendOutcome(StrEnum):
@@ -33,6 +46,7 @@ class SendOutcome(StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     OPTED_OUT = "opted_out"
+    AMBIGUOUS = "ambiguous"  # may have reached Twilio: look for it there before any resend
     UNKNOWN = "unknown"
 
 
@@ -54,14 +68,22 @@ def new_sid() -> str:
 class SmsSender(Protocol):
     def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult: ...
 
+    def find(self, *, to: str, body: str, since: datetime) -> SendResult | None:
+        """The text to `to` with this `body` created since `since`, if the provider has it
+        (`ACCEPTED`, with its SID); None when the provider answered and has no such text;
+        `UNKNOWN` when it could not be asked or its answer cannot settle the question."""
+        ...
+
 
 def classify(http_status: int, code: int | str | None) -> SendResult:
     """What a Twilio error answer means for the outbox."""
     error = str(code) if code is not None else None
     if error == OPTED_OUT:
         return SendResult(SendOutcome.OPTED_OUT, error_code=error)
-    if http_status == 429 or error == RATE_LIMITED or http_status >= 500:
+    if http_status == 429 or error == RATE_LIMITED:
         return SendResult(SendOutcome.RETRY, error_code=error or str(http_status))
+    if http_status >= 500:  # a 502 or 504 can come back after Twilio created the message
+        return SendResult(SendOutcome.AMBIGUOUS, error_code=error or str(http_status))
     return SendResult(SendOutcome.FAILED, error_code=error or str(http_status))
 
 
@@ -121,10 +143,40 @@ class TwilioSender:
         except requests.exceptions.ConnectionError as error:
             if _never_connected(error):
                 return SendResult(SendOutcome.RETRY, detail="not sent: connection refused")
-            return SendResult(SendOutcome.UNKNOWN, detail=f"no answer: {type(error).__name__}")
+            return SendResult(SendOutcome.AMBIGUOUS, detail=f"no answer: {type(error).__name__}")
         except requests.exceptions.Timeout as error:
-            return SendResult(SendOutcome.UNKNOWN, detail=f"no answer: {type(error).__name__}")
+            return SendResult(SendOutcome.AMBIGUOUS, detail=f"no answer: {type(error).__name__}")
         return SendResult(SendOutcome.ACCEPTED, sid=message.sid, status=message.status)
+
+    def find(self, *, to: str, body: str, since: datetime) -> SendResult | None:
+        """Look for a text an ambiguous try may have left at Twilio: one page of the Messages
+        sent to `to` on or after the day of `since` (Twilio filters `DateSent` by whole UTC
+        days), newest first; the match has our body and was created no earlier than `since`
+        (less `CLOCK_SKEW`)."""
+        earliest = since - CLOCK_SKEW
+        day = datetime.combine(earliest.date(), time(), tzinfo=earliest.tzinfo)
+        try:
+            page = self._client.messages.page(to=to, date_sent_after=day, page_size=LOOKUP_PAGE)
+            found = list(page)
+        except TwilioRestException as error:
+            return SendResult(SendOutcome.UNKNOWN, error_code=str(error.code or error.status),
+                              detail=f"lookup failed: {error.status}")  # fmt: skip
+        except (TwilioException, requests.exceptions.RequestException, ValueError) as error:
+            return SendResult(SendOutcome.UNKNOWN, detail=f"lookup failed: {type(error).__name__}")
+        for message in found:
+            created = message.date_created
+            if (
+                message.body == body
+                and str(message.direction or "").startswith("outbound")
+                and (not isinstance(created, datetime) or created >= earliest)
+            ):
+                return SendResult(SendOutcome.ACCEPTED, sid=message.sid, status=message.status,
+                                  detail="found at Twilio")  # fmt: skip
+        if len(found) >= LOOKUP_PAGE and all(
+            isinstance(m.date_created, datetime) and m.date_created >= earliest for m in found
+        ):
+            return SendResult(SendOutcome.UNKNOWN, detail="lookup: too many texts to tell")
+        return None
 
 
 def _never_connected(error: requests.exceptions.ConnectionError) -> bool:
@@ -151,27 +203,48 @@ class ConsoleSender:
         print(self._render(to, body), file=stream, flush=True)
         return SendResult(SendOutcome.ACCEPTED, sid=new_sid(), status="sent")
 
+    def find(self, *, to: str, body: str, since: datetime) -> SendResult | None:
+        return None  # a printed text is never ambiguous
+
 
 @dataclass
 class RecordingSender:
-    """Keeps every text it is given; `script` can answer with chosen outcomes first (for unit
-    tests of the code that uses a sender)."""
+    """Keeps every text it is given; `script` can answer with chosen outcomes first, and
+    `lookups` with chosen answers to `find` (for unit tests of the code that uses a sender).
+    Unscripted, `find` answers from the texts it kept."""
 
     sent: list[tuple[str, str]]
     script: list[SendResult]
+    lookups: list[SendResult | None]
     on_send: Callable[[str, str], None] | None = None
 
-    def __init__(self, script: list[SendResult] | None = None) -> None:
+    def __init__(
+        self,
+        script: list[SendResult] | None = None,
+        lookups: list[SendResult | None] | None = None,
+    ) -> None:
         self.sent = []
         self.script = list(script or [])
+        self.lookups = list(lookups or [])
         self.on_send = None
+        self._sids: list[str] = []
 
     def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult:
         if self.script:
             result = self.script.pop(0)
             if result.outcome is not SendOutcome.ACCEPTED:
                 return result
+        sid = new_sid()
         self.sent.append((to, body))
+        self._sids.append(sid)
         if self.on_send:
             self.on_send(to, body)
-        return SendResult(SendOutcome.ACCEPTED, sid=new_sid(), status="queued")
+        return SendResult(SendOutcome.ACCEPTED, sid=sid, status="queued")
+
+    def find(self, *, to: str, body: str, since: datetime) -> SendResult | None:
+        if self.lookups:
+            return self.lookups.pop(0)
+        for (sent_to, sent_body), sid in zip(self.sent, self._sids, strict=True):
+            if (sent_to, sent_body) == (to, body):
+                return SendResult(SendOutcome.ACCEPTED, sid=sid, status="sent")
+        return None

@@ -11,6 +11,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
+from textpay import logsafe
 from textpay.config import Settings, load_settings
 from textpay.wiring import build
 from webhooks import health, problems, twilio
@@ -32,6 +33,9 @@ class IdConverter(IntegerConverter):
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     settings.check_production()
+    # Written as `[secret]` should they ever reach a log line (where `logsafe` is installed:
+    # gunicorn.conf.py, `textpay serve`).
+    logsafe.register_secrets(settings.admin_token, settings.twilio_auth_token)
 
     app = Flask(__name__)
     app.url_map.converters["id"] = IdConverter

@@ -21,7 +21,7 @@ from werkzeug.serving import run_simple
 from scheduler import clock
 from scheduler import reconcile as reconcile_job
 from scheduler import scan as scan_job
-from textpay import ledger
+from textpay import ledger, logsafe
 from textpay.config import ConfigError, Settings, load_settings
 from textpay.db import SchemaError, create_schema, make_engine, unit_of_work
 from textpay.errors import ValidationFailed
@@ -69,6 +69,7 @@ def init_db() -> None:
 )
 def serve(host: str, port: int) -> None:
     """Run the development server on the embedded default (creates the database if needed)."""
+    logsafe.install()  # the development server's request log and errors (textpay/logsafe.py)
     configured = _settings()
     settings = configured.with_development_secrets()
     create_schema(make_engine(settings.database_url))

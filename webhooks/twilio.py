@@ -18,7 +18,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 from textpay import engine, funding, outbox
 from textpay.errors import ValidationFailed
 from textpay.phones import masked_phone
-from textpay.redaction import storable
 from textpay.timeutil import utcnow
 from webhooks.problems import Problem
 from webhooks.services import services
@@ -84,12 +83,12 @@ def inbound() -> Response:
         answer = in_transaction(
             lambda session: engine.finish(session, turn, result, now=utcnow(), config=config)
         )
-    log.info(
-        "sms %s from %s%s: %r",
+    log.info(  # not the words: a text is the subscriber's, and may hold anything
+        "sms %s from %s%s: %d characters",
         sid,
         masked_phone(sms.sender),
         " (replay)" if turn.replayed else "",
-        storable(sms.body)[:60],
+        len(sms.body),
     )
     twiml = MessagingResponse()
     if answer:

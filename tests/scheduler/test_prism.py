@@ -16,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,24 @@ def test_prism_accepts_every_message_the_sender_creates(prism: str, sender: dict
     assert result.outcome is SendOutcome.ACCEPTED, result
     assert result.sid is not None
     assert result.sid.startswith("SM")
+
+
+def test_prism_rejects_a_list_request_that_breaks_twilios_spec(prism: str) -> None:
+    """The control for lookups: query parameters are validated too (PageSize is 1 to 1000)."""
+    request = urllib.request.Request(
+        f"{prism}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json?To=%2B12125550147&PageSize=0"
+    )
+    request.add_header("Authorization", "Basic " + "QUM6dG9r")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 422
+
+
+def test_prism_accepts_the_lookup_of_a_text_whose_send_was_unclear(prism: str) -> None:
+    """The Messages list request (`To`, `DateSent>`, `PageSize`) that looks for a text before
+    any resend. Prism answers with its example page, which holds no such text: not found, and
+    not `unknown`, which a refused request would give."""
+    twilio = TwilioSender(ACCOUNT_SID, "test-auth-token", api_url=prism,
+                          from_number="+12125550100")  # fmt: skip
+    found = twilio.find(to="+12125550147", body="TextPay: added $25.00", since=datetime.now(UTC))
+    assert found is None
