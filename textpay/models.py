@@ -27,6 +27,11 @@ from sqlmodel import Field, SQLModel
 from textpay.quiet_hours import DEFAULT_STATE_WINDOWS
 from textpay.timeutil import UTCDateTime, utcnow
 
+# The largest row id: every `id` column is a 32-bit INTEGER on PostgreSQL (SERIAL). An id above
+# it names nothing that can exist, so the edges answer 404 (in a path) or 422 (in a query)
+# instead of sending it to the database, which refuses to compare it.
+ID_MAX = 2**31 - 1
+
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(
@@ -586,6 +591,7 @@ class ConsentEvent(SQLModel, table=True):
 
 
 __all__ = [
+    "ID_MAX",
     "LEDGER_KIND_SIGN",
     "OPEN_PROMPT_STATUSES",
     "SETTING_FIELDS",

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
 
 from textpay.errors import FieldError
+from textpay.models import ID_MAX
 from webhooks.problems import Problem, field_errors
 
 Model = TypeVar("Model", bound=BaseModel)
 
 ACTOR_HEADER = "X-TextPay-Actor"
+# ASCII digits only (`str.isdigit` also takes `²`, which `int` refuses), and few enough of them.
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 def body(model: type[Model]) -> Model:
@@ -31,17 +35,28 @@ def body(model: type[Model]) -> Model:
         ) from None
 
 
-def int_arg(name: str, *, default: int | None, low: int = 1, high: int = 10**12) -> int | None:
+def int_arg(name: str, *, default: int | None, low: int = 1, high: int = ID_MAX) -> int | None:
+    """A whole-number query parameter from `low` to `high`, written in ASCII digits; absent or
+    empty, `default`. Anything else (`²`, `①`, other scripts' digits, `-1`, `1e3`, a thousand
+    digits, out of range) is a 422 problem naming the parameter, never a guess."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # Bounded before int(): Python refuses to convert strings of over 4,300 digits.
+    value = int(raw) if _DIGITS.fullmatch(raw) else None
+    if value is None or not low <= value <= high:
         raise Problem(
             "validation-error",
             f"Query parameter {name} is invalid.",
             errors=[FieldError(name, f"must be a whole number from {low} to {high}")],
         )
-    return int(raw)
+    return value
+
+
+def id_arg(name: str) -> int | None:
+    """A row id as a query parameter (a page's `after` or `before` cursor): 1 to `ID_MAX`, the
+    range of the id columns, so an id no row can have is refused (422) before the query."""
+    return int_arg(name, default=None, high=ID_MAX)
 
 
 def actor() -> str:

