@@ -19,6 +19,7 @@ from werkzeug.test import TestResponse
 
 from tests.conftest import AdminClient
 from textpay.models import ID_MAX
+from textpay.policy import SETTING_RANGES
 from webhooks import digits_up_to
 
 
@@ -124,3 +125,49 @@ def test_the_path_id_pattern_admits_exactly_the_ids_1_to_id_max() -> None:
         assert bool(pattern.fullmatch(str(number))) == (1 <= number <= ID_MAX), number
     for text in ["01", "007", "", "+1", "-1", "1 ", "²", *FOREIGN_DIGITS]:
         assert pattern.fullmatch(text) is None, text
+
+
+# --- Settings: every integer has an upper bound, refused before anything is written ---------
+
+TOO_BIG = [2**31 - 1, 2**31, 2**53, 2**63, 10**30]
+
+
+@pytest.mark.parametrize("name", sorted(SETTING_RANGES))
+def test_every_setting_has_an_upper_bound_refused_with_a_422(admin: AdminClient, name: str) -> None:
+    low, high = SETTING_RANGES[name]
+    assert admin.put("/admin/facilities/OLD", json={}).status_code == 201  # an existing row
+    for value in [high + 1, *TOO_BIG, low - 1]:
+        for response in (
+            admin.put("/admin/facilities/OLD", json={name: value}),
+            admin.put("/admin/facilities/NEW", json={name: value}),
+            admin.patch("/admin/settings", json={name: value}),
+        ):
+            assert fields(problem(response, 422, "validation-error")) == {name}, value
+    # Nothing changed, and everything that reads the settings still answers.
+    assert admin.get("/admin/facilities/NEW").status_code == 404
+    assert admin.get("/admin/facilities/OLD").get_json()[name] is None
+    assert admin.get("/admin/settings").status_code == 200
+    assert admin.get("/admin/facilities").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["prompt_ttl_minutes", "prompt_cooldown_hours",
+                                  "daily_message_cap"])  # fmt: skip
+def test_the_largest_allowed_value_is_kept_and_read_back(admin: AdminClient, name: str) -> None:
+    high = SETTING_RANGES[name][1]
+    assert admin.put("/admin/facilities/OLD", json={}).status_code == 201
+    assert admin.put("/admin/facilities/OLD", json={name: high}).status_code == 200
+    assert admin.patch("/admin/settings", json={name: high}).status_code == 200
+    assert admin.get("/admin/settings").get_json()[name] == high
+    assert admin.get("/admin/facilities/OLD").get_json()["effective"][name] == high
+
+
+def test_the_openapi_document_states_every_settings_bound(admin: AdminClient) -> None:
+    schemas = admin.get("/admin/openapi.json").get_json()["components"]["schemas"]
+    for model in ("SettingsPatch", "FacilityIn"):
+        for name, (low, high) in SETTING_RANGES.items():
+            (integer,) = [
+                option
+                for option in schemas[model]["properties"][name]["anyOf"]
+                if option.get("type") == "integer"
+            ]
+            assert (integer["minimum"], integer["maximum"]) == (low, high), (model, name)
