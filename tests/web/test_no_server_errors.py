@@ -11,7 +11,10 @@ the query parameter, a 404 for an id no row can have, a 422 naming the setting o
 
 from __future__ import annotations
 
+import os
 import re
+import zoneinfo
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,6 +128,44 @@ def test_the_path_id_pattern_admits_exactly_the_ids_1_to_id_max() -> None:
         assert bool(pattern.fullmatch(str(number))) == (1 <= number <= ID_MAX), number
     for text in ["01", "007", "", "+1", "-1", "1 ", "²", *FOREIGN_DIGITS]:
         assert pattern.fullmatch(text) is None, text
+
+
+# --- Time zones: a folder of the zone database is not a zone ---------------------------------
+
+
+def zone_folders() -> list[str]:
+    """Every folder of the zone database on this machine (`America`, `America/Indiana`, `Etc`,
+    `US`, `posix/Europe`, ...), and the four the issue named whatever the machine has."""
+    found = {"America", "Etc", "US", "Europe"}
+    for root in map(Path, zoneinfo.TZPATH):
+        if root.is_dir():
+            for folder, _, _ in os.walk(root):
+                relative = Path(folder).relative_to(root).as_posix()
+                if relative != ".":
+                    found.add(relative)
+    return sorted(name for name in found if len(name) <= 64)
+
+
+def test_zone_folders_are_refused_wherever_a_zone_is_taken(admin: AdminClient) -> None:
+    account = admin.enrol()
+    folders = zone_folders()
+    assert len(folders) >= 4
+    for number, folder in enumerate(folders):
+        patched = admin.patch(f"/admin/accounts/{account['id']}", json={"timezone": folder})
+        assert fields(problem(patched, 422, "validation-error")) == {"timezone"}, folder
+        created = admin.post("/admin/accounts", json={
+            "account_number": f"Z{number}", "phone": "2125550148", "timezone": folder})  # fmt: skip
+        assert fields(problem(created, 422, "validation-error")) == {"timezone"}, folder
+        facility = admin.put("/admin/facilities/F1", json={"timezone": folder})
+        assert fields(problem(facility, 422, "validation-error")) == {"timezone"}, folder
+    # A real zone is still taken everywhere, and the account and facility read back.
+    assert (
+        admin.put("/admin/facilities/F1", json={"timezone": "America/Chicago"}).status_code == 201
+    )
+    assert admin.patch(f"/admin/accounts/{account['id']}",
+                       json={"timezone": "America/Chicago"}).status_code == 200  # fmt: skip
+    assert admin.get(f"/admin/accounts/{account['id']}").status_code == 200
+    assert admin.get("/admin/facilities/F1").status_code == 200
 
 
 # --- Settings: every integer has an upper bound, refused before anything is written ---------
