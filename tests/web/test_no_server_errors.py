@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 from werkzeug.test import TestResponse
 
 from tests.conftest import AdminClient
-from textpay.models import ID_MAX
+from tests.web.conftest import MOM, count
+from tests.web.twilio_client import TwilioClient
+from textpay import messages, outbox
+from textpay.db import unit_of_work
+from textpay.models import ID_MAX, Message, StatusReport
 from textpay.policy import SETTING_RANGES
+from textpay.sms import SendOutcome, SendResult
+from textpay.timeutil import utcnow
 from webhooks import digits_up_to
 
 
@@ -212,3 +219,50 @@ def test_the_openapi_document_states_every_settings_bound(admin: AdminClient) ->
                 if option.get("type") == "integer"
             ]
             assert (integer["minimum"], integer["maximum"]) == (low, high), (model, name)
+
+
+# --- /twilio/status: ErrorCode is a Twilio error code or the callback is refused -------------
+
+BAD_ERROR_CODES = [
+    "12345678901", "1" * 5000, "300\x0003", "\x00", "30003\x00", "٣٠٠٠٣",
+    "３０００３",  # noqa: RUF001 (fullwidth digits: look-alikes are the point)
+    "-30003", "30003a", "E30003", "30 003",
+]  # fmt: skip
+
+
+def sent_text(engine: Engine, sid: str) -> int:
+    """An outbound text Twilio accepted as `sid`."""
+    with unit_of_work(engine) as session:
+        queued = messages.queue_outbound(session, phone=MOM, account_id=None, body="hello",
+                                         kind="receipt", now=utcnow())  # fmt: skip
+        assert queued.id is not None
+        accepted = SendResult(SendOutcome.ACCEPTED, sid=sid, status="queued")
+        outbox.record(session, queued.id, accepted, now=utcnow())
+        return queued.id
+
+
+def message_row(engine: Engine, message_id: int) -> Message:
+    with unit_of_work(engine) as session:
+        found = session.get(Message, message_id)
+        assert found is not None
+        return found
+
+
+def test_a_status_callback_with_an_error_code_twilio_never_sends_is_refused_whole(
+    twilio: TwilioClient, engine: Engine
+) -> None:
+    known = "SM" + "a" * 32
+    message_id = sent_text(engine, known)
+    unknown = "SM" + "b" * 32  # not recorded yet: a valid callback would be kept for later
+    for code in BAD_ERROR_CODES:
+        for sid in (known, unknown):
+            response = twilio.status(sid, "undelivered", code)
+            problem(response, 400, "bad-webhook")
+    row = message_row(engine, message_id)
+    assert (row.status, row.error_code) == ("queued", None)
+    assert count(engine, StatusReport) == 0
+    # Twilio's own codes still arrive.
+    assert twilio.status(known, "undelivered", "30003").status_code == 204
+    assert message_row(engine, message_id).error_code == "30003"
+    assert twilio.status(unknown, "failed", "1234567890").status_code == 204
+    assert count(engine, StatusReport) == 1
