@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 from werkzeug.test import TestResponse
 
 from tests.conftest import AdminClient
-from tests.web.conftest import MOM, count
+from tests.web.conftest import MOM, charges, count
 from tests.web.twilio_client import TwilioClient
 from textpay import messages, outbox
 from textpay.db import unit_of_work
-from textpay.models import ID_MAX, Message, StatusReport
+from textpay.models import ID_MAX, Account, Message, StatusReport
 from textpay.policy import SETTING_RANGES
 from textpay.sms import SendOutcome, SendResult
 from textpay.timeutil import utcnow
@@ -266,3 +268,27 @@ def test_a_status_callback_with_an_error_code_twilio_never_sends_is_refused_whol
     assert message_row(engine, message_id).error_code == "30003"
     assert twilio.status(unknown, "failed", "1234567890").status_code == 204
     assert count(engine, StatusReport) == 1
+
+
+# --- /twilio/sms: an inbound MessageSid that is one of our outbound SIDs ---------------------
+
+
+def test_an_inbound_sid_that_names_an_outbound_text_is_refused_and_nothing_is_recorded(
+    twilio: TwilioClient, engine: Engine, low_account: dict[str, Any]
+) -> None:
+    sid = "SM" + "c" * 32
+    message_id = sent_text(engine, sid)
+    before = count(engine, Message)
+    for body in ("BAL", "YES", "STOP"):
+        for _ in range(2):  # and again: a retry gets the same answer
+            problem(twilio.sms(MOM, body, sid=sid), 400, "bad-webhook")
+    assert count(engine, Message) == before
+    assert count(engine, Message, Message.direction == "inbound") == 0
+    assert charges(engine) == 0
+    row = message_row(engine, message_id)
+    assert (row.direction, row.status, row.body) == ("outbound", "queued", "hello")
+    # The number was not opted out by the refused STOP, and real texts are answered.
+    assert "acct ...4821" in twilio.text(MOM, "BAL")
+    with unit_of_work(engine) as session:
+        assert session.exec(select(func.count()).select_from(Account)
+                            .where(Account.opted_out)).one() == 0  # fmt: skip
