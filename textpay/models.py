@@ -33,6 +33,17 @@ from textpay.timeutil import UTCDateTime, utcnow
 ID_MAX = 2**31 - 1
 
 
+def fit(table: type[SQLModel], column: str, value: str | None) -> str | None:
+    """`value` as `table.column` can hold it: NUL removed (PostgreSQL refuses it in text) and
+    cut to the column's length. For values recorded from outside (a gateway's decline reason
+    or charge id, Twilio's error code), which must never make a write fail."""
+    if value is None:
+        return None
+    length = table.__table__.c[column].type.length  # type: ignore[attr-defined]
+    cleaned = value.replace("\x00", "")
+    return cleaned[:length] if length else cleaned
+
+
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(
         default_factory=utcnow,
@@ -618,4 +629,5 @@ __all__ = [
     "ScanRun",
     "ScanStatus",
     "StatusReport",
+    "fit",
 ]

@@ -18,18 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 from werkzeug.test import TestResponse
 
 from tests.conftest import AdminClient
-from tests.web.conftest import MOM, charges, count
+from tests.web.conftest import MOM, charges, count, deposits
 from tests.web.twilio_client import TwilioClient
-from textpay import messages, outbox
+from textpay import autopay, ledger, messages, outbox, settlement
 from textpay.db import unit_of_work
-from textpay.models import ID_MAX, Account, Message, StatusReport
-from textpay.policy import SETTING_RANGES
+from textpay.models import ID_MAX, Account, Message, PaymentAttempt, StatusReport
+from textpay.payments import ChargeResult, ChargeStatus
+from textpay.policy import SETTING_RANGES, effective_for_account
 from textpay.sms import SendOutcome, SendResult
 from textpay.timeutil import utcnow
 from webhooks import digits_up_to
@@ -292,3 +294,79 @@ def test_an_inbound_sid_that_names_an_outbound_text_is_refused_and_nothing_is_re
     with unit_of_work(engine) as session:
         assert session.exec(select(func.count()).select_from(Account)
                             .where(Account.opted_out)).one() == 0  # fmt: skip
+
+
+# --- Column lengths: what a gateway or Twilio returns never fails a write -------------------
+
+LONG_REASON = "issuer_declined_" + "r" * 84 + "\x00"  # 101 characters, with a NUL
+LONG_CHARGE_ID = "ch_" + "x" * 97  # 100 characters
+
+
+def begun(app: Flask, account_id: int) -> int:
+    """Phase 1 of an AutoPay charge, as the scan makes it."""
+    with unit_of_work(app.extensions["textpay"].engine) as session:
+        account = session.get(Account, account_id)
+        assert account is not None
+        order = autopay.begin(session, account, effective_for_account(session, account),
+                              now=utcnow())  # fmt: skip
+    return order.attempt_id
+
+
+def settle(app: Flask, attempt_id: int, result: ChargeResult) -> settlement.Outcome:
+    parts = app.extensions["textpay"]
+    with unit_of_work(parts.engine) as session:
+        return settlement.settle(session, attempt_id, result, now=utcnow(),
+                                 config=parts.engine_config, by_reply=False)  # fmt: skip
+
+
+def attempt(engine: Engine, attempt_id: int) -> PaymentAttempt:
+    with unit_of_work(engine) as session:
+        found = session.get(PaymentAttempt, attempt_id)
+        assert found is not None
+        return found
+
+
+@pytest.mark.parametrize("status", [ChargeStatus.DECLINED, ChargeStatus.FAILED,
+                                    ChargeStatus.SUCCEEDED])  # fmt: skip
+def test_a_charge_whose_result_carries_a_long_reason_and_id_still_settles(
+    app: Flask, admin: AdminClient, engine: Engine, status: ChargeStatus
+) -> None:
+    account = admin.enrol(autopay_enabled=True)
+    attempt_id = begun(app, account["id"])
+    reason = None if status is ChargeStatus.SUCCEEDED else LONG_REASON
+    outcome = settle(app, attempt_id, ChargeResult(status, charge_id=LONG_CHARGE_ID,
+                                                   decline_reason=reason))  # fmt: skip
+    assert outcome is not None
+    settled = attempt(engine, attempt_id)
+    assert settled.status == status.value
+    assert settled.charge_id == LONG_CHARGE_ID[:60]
+    if reason is None:
+        assert settled.decline_reason is None
+        assert deposits(engine) == 1
+    else:
+        assert settled.decline_reason == LONG_REASON[:40]
+        assert deposits(engine) == 0
+    with unit_of_work(engine) as session:
+        assert ledger.verify(session) == []
+
+
+def test_twilio_error_codes_and_statuses_longer_than_their_columns_are_recorded_cut(
+    engine: Engine,
+) -> None:
+    with unit_of_work(engine) as session:
+        ids = []
+        for _ in range(2):
+            queued = messages.queue_outbound(session, phone=MOM, account_id=None, body="hi",
+                                             kind="receipt", now=utcnow())  # fmt: skip
+            assert queued.id is not None
+            ids.append(queued.id)
+    long_code = "9" * 30 + "\x00"
+    with unit_of_work(engine) as session:
+        outbox.record(session, ids[0], SendResult(SendOutcome.FAILED, error_code=long_code),
+                      now=utcnow())  # fmt: skip
+        outbox.record(session, ids[1], SendResult(SendOutcome.ACCEPTED, sid="SM" + "d" * 32,
+                                                  status="accepted-by-a-long-status\x00"),
+                      now=utcnow())  # fmt: skip
+    failed, accepted = message_row(engine, ids[0]), message_row(engine, ids[1])
+    assert (failed.status, failed.error_code) == ("failed", "9" * 10)
+    assert accepted.status == "accepted-by-a-lo"
