@@ -94,6 +94,32 @@ def test_query_numbers_are_ascii_digits_in_range_or_a_422_naming_them(
         assert response.status_code == 200, (name, good, response.get_json())
 
 
+# --- The actor header: written to the audit trail, so no control characters ----------------
+
+
+def test_an_actor_header_with_control_characters_is_refused_and_nothing_is_written(
+    admin: AdminClient,
+) -> None:
+    account = admin.enrol()
+    writes: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/admin/accounts", {"json": {"account_number": "B2", "phone": "2125550148"}}),
+        ("PATCH", f"/admin/accounts/{account['id']}", {"json": {"nickname": "Dad"}}),
+        ("PATCH", "/admin/settings", {"json": {"daily_message_cap": 2}}),
+        ("PUT", "/admin/facilities/F1", {"json": {}}),
+        ("POST", f"/admin/accounts/{account['id']}/credits",
+         {"json": {"amount_cents": 1, "reason": "r"}, "headers": {"Idempotency-Key": "k1"}}),
+    ]  # fmt: skip
+    before = admin.get("/admin/audit").get_json()["entries"]
+    for name in ["ana\x00", "\x00", "ana\x1b[31m", "ana\x7f"]:
+        for method, path, kwargs in writes:
+            headers = {**kwargs.get("headers", {}), "X-TextPay-Actor": name}
+            response = admin.request(method, path, **{**kwargs, "headers": headers})
+            body = problem(response, 422, "validation-error")
+            assert fields(body) == {"X-TextPay-Actor"}, (method, path)
+    assert admin.get("/admin/audit").get_json()["entries"] == before
+    assert admin.get(f"/admin/accounts/{account['id']}").get_json()["balance_cents"] == 0
+
+
 # --- Ids in paths: beyond the id columns' range nothing exists, 404 -------------------------
 
 

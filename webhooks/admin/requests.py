@@ -17,6 +17,7 @@ Model = TypeVar("Model", bound=BaseModel)
 ACTOR_HEADER = "X-TextPay-Actor"
 # ASCII digits only (`str.isdigit` also takes `²`, which `int` refuses), and few enough of them.
 _DIGITS = re.compile(r"[0-9]{1,20}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def body(model: type[Model]) -> Model:
@@ -66,4 +67,10 @@ def actor() -> str:
     identity; it tells colleagues who made a change.
     """
     name = request.headers.get(ACTOR_HEADER, "").strip()
+    if _CONTROL.search(name):  # PostgreSQL refuses NUL in text; no name needs the others
+        raise Problem(
+            "validation-error",
+            f"Header {ACTOR_HEADER} is invalid.",
+            errors=[FieldError(ACTOR_HEADER, "must not contain control characters")],
+        )
     return name[:100] if name else "admin"
