@@ -40,6 +40,7 @@ from textpay.conversation import (
     SetLanguage,
 )
 from textpay.engine_config import EngineConfig, voice
+from textpay.errors import ValidationFailed
 from textpay.models import (
     Account,
     ConsentKind,
@@ -82,7 +83,11 @@ class Turn:
 
 def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineConfig) -> Turn:
     """Phase 1 of a turn: record the text once, decide, apply what needs no card."""
-    seen = messages.find(session, sms.sid, MessageDirection.INBOUND)
+    seen = messages.find_any(session, sms.sid)
+    if seen is not None and seen.direction != MessageDirection.INBOUND.value:
+        # SIDs are unique across both directions (one column, one key), and Twilio never gives
+        # a text it delivers to us the SID of one we sent: refused, nothing recorded.
+        raise ValidationFailed.single("MessageSid", "is the SID of a text TextPay sent")
     if seen is not None:
         assert seen.id is not None
         return Turn(seen.id, _replay_answer(session, seen, config), replayed=True)

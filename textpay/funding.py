@@ -37,6 +37,7 @@ from textpay.models import (
     LedgerEntry,
     LedgerKind,
     PaymentAttempt,
+    fit,
 )
 from textpay.payments import (
     ChargeResult,
@@ -165,7 +166,10 @@ def call_gateway(
 
 def settle(session: Session, attempt_id: int, result: ChargeResult, *, now: datetime) -> Settlement:
     """Phase 3: record the outcome once. Settling an already settled attempt changes nothing
-    and returns what was recorded the first time."""
+    and returns what was recorded the first time.
+
+    The gateway's charge id and decline reason are recorded as their columns can hold them (cut
+    to length, NUL removed): whatever a processor returns, the money is settled."""
     if result.status is ChargeStatus.PENDING:
         raise ValueError("a pending charge cannot be settled yet")
     status = {
@@ -181,8 +185,8 @@ def settle(session: Session, attempt_id: int, result: ChargeResult, *, now: date
         )
         .values(
             status=status.value,
-            charge_id=result.charge_id,
-            decline_reason=result.decline_reason,
+            charge_id=fit(PaymentAttempt, "charge_id", result.charge_id),
+            decline_reason=fit(PaymentAttempt, "decline_reason", result.decline_reason),
             settled_at=now,
         )
         .execution_options(synchronize_session=False)

@@ -54,6 +54,12 @@ def find(session: Session, sid: str, direction: MessageDirection) -> Message | N
     return session.exec(by_sid(sid, direction)).first()
 
 
+def find_any(session: Session, sid: str) -> Message | None:
+    """The message with this SID in either direction (the key spans both): one lookup tells
+    an inbound replay from a SID that is already one of our outbound texts'."""
+    return session.exec(select(Message).where(Message.twilio_sid == sid)).first()
+
+
 def record_inbound(
     session: Session,
     *,

@@ -27,6 +27,22 @@ from sqlmodel import Field, SQLModel
 from textpay.quiet_hours import DEFAULT_STATE_WINDOWS
 from textpay.timeutil import UTCDateTime, utcnow
 
+# The largest row id: every `id` column is a 32-bit INTEGER on PostgreSQL (SERIAL). An id above
+# it names nothing that can exist, so the edges answer 404 (in a path) or 422 (in a query)
+# instead of sending it to the database, which refuses to compare it.
+ID_MAX = 2**31 - 1
+
+
+def fit(table: type[SQLModel], column: str, value: str | None) -> str | None:
+    """`value` as `table.column` can hold it: NUL removed (PostgreSQL refuses it in text) and
+    cut to the column's length. For values recorded from outside (a gateway's decline reason
+    or charge id, Twilio's error code), which must never make a write fail."""
+    if value is None:
+        return None
+    length = table.__table__.c[column].type.length  # type: ignore[attr-defined]
+    cleaned = value.replace("\x00", "")
+    return cleaned[:length] if length else cleaned
+
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(
@@ -586,6 +602,7 @@ class ConsentEvent(SQLModel, table=True):
 
 
 __all__ = [
+    "ID_MAX",
     "LEDGER_KIND_SIGN",
     "OPEN_PROMPT_STATUSES",
     "SETTING_FIELDS",
@@ -612,4 +629,5 @@ __all__ = [
     "ScanRun",
     "ScanStatus",
     "StatusReport",
+    "fit",
 ]

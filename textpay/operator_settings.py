@@ -155,13 +155,16 @@ def put_facility(
     before = None if facility is None else audit.snapshot(facility)
     if facility is None:
         facility = Facility(code=code)
-    facility.name = data.name
-    facility.timezone = zone
-    for name in SETTING_FIELDS:
-        setattr(facility, name, getattr(data, name))
-    global_settings = get_global_settings(session)
-    values = resolve(global_settings, facility).as_dict()
-    validate_settings(values)
+    # Checked before the changed row can reach the database: a query's autoflush would
+    # otherwise write it first, and a value no column holds would fail there, not here.
+    with session.no_autoflush:
+        facility.name = data.name
+        facility.timezone = zone
+        for name in SETTING_FIELDS:
+            setattr(facility, name, getattr(data, name))
+        global_settings = get_global_settings(session)
+        values = resolve(global_settings, facility).as_dict()
+        validate_settings(values)
     blamed = next(
         (name for name in _WINDOW_FIELDS if getattr(data, name, None) is not None),
         "quiet_hours_start",

@@ -45,6 +45,7 @@ from textpay.models import (
     Prompt,
     PromptStatus,
     StatusReport,
+    fit,
 )
 from textpay.phones import masked_phone
 from textpay.policy import DeliveryRules, delivery_rules
@@ -381,10 +382,12 @@ def record(session: Session, message_id: int, result: SendResult, *, now: dateti
     assert message is not None
     message.attempts += 1
     message.updated_at = now
-    message.error_code = result.error_code
+    # Twilio's codes are five digits and its statuses short words; whatever an API (or a proxy
+    # before it) answers is kept as the columns can hold it, never a failed record.
+    message.error_code = fit(Message, "error_code", result.error_code)
     outcome = result.outcome
     if outcome is SendOutcome.ACCEPTED:
-        message.status = result.status or "queued"
+        message.status = fit(Message, "status", result.status) or "queued"
         message.twilio_sid = result.sid
         message.sent_at = now
         session.add(message)

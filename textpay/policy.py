@@ -36,8 +36,10 @@ TOLL_FREE = "toll-free and non-geographic numbers"
 
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
-# Allowed range for each integer setting, as (minimum, maximum).
-_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+# Allowed range for each integer setting, as (minimum, maximum). Every setting has an upper
+# bound: the request schemas (`textpay.schemas`, hence the OpenAPI document) refuse a value
+# outside it before anything is stored, and each fits the columns on either database.
+SETTING_RANGES: dict[str, tuple[int, int]] = {
     "low_balance_threshold_cents": (0, MAX_AMOUNT_CENTS),
     "preset_amount_cents": (1, MAX_AMOUNT_CENTS),
     "min_deposit_cents": (1, MAX_AMOUNT_CENTS),
@@ -123,7 +125,7 @@ def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
     account is checked against limits it inherited).
     """
     errors: list[FieldError] = []
-    for name, (low, high) in _INTEGER_RANGES.items():
+    for name, (low, high) in SETTING_RANGES.items():
         value = values[name]
         if not low <= value <= high:
             errors.append(FieldError(prefix + name, f"must be between {low} and {high}"))

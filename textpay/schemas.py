@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from textpay.policy import MAX_AMOUNT_CENTS
+from textpay.policy import MAX_AMOUNT_CENTS, SETTING_RANGES
 from textpay.redaction import has_card_number
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -138,20 +138,28 @@ ACCOUNT_FIELDS_NOT_NULLABLE = (
 )
 
 
-class SettingsFields(StrictInput):
-    """The settings shared by the global defaults and each facility's overrides."""
+def _setting(name: str) -> Any:
+    """An optional integer setting with its range from `textpay.policy.SETTING_RANGES`: the
+    schema (and the OpenAPI document made from it) states every bound the policy enforces."""
+    low, high = SETTING_RANGES[name]
+    return Field(default=None, ge=low, le=high)
 
-    low_balance_threshold_cents: Cents | None = None
-    preset_amount_cents: PositiveCents | None = None
-    min_deposit_cents: PositiveCents | None = None
-    max_deposit_cents: PositiveCents | None = None
-    daily_deposit_limit_cents: Annotated[int, Field(ge=1, le=MAX_AMOUNT_CENTS * 10)] | None = None
-    deposit_fee_cents: Cents | None = None
-    prompt_ttl_minutes: Annotated[int, Field(ge=1)] | None = None
-    prompt_cooldown_hours: Annotated[int, Field(ge=1)] | None = None
+
+class SettingsFields(StrictInput):
+    """The settings shared by the global defaults and each facility's overrides. Every integer
+    has its bounds here; rules between fields (min below max, ...) are `policy`'s."""
+
+    low_balance_threshold_cents: int | None = _setting("low_balance_threshold_cents")
+    preset_amount_cents: int | None = _setting("preset_amount_cents")
+    min_deposit_cents: int | None = _setting("min_deposit_cents")
+    max_deposit_cents: int | None = _setting("max_deposit_cents")
+    daily_deposit_limit_cents: int | None = _setting("daily_deposit_limit_cents")
+    deposit_fee_cents: int | None = _setting("deposit_fee_cents")
+    prompt_ttl_minutes: int | None = _setting("prompt_ttl_minutes")
+    prompt_cooldown_hours: int | None = _setting("prompt_cooldown_hours")
     quiet_hours_start: HHMM | None = None
     quiet_hours_end: HHMM | None = None
-    daily_message_cap: Annotated[int, Field(ge=1)] | None = None
+    daily_message_cap: int | None = _setting("daily_message_cap")
 
 
 StateCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]

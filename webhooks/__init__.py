@@ -13,6 +13,7 @@ from werkzeug.routing import IntegerConverter, Map
 
 from textpay import logsafe
 from textpay.config import Settings, load_settings
+from textpay.models import ID_MAX
 from textpay.wiring import build
 from webhooks import health, problems, twilio
 from webhooks.admin import bp as admin_bp
@@ -22,12 +23,32 @@ from webhooks.services import Services
 MAX_REQUEST_BYTES = 64 * 1024
 
 
+def digits_up_to(limit: int) -> str:
+    """A regular expression for the whole numbers 1 to `limit` in ASCII digits, without leading
+    zeros: `[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|...|214748364[0-7]` for 2**31 - 1."""
+    top = str(limit)
+    options = [f"[1-9][0-9]{{0,{len(top) - 2}}}"] if len(top) > 1 else []
+    for at, digit in enumerate(top):
+        low = 1 if at == 0 else 0
+        if int(digit) > low:
+            rest = len(top) - at - 1
+            options.append(
+                f"{top[:at]}[{low}-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else "")
+            )
+    options.append(top)
+    return "(?:" + "|".join(options) + ")"
+
+
 class IdConverter(IntegerConverter):
-    """A row id in a path: a positive integer no database would overflow on (2**53 - 1 at most,
-    which also survives JSON); anything else is simply not found."""
+    """A row id in a path: 1 to `ID_MAX` (2**31 - 1, the range of the id columns) in ASCII
+    digits. The pattern itself admits nothing else, so `0`, `007`, `2147483648`, `²` or another
+    script's digits match no route, for any method, and are simply not found (404) on either
+    database (a converter that refused them only after matching would answer 405 to a PATCH)."""
+
+    regex = digits_up_to(ID_MAX)
 
     def __init__(self, url_map: Map) -> None:
-        super().__init__(url_map, min=1, max=2**53 - 1)
+        super().__init__(url_map, min=1, max=ID_MAX)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -49,7 +49,9 @@ CATALOGUE: dict[str, ProblemType] = {
     "bad-webhook": ProblemType(
         400,
         "Malformed webhook",
-        "A Twilio webhook lacks a field every such request has (MessageSid, From, MessageStatus).",
+        "A Twilio webhook lacks a field every such request has (MessageSid, From, MessageStatus), "
+        "or carries one Twilio never sends (a malformed SID or ErrorCode, or an inbound "
+        "MessageSid that is the SID of one of our outbound texts). Nothing was recorded.",
     ),
     "not-found": ProblemType(404, "Not found", "No such resource."),
     "method-not-allowed": ProblemType(405, "Method not allowed", "See the Allow header."),

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 _SID = re.compile(r"^[A-Za-z]{2}[0-9a-fA-F]{32}$")
+# Twilio's error codes are whole numbers (five digits today); `Message.error_code` holds ten.
+_ERROR_CODE = re.compile(r"[0-9]{1,10}")
 
 
 @bp.before_request
@@ -103,6 +105,10 @@ def status() -> Response:
         raise Problem("bad-webhook", "MessageSid is not a Twilio SID.")
     new_status = _required("MessageStatus")
     error_code = request.form.get("ErrorCode", "").strip() or None
+    if error_code is not None and not _ERROR_CODE.fullmatch(error_code):
+        # Twilio's error codes are numbers (30003, 21610): anything else is not Twilio's, and
+        # is refused whole rather than stored cut or cleaned into a code that means something.
+        raise Problem("bad-webhook", "ErrorCode is not a Twilio error code.")
 
     in_transaction(
         lambda session: outbox.report_status(

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from textpay.accounts import Enrolment, create_account, find_accounts, get_account, update_account
 from textpay.schemas import AccountCreate, AccountUpdate
 from webhooks.admin import bp
-from webhooks.admin.requests import actor, body, int_arg
+from webhooks.admin.requests import actor, body, id_arg, int_arg
 from webhooks.admin.serializers import account_json
 from webhooks.services import services
 from webhooks.transactions import in_transaction
@@ -39,7 +39,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
 @bp.get("/accounts")
 def index() -> Response:
     limit = int_arg("limit", default=50, high=500)
-    after = int_arg("after", default=None)
+    after = id_arg("after")
     phone = request.args.get("phone")
     account_number = request.args.get("account_number")
     region = services().settings.default_region

@@ -6,7 +6,7 @@ from flask import Response, jsonify, request
 
 from textpay import audit
 from webhooks.admin import bp
-from webhooks.admin.requests import int_arg
+from webhooks.admin.requests import id_arg, int_arg
 from webhooks.admin.serializers import audit_json
 from webhooks.transactions import in_transaction
 
@@ -14,7 +14,7 @@ from webhooks.transactions import in_transaction
 @bp.get("/audit")
 def trail() -> Response:
     limit = int_arg("limit", default=100, high=1000) or 100
-    before = int_arg("before", default=None)
+    before = id_arg("before")
     entity_type = request.args.get("entity_type") or None
     entity_id = request.args.get("entity_id") or None
     found = in_transaction(

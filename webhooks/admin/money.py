@@ -17,7 +17,7 @@ from textpay.ledger import Posting
 from textpay.models import LedgerKind
 from textpay.schemas import CreditIn, UsageIn
 from webhooks.admin import bp
-from webhooks.admin.requests import actor, body, int_arg
+from webhooks.admin.requests import actor, body, id_arg, int_arg
 from webhooks.admin.serializers import ledger_entry_json
 from webhooks.problems import Problem
 from webhooks.transactions import in_transaction
@@ -76,7 +76,7 @@ def credit(account_id: int) -> tuple[Response, int]:
 @bp.get("/accounts/<id:account_id>/ledger")
 def entries(account_id: int) -> Response:
     limit = int_arg("limit", default=100, high=1000) or 100
-    before = int_arg("before", default=None)
+    before = id_arg("before")
 
     def work(session: Session) -> dict[str, Any]:
         account = get_account(session, account_id)

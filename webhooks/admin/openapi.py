@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from textpay import __version__
+from textpay.models import ID_MAX
 from textpay.operator_settings import FacilityIn
 from textpay.schemas import (
     AccountCreate,
@@ -22,8 +23,6 @@ from textpay.schemas import (
     UsageIn,
 )
 from webhooks.admin import bp
-
-ID_MAX = 2**53 - 1  # the largest id a path accepts (beyond it nothing can exist)
 
 
 class Out(BaseModel):
@@ -261,7 +260,9 @@ def _operation(summary: str, ok: int, out: str, *, body: str | None = None,
     return operation
 
 
-def _query(name: str, kind: str = "string", *, maximum: int = 1000) -> dict[str, Any]:
+def _query(name: str, kind: str = "string", *, maximum: int = ID_MAX) -> dict[str, Any]:
+    """A query parameter; an integer one is ASCII digits from 1 to `maximum` (anything else is
+    a 422 validation-error problem naming it)."""
     schema: dict[str, Any] = {"type": kind}
     if kind == "integer":
         schema.update(minimum=1, maximum=maximum)
@@ -283,6 +284,16 @@ def _queued_scan() -> dict[str, Any]:
     return operation
 
 
+def _limit(maximum: int) -> dict[str, Any]:
+    return _query("limit", "integer", maximum=maximum)
+
+
+def _cursor(name: str) -> dict[str, Any]:
+    """A page cursor (`after`, `before`): a row id, so at most `ID_MAX`."""
+    return {**_query(name, "integer"), "description": f"A row id, 1 to {ID_MAX}."}
+
+
+# A path id beyond ID_MAX (the id columns' range) names nothing: 404.
 ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True,
               "schema": {"type": "integer", "minimum": 1, "maximum": ID_MAX}}  # fmt: skip
 CODE = {"name": "code", "in": "path", "required": True,
@@ -329,8 +340,8 @@ def document() -> dict[str, Any]:
                     params=[
                         _query("phone"),
                         _query("account_number"),
-                        _query("limit", "integer"),
-                        _query("after", "integer"),
+                        _limit(500),
+                        _cursor("after"),
                     ],
                 ),
             },
@@ -363,7 +374,7 @@ def document() -> dict[str, Any]:
                     "Ledger entries",
                     200,
                     "LedgerPage",
-                    params=[ACCOUNT_ID, _query("limit", "integer"), _query("before", "integer")],
+                    params=[ACCOUNT_ID, _limit(1000), _cursor("before")],
                 ),
             },
             "/admin/audit": {
@@ -371,7 +382,12 @@ def document() -> dict[str, Any]:
                     "Audit trail",
                     200,
                     "AuditPage",
-                    params=[_query("entity_type"), _query("entity_id"), _query("limit", "integer")],
+                    params=[
+                        _query("entity_type"),
+                        _query("entity_id"),
+                        _limit(1000),
+                        _cursor("before"),
+                    ],
                 ),
             },
             "/admin/messages": {
@@ -379,7 +395,7 @@ def document() -> dict[str, Any]:
                     "Texts in both directions",
                     200,
                     "MessagePage",
-                    params=[_query("phone"), _query("status"), _query("limit", "integer")],
+                    params=[_query("phone"), _query("status"), _limit(1000), _cursor("before")],
                 ),
             },
             "/admin/scan": {"post": _queued_scan()},

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from textpay.models import Message
 from textpay.phones import to_e164
 from webhooks.admin import bp
-from webhooks.admin.requests import int_arg
+from webhooks.admin.requests import id_arg, int_arg
 from webhooks.admin.serializers import message_json
 from webhooks.services import services
 from webhooks.transactions import in_transaction
@@ -20,7 +20,7 @@ from webhooks.transactions import in_transaction
 @bp.get("/messages")
 def message_log() -> Response:
     limit = int_arg("limit", default=100, high=1000) or 100
-    before = int_arg("before", default=None)
+    before = id_arg("before")
     phone = request.args.get("phone")
     status = request.args.get("status") or None
     number = to_e164(phone, default_region=services().settings.default_region) if phone else None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
 
 from textpay.errors import FieldError
+from textpay.models import ID_MAX
 from textpay.redaction import has_card_number
 from textpay.schemas import CARD_NUMBER_REFUSED
 from webhooks.problems import Problem, field_errors
@@ -15,6 +17,9 @@ from webhooks.problems import Problem, field_errors
 Model = TypeVar("Model", bound=BaseModel)
 
 ACTOR_HEADER = "X-TextPay-Actor"
+# ASCII digits only (`str.isdigit` also takes `²`, which `int` refuses), and few enough of them.
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def body(model: type[Model]) -> Model:
@@ -33,17 +38,28 @@ def body(model: type[Model]) -> Model:
         ) from None
 
 
-def int_arg(name: str, *, default: int | None, low: int = 1, high: int = 10**12) -> int | None:
+def int_arg(name: str, *, default: int | None, low: int = 1, high: int = ID_MAX) -> int | None:
+    """A whole-number query parameter from `low` to `high`, written in ASCII digits; absent or
+    empty, `default`. Anything else (`²`, `①`, other scripts' digits, `-1`, `1e3`, a thousand
+    digits, out of range) is a 422 problem naming the parameter, never a guess."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # Bounded before int(): Python refuses to convert strings of over 4,300 digits.
+    value = int(raw) if _DIGITS.fullmatch(raw) else None
+    if value is None or not low <= value <= high:
         raise Problem(
             "validation-error",
             f"Query parameter {name} is invalid.",
             errors=[FieldError(name, f"must be a whole number from {low} to {high}")],
         )
-    return int(raw)
+    return value
+
+
+def id_arg(name: str) -> int | None:
+    """A row id as a query parameter (a page's `after` or `before` cursor): 1 to `ID_MAX`, the
+    range of the id columns, so an id no row can have is refused (422) before the query."""
+    return int_arg(name, default=None, high=ID_MAX)
 
 
 def actor() -> str:
@@ -53,6 +69,12 @@ def actor() -> str:
     identity; it tells colleagues who made a change.
     """
     name = request.headers.get(ACTOR_HEADER, "").strip()
+    if _CONTROL.search(name):  # PostgreSQL refuses NUL in text; no name needs the others
+        raise Problem(
+            "validation-error",
+            f"Header {ACTOR_HEADER} is invalid.",
+            errors=[FieldError(ACTOR_HEADER, "must not contain control characters")],
+        )
     if has_card_number(name):  # the name is stored in the audit trail
         raise Problem(
             "validation-error",
