@@ -82,9 +82,9 @@ def test_a_card_number_texted_any_way_is_masked_everywhere_and_gets_the_warning(
             if "subscribed" not in twilio.text(MOM, f"START {case.text}"):
                 wrong.append(f"{case.name}: START did not opt in")
             logged = [r.getMessage() for r in caplog.records]
-            if not any(MASK in line for line in logged) or any(
-                leaks(line, case.digits) for line in logged
-            ):
+            # Texts are logged by length only (textpay/logsafe.py scrubs the rest): whatever is
+            # logged must not hold the card's digits.
+            if not logged or any(leaks(line, case.digits) for line in logged):
                 wrong.append(f"{case.name}: logged unmasked")
             caplog.clear()
     assert not wrong
