@@ -14,6 +14,20 @@ import textpay
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_probe(probe: str) -> str:
+    """Run `probe` in a fresh interpreter (nothing already imported) and return what it
+    printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
 def test_importing_any_textpay_module_loads_neither_flask_nor_apscheduler() -> None:
     modules = sorted(
         info.name for info in pkgutil.walk_packages(textpay.__path__, prefix="textpay.")
@@ -26,15 +40,7 @@ def test_importing_any_textpay_module_loads_neither_flask_nor_apscheduler() -> N
         "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'apscheduler'))\n"
         "print(','.join(leaked))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert result.stdout.strip() == ""
+    assert run_probe(probe) == ""
 
 
 def imports_of(path: Path) -> set[str]:
@@ -115,12 +121,4 @@ def test_loading_the_web_app_loads_no_scheduler_module() -> None:
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'scheduler')\n"
         "print('scheduler modules:', ','.join(loaded))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert result.stdout.strip().splitlines()[-1] == "scheduler modules:"
+    assert run_probe(probe).splitlines()[-1] == "scheduler modules:"
