@@ -62,13 +62,14 @@ def account_facts_from(
     """The facts about an account from what the caller already loaded (the scan loads a whole
     batch at once)."""
     assert account.id is not None
+    zone, zone_named = text_zone(account, effective.facility_timezone)
     return AccountFacts(
         account_id=account.id,
         label=label or account.account_number[-4:],
         nickname=account.nickname,
         language=account.language,
-        timezone=text_zone(account, effective.facility_timezone)[0],
-        zone_named=text_zone(account, effective.facility_timezone)[1],
+        timezone=zone,
+        zone_named=zone_named,
         balance_cents=account.balance_cents,
         balance_as_of=account.balance_updated_at,
         autopay_enabled=account.autopay_enabled,
