@@ -136,6 +136,7 @@ def gather(
     owned = [a for a in consent.accounts_of(session, phone) if a.id is not None]
     names = labels.unique_labels([a.account_number for a in owned])
     latest = prompts.latest_for(session, (a.id for a in owned if a.id is not None))
+    shown = _shown_first(owned)
     cards = {
         m.account_id: m.token
         for m in session.exec(
@@ -151,10 +152,14 @@ def gather(
                 with_deposits=with_deposits and payable_by_text(a),
                 label=names[a.account_number],
             )
-            for a in _shown_first(owned)
+            for a in shown
         ),
+        # In the accounts' order, not the database's: replies that list offers ("YES 4821 or
+        # YES 7730") must read the same every time.
         offers=tuple(
-            offer_facts(p, now=now, card_token=cards.get(p.account_id)) for p in latest.values()
+            offer_facts(latest[a.id], now=now, card_token=cards.get(a.id))
+            for a in shown
+            if a.id in latest
         ),
         opted_out=consent.is_opted_out(session, phone),
         carrier_answers_keywords=carrier_answers_keywords,
