@@ -16,10 +16,7 @@ charge (docs/architecture.md, Flows).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -56,7 +53,7 @@ def run(
     counts = QueueCounts()
     with unit_of_work(db) as session:
         counts.recovered = len(scan_runs.recover(session))
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holder = scan.lease_holder()
     every = scan_runs.HEARTBEAT.total_seconds() if heartbeat_seconds is None else heartbeat_seconds
     while True:
         with unit_of_work(db) as session:

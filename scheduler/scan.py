@@ -170,7 +170,7 @@ def _leadership(db: Engine) -> Iterator[_Leadership | None]:
     `scan` lease row, taken by a conditional update and given back at the end (or lapsing
     `LEASE_TIME` after its holder died). None when another scanner leads."""
     if not is_postgresql(db):
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        holder = lease_holder()
         if not _take_lease(db, holder):
             yield None
             return
@@ -226,6 +226,12 @@ def _take_lease(db: Engine, holder: str) -> bool:
         except IntegrityError:
             continue  # another scanner created the row first: try the update again
     return False
+
+
+def lease_holder() -> str:
+    """A lease holder's name, "host:pid:nonce": unique per scan, and read back by
+    `_holder_is_gone` to free a lease whose process died on this host."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _holder_is_gone(holder: str) -> bool:
