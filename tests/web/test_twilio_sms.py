@@ -27,6 +27,7 @@ from tests.web.conftest import MOM, charges, deposits, prompt_status
 from tests.web.twilio_client import TwilioClient, new_sid, reply_text, sign
 from textpay.db import is_postgresql, unit_of_work
 from textpay.models import Account, ConsentEvent, Message, Prompt
+from textpay.timeutil import utcnow
 from webhooks import create_app
 
 
@@ -321,7 +322,13 @@ def test_a_slow_card_answers_processing_and_the_reconciler_sends_the_receipt(
     app: Flask, admin: AdminClient, engine: Engine, offer: Callable[[int], int]
 ) -> None:
     services = app.extensions["textpay"]
-    hasty = create_app(services.settings.model_copy(update={"gateway_timeout_seconds": 0.1}))
+    # The card answers 30 s after the charge; the test moves the clock there rather than waiting,
+    # so a busy machine cannot make the card answer before the "not yet" check.
+    hasty = create_app(
+        services.settings.model_copy(
+            update={"gateway_timeout_seconds": 0.1, "sandbox_slow_seconds": 30.0}
+        )
+    )
     twilio = TwilioClient(hasty.test_client())
     account = admin.enrol(payment_method={"token": "tok_slow"})
     admin.credit(account["id"], 310, "seed")
@@ -342,10 +349,11 @@ def test_a_slow_card_answers_processing_and_the_reconciler_sends_the_receipt(
     parts = hasty.extensions["textpay"]
     early = reconcile.run(engine, parts.gateway, parts.engine_config, grace_seconds=0)
     assert early.settled == 0  # the card has not answered yet
-    time.sleep(0.6)  # the sandbox's slow card takes 0.5 s in these tests
-    done = reconcile.run(engine, parts.gateway, parts.engine_config, grace_seconds=0)
-    assert (done.settled, done.still_pending) == (1, 0)
-    assert reconcile.run(engine, parts.gateway, parts.engine_config, grace_seconds=0).settled == 0
+    with freeze_time(utcnow() + timedelta(seconds=31)):
+        done = reconcile.run(engine, parts.gateway, parts.engine_config, grace_seconds=0)
+        assert (done.settled, done.still_pending) == (1, 0)
+        again = reconcile.run(engine, parts.gateway, parts.engine_config, grace_seconds=0)
+        assert again.settled == 0
     assert deposits(engine) == 1
     assert charges(engine) == 1
     assert balance(admin, account["id"]) == 2810
