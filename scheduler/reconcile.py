@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from textpay import funding, settlement
 from textpay.db import unit_of_work
 from textpay.engine_config import EngineConfig
-from textpay.models import PaymentAttempt
+from textpay.models import Account, PaymentAttempt
 from textpay.payments import PaymentGateway
 from textpay.timeutil import utcnow
 
@@ -91,8 +91,17 @@ def _settle_one(
     with unit_of_work(db) as session:
         attempt = session.get(PaymentAttempt, attempt_id)
         assert attempt is not None
+        account = session.get(Account, attempt.account_id)
+        assert account is not None
+        account_number = account.account_number
         session.expunge(attempt)
-    result = funding.reconcile_result(gateway, attempt, timeout_seconds=timeout_seconds)
+    result = funding.reconcile_result(
+        gateway,
+        attempt,
+        account_number=account_number,
+        timeout_seconds=timeout_seconds,
+        now=now or utcnow(),
+    )
     if result is None:
         return None
     with unit_of_work(db) as session:

@@ -217,8 +217,14 @@ def update_account(
 def _store_payment_method(
     session: Session, account_id: int, data: PaymentMethodIn, ctx: Enrolment
 ) -> PaymentMethod:
-    """Replace the account's card on file. Brand and last 4 default to what the gateway knows."""
-    known = ctx.gateway.describe(data.token)
+    """Replace the account's card on file. The gateway makes the card chargeable later (Stripe:
+    attaches it to the given customer, or to one it creates for the account) and says what it
+    is; brand, last 4 and expiry default to that, and are kept."""
+    account = session.get(Account, account_id)
+    assert account is not None
+    known = ctx.gateway.save_card(
+        data.token, customer=data.customer, account_ref=account.account_number
+    )
     brand = data.brand or (known.brand if known else None)
     last4 = data.last4 or (known.last4 if known else None)
     if brand is None or last4 is None:
@@ -229,10 +235,11 @@ def _store_payment_method(
         account_id=account_id, token=data.token, last4=last4
     )
     method.token = data.token
+    method.customer = (known.customer if known else None) or data.customer
     method.brand = brand
     method.last4 = last4
-    method.exp_month = data.exp_month
-    method.exp_year = data.exp_year
+    method.exp_month = data.exp_month or (known.exp_month if known else None)
+    method.exp_year = data.exp_year or (known.exp_year if known else None)
     method.updated_at = utcnow()
     session.add(method)
     session.flush()

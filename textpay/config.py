@@ -82,9 +82,33 @@ class Settings(BaseSettings):
         default=True,
         validation_alias=AliasChoices("TEXTPAY_VALIDATE_SIGNATURES", "validate_signatures"),
     )
-    payments_backend: Literal["sandbox"] = Field(
+    payments_backend: Literal["sandbox", "stripe"] = Field(
         default="sandbox",
         validation_alias=AliasChoices("TEXTPAY_PAYMENTS_BACKEND", "payments_backend"),
+        description="`sandbox` (deterministic test tokens, the embedded default) or `stripe`.",
+    )
+    stripe_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "stripe_api_key")
+    )
+    stripe_webhook_secret: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret"),
+    )
+    stripe_api_url: str = Field(
+        default="https://api.stripe.com",
+        validation_alias=AliasChoices("TEXTPAY_STRIPE_API_URL", "stripe_api_url"),
+        description="Base URL of Stripe's API (a local stand-in in tests and the demo).",
+    )
+    stripe_statement_descriptor_suffix: str | None = Field(
+        default=None,
+        # Stripe's rule: up to 22 characters, at least one letter, none of < > \ ' " *.
+        pattern=r"^[^<>\\'\"*]*[A-Za-z][^<>\\'\"*]*$",
+        max_length=22,
+        validation_alias=AliasChoices(
+            "TEXTPAY_STRIPE_STATEMENT_DESCRIPTOR_SUFFIX", "stripe_statement_descriptor_suffix"
+        ),
+        description="Added to the merchant's statement descriptor on each card charge, so "
+        "the family recognises the charge on their statement.",
     )
     default_region: str = Field(
         default="US",
@@ -225,6 +249,29 @@ class Settings(BaseSettings):
         if not self.validate_signatures:
             raise ConfigError(
                 "TEXTPAY_VALIDATE_SIGNATURES=false is not allowed when TEXTPAY_ENV=production"
+            )
+        if self.payments_backend == "stripe":
+            for variable, value in {
+                "STRIPE_API_KEY": self.stripe_api_key,
+                "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
+            }.items():
+                if not value:
+                    raise ConfigError(
+                        f"{variable} is required when TEXTPAY_PAYMENTS_BACKEND=stripe "
+                        "and TEXTPAY_ENV=production"
+                    )
+
+    def check_payments(self) -> None:
+        """Refuse payment settings no process may run with, in any environment: Stripe without
+        a key, or a live key outside production (a developer's laptop must never move real
+        money)."""
+        if self.payments_backend != "stripe":
+            return
+        if not self.stripe_api_key:
+            raise ConfigError("STRIPE_API_KEY is required when TEXTPAY_PAYMENTS_BACKEND=stripe")
+        if self.stripe_api_key.startswith(("sk_live_", "rk_live_")) and not self.is_production:
+            raise ConfigError(
+                "STRIPE_API_KEY is a live key; live keys are refused unless TEXTPAY_ENV=production"
             )
 
 

@@ -40,12 +40,16 @@ from textpay.models import (
     fit,
 )
 from textpay.payments import (
+    ChargeRequest,
     ChargeResult,
     ChargeStatus,
     GatewayTimeout,
     Initiator,
     PaymentGateway,
 )
+
+# The metadata field that carries an attempt's idempotency key to the processor.
+METADATA_KEY = "textpay_key"
 
 # Crockford's base 32 without I, L, O, U: nothing to misread when a subscriber reads it out.
 _CONFIRMATION_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -60,6 +64,25 @@ class ChargeOrder:
     token: str
     total_cents: int
     initiator: Initiator
+    customer: str | None = None
+    account_number: str = ""
+
+    def request(self) -> ChargeRequest:
+        """The gateway's request: metadata names the attempt's key, so a processor's webhook or
+        a search finds the attempt without our database ids."""
+        return ChargeRequest(
+            token=self.token,
+            amount_cents=self.total_cents,
+            idempotency_key=self.idempotency_key,
+            initiator=self.initiator,
+            customer=self.customer,
+            description=f"Deposit to calling account {self.account_number}",
+            metadata={
+                METADATA_KEY: self.idempotency_key,
+                "textpay_attempt": str(self.attempt_id),
+                "textpay_account": self.account_number,
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -129,6 +152,7 @@ def begin(
         amount_cents=amount_cents,
         fee_cents=fee_cents,
         card_token=method.token,
+        card_customer=method.customer,
         card_brand=method.brand,
         card_last4=method.last4,
         confirmation=confirmation_code(),
@@ -145,23 +169,34 @@ def begin(
         token=method.token,
         total_cents=amount_cents + fee_cents,
         initiator=initiator,
+        customer=method.customer,
+        account_number=account.account_number,
+    )
+
+
+def order_of(attempt: PaymentAttempt, account_number: str) -> ChargeOrder:
+    """An attempt's phase-2 order again, for the reconciler: the card recorded at phase 1."""
+    return ChargeOrder(
+        attempt_id=attempt.id or 0,
+        idempotency_key=attempt.idempotency_key,
+        token=attempt.card_token,
+        total_cents=attempt.amount_cents + attempt.fee_cents,
+        initiator=Initiator(attempt.initiator),
+        customer=attempt.card_customer,
+        account_number=account_number,
     )
 
 
 def call_gateway(
     gateway: PaymentGateway, order: ChargeOrder, *, timeout_seconds: float
 ) -> ChargeResult | None:
-    """Phase 2, outside any transaction. None means the outcome is unknown (timed out)."""
+    """Phase 2, outside any transaction. None means the outcome is not known yet (no answer in
+    time, or the processor is still processing): a webhook or the reconciler settles it."""
     try:
-        return gateway.charge(
-            token=order.token,
-            amount_cents=order.total_cents,
-            idempotency_key=order.idempotency_key,
-            initiator=order.initiator,
-            timeout_seconds=timeout_seconds,
-        )
+        result = gateway.charge(order.request(), timeout_seconds=timeout_seconds)
     except GatewayTimeout:
         return None
+    return None if result.status is ChargeStatus.PENDING else result
 
 
 def settle(session: Session, attempt_id: int, result: ChargeResult, *, now: datetime) -> Settlement:
@@ -230,27 +265,30 @@ def unsettled(session: Session, *, older_than: datetime) -> list[int]:
 
 
 def reconcile_result(
-    gateway: PaymentGateway, attempt: PaymentAttempt, *, timeout_seconds: float
+    gateway: PaymentGateway,
+    attempt: PaymentAttempt,
+    *,
+    account_number: str,
+    timeout_seconds: float,
+    now: datetime,
 ) -> ChargeResult | None:
     """What really happened to an attempt, from the gateway: its record of the key, or, if it
     never saw the key (the process died before calling), the charge made now with that key on
     the card recorded at phase 1 (never a card put on file since). None while the gateway has
-    no final answer."""
+    no final answer.
+
+    Once the gateway may have forgotten the key (Stripe keeps one 24 h), charging with it again
+    could charge twice: the attempt is then only looked up, and failed if it was never made."""
     result = gateway.retrieve(attempt.idempotency_key)
     if result is None and not attempt.card_token:
         # Recorded before attempts kept their card: nothing to charge that the subscriber chose.
         return ChargeResult(ChargeStatus.FAILED, decline_reason="no_card_recorded")
+    lifetime = gateway.key_lifetime
+    if result is None and lifetime is not None and now - attempt.created_at >= lifetime:
+        return ChargeResult(ChargeStatus.FAILED, decline_reason="never_charged")
     if result is None:
         result = call_gateway(
-            gateway,
-            ChargeOrder(
-                attempt_id=attempt.id or 0,
-                idempotency_key=attempt.idempotency_key,
-                token=attempt.card_token,
-                total_cents=attempt.amount_cents + attempt.fee_cents,
-                initiator=Initiator(attempt.initiator),
-            ),
-            timeout_seconds=timeout_seconds,
+            gateway, order_of(attempt, account_number), timeout_seconds=timeout_seconds
         )
     if result is None or result.status is ChargeStatus.PENDING:
         return None

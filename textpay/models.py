@@ -85,6 +85,7 @@ class LedgerKind(StrEnum):
     REFUND = "refund"  # a charge given back to the account by an operator
     FEE = "fee"  # a fee taken from the balance
     ADJUSTMENT = "adjustment"  # an operator correction, either sign
+    CARD_REFUND = "card_refund"  # money given back to the card a deposit came from
 
 
 # The sign each kind of entry must carry; 0 means either sign is allowed.
@@ -95,6 +96,7 @@ LEDGER_KIND_SIGN: dict[LedgerKind, int] = {
     LedgerKind.REFUND: 1,
     LedgerKind.FEE: -1,
     LedgerKind.ADJUSTMENT: 0,
+    LedgerKind.CARD_REFUND: -1,
 }
 
 # Field names shared by the global settings row and each facility's overrides, in display order.
@@ -249,6 +251,8 @@ class PaymentMethod(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(sa_column_args=[ForeignKey("account.id")], unique=True)
     token: str = Field(max_length=255)
+    # The processor's customer the card belongs to (Stripe's `cus_...`); None for the sandbox.
+    customer: str | None = Field(default=None, max_length=255)
     brand: str = Field(default="card", max_length=20)
     last4: str = Field(max_length=4)
     exp_month: int | None = Field(default=None)
@@ -269,7 +273,7 @@ class LedgerEntry(SQLModel, table=True):
         CheckConstraint("amount_cents <> 0", name="ck_ledger_entry_nonzero"),
         CheckConstraint("balance_after_cents >= 0", name="ck_ledger_entry_balance_after"),
         CheckConstraint(
-            "kind IN ('deposit', 'usage', 'credit', 'refund', 'fee', 'adjustment')",
+            "kind IN ('deposit', 'usage', 'credit', 'refund', 'fee', 'adjustment', 'card_refund')",
             name="ck_ledger_entry_kind",
         ),
         Index("ix_ledger_entry_account_id_id", "account_id", "id"),
@@ -304,6 +308,21 @@ class SandboxCharge(SQLModel, table=True):
     charge_id: str = Field(max_length=40, unique=True)
     created_at: datetime = _timestamp()
     settles_at: datetime = _timestamp()
+
+
+class SandboxRefund(SQLModel, table=True):
+    """The sandbox gateway's record of a refund of one of its charges, keyed by idempotency key."""
+
+    __tablename__ = "sandbox_refund"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    charge_id: str = Field(max_length=40, index=True)
+    amount_cents: int = _cents()
+    status: str = Field(max_length=16)
+    failure_reason: str | None = Field(default=None, max_length=40)
+    refund_id: str = Field(max_length=40, unique=True)
+    created_at: datetime = _timestamp()
 
 
 class AuditLogEntry(SQLModel, table=True):
@@ -434,6 +453,7 @@ class PaymentAttempt(SQLModel, table=True):
     # The card charged, fixed at phase 1: a reconciler charges this one, never a card put on
     # file since, and the receipt names it.
     card_token: str = Field(default="", max_length=255)
+    card_customer: str | None = Field(default=None, max_length=255)
     card_brand: str = Field(max_length=20)
     card_last4: str = Field(max_length=4)
     decline_reason: str | None = Field(default=None, max_length=40)
@@ -631,3 +651,81 @@ __all__ = [
     "StatusReport",
     "fit",
 ]
+
+
+class CardRefundStatus(StrEnum):
+    PENDING = "pending"  # the debit is posted; the gateway has not answered yet
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the gateway refused; the debit was given back to the balance
+
+
+class CardRefund(SQLModel, table=True):
+    """Money an operator gives back to the card a deposit came from.
+
+    Recorded, with its `card_refund` debit, before the gateway is called (the debit holds the
+    money so that calls cannot spend it meanwhile), and settled after, like a charge: a refund the
+    gateway refuses is given back to the balance by a second entry, never by editing the first.
+    """
+
+    __tablename__ = "card_refund"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'succeeded', 'failed')", name="ck_card_refund_status"
+        ),
+        CheckConstraint("amount_cents > 0", name="ck_card_refund_amount"),
+        Index(
+            "ix_card_refund_unsettled",
+            "created_at",
+            postgresql_where=text(UNSETTLED_ATTEMPT),
+            sqlite_where=text(UNSETTLED_ATTEMPT),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column_args=[ForeignKey("account.id")], index=True)
+    # The charge refunded (its deposit is the ledger entry the operator named).
+    attempt_id: int = Field(sa_column_args=[ForeignKey("payment_attempt.id")], index=True)
+    amount_cents: int = _cents()
+    reason: str = Field(max_length=200)
+    # The operator's Idempotency-Key (a replay answers the first refund), and ours for the
+    # gateway (random, like a charge's).
+    request_key: str = Field(max_length=200, unique=True)
+    idempotency_key: str = Field(max_length=100, unique=True)
+    status: str = Field(default=CardRefundStatus.PENDING.value, max_length=16)
+    refund_id: str | None = Field(default=None, max_length=60)
+    failure_reason: str | None = Field(default=None, max_length=40)
+    actor: str = Field(max_length=100)
+    created_at: datetime = _timestamp()
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Dispute(SQLModel, table=True):
+    """A chargeback the card holder's bank opened against one of our charges.
+
+    Kept for the operator to see; it posts nothing and never blocks the account (a chargeback
+    is the card holder's right, and punishing it is what regulators have banned in this trade).
+    """
+
+    __tablename__ = "dispute"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column_args=[ForeignKey("account.id")], index=True)
+    attempt_id: int | None = Field(default=None, sa_column_args=[ForeignKey("payment_attempt.id")])
+    gateway_dispute_id: str = Field(max_length=100, unique=True)
+    amount_cents: int = _cents()
+    reason: str = Field(default="", max_length=60)
+    status: str = Field(max_length=40)
+    created_at: datetime = _timestamp()
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class GatewayEvent(SQLModel, table=True):
+    """A processor's webhook event already applied: its id is unique, so a redelivered event is
+    acknowledged and changes nothing."""
+
+    __tablename__ = "gateway_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=255, unique=True)
+    type: str = Field(max_length=100)
+    received_at: datetime = _timestamp()

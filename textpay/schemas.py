@@ -65,6 +65,12 @@ class PaymentMethodIn(StrictInput):
     card_numbers_allowed = frozenset({"token"})  # refused below, with a message of its own
 
     token: Annotated[str, StringConstraints(min_length=3, max_length=255)]
+    # The processor's customer the card belongs to (Stripe: `cus_...`); Stripe's gateway
+    # creates one for the account when left out.
+    customer: (
+        Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[\x21-\x7e]+$")]
+        | None
+    ) = None
     brand: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
     last4: Annotated[str, StringConstraints(pattern=r"^\d{4}$")] | None = None
     exp_month: Annotated[int, Field(ge=1, le=12)] | None = None

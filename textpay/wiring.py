@@ -14,6 +14,7 @@ from textpay.config import ConfigError, Settings
 from textpay.db import make_engine
 from textpay.engine_config import EngineConfig
 from textpay.payments import PaymentGateway, SandboxGateway
+from textpay.payments.stripe import StripeGateway
 from textpay.sms import ConsoleSender, SmsSender, TwilioSender
 
 
@@ -30,7 +31,7 @@ def build(settings: Settings) -> Parts:
     return Parts(
         settings=settings,
         db=db,
-        gateway=SandboxGateway(db, slow_seconds=settings.sandbox_slow_seconds),
+        gateway=make_gateway(settings, db),
         engine_config=EngineConfig(
             program=settings.program_name,
             support=settings.support_contact,
@@ -40,6 +41,19 @@ def build(settings: Settings) -> Parts:
             inbound_per_minute=settings.inbound_per_minute,
         ),
     )
+
+
+def make_gateway(settings: Settings, db: Engine) -> PaymentGateway:
+    """Stripe when configured so (with a key no environment refuses), else the sandbox."""
+    settings.check_payments()
+    if settings.payments_backend == "stripe":
+        assert settings.stripe_api_key is not None  # check_payments refused it missing
+        return StripeGateway(
+            settings.stripe_api_key,
+            api_url=settings.stripe_api_url,
+            statement_descriptor_suffix=settings.stripe_statement_descriptor_suffix,
+        )
+    return SandboxGateway(db, slow_seconds=settings.sandbox_slow_seconds)
 
 
 def make_sender(settings: Settings) -> SmsSender:

@@ -13,6 +13,7 @@ from sqlmodel import select
 from textpay.db import unit_of_work
 from textpay.models import SandboxCharge
 from textpay.payments import (
+    ChargeRequest,
     ChargeResult,
     ChargeStatus,
     GatewayKeyReuse,
@@ -37,10 +38,7 @@ def charge(
     timeout: float = 5,
 ) -> ChargeResult:
     return gateway.charge(
-        token=token,
-        amount_cents=cents,
-        idempotency_key=key,
-        initiator=initiator,
+        ChargeRequest(token=token, amount_cents=cents, idempotency_key=key, initiator=initiator),
         timeout_seconds=timeout,
     )
 
@@ -54,6 +52,7 @@ def charge(
         ("tok_insufficientFunds", ChargeStatus.DECLINED, "insufficient_funds"),
         ("tok_expiredCard", ChargeStatus.DECLINED, "expired_card"),
         ("tok_processingError", ChargeStatus.FAILED, "processing_error"),
+        ("tok_authenticationRequired", ChargeStatus.DECLINED, "authentication_required"),
         ("tok_neverHeardOfIt", ChargeStatus.DECLINED, "unknown_token"),
     ],
 )

@@ -40,6 +40,7 @@ def test_phone_in_any_common_format_is_stored_as_e164(admin: AdminClient) -> Non
         "last4": "4242",
         "exp_month": 12,
         "exp_year": 2030,
+        "customer": None,
     }
 
     # Looking up by phone accepts any spelling of the number.

@@ -532,7 +532,7 @@ def test_no_transaction_is_open_while_the_card_is_charged(
         def __getattr__(self, name: str) -> Any:
             return getattr(services.gateway, name)
 
-        def charge(self, **kwargs: Any) -> Any:
+        def charge(self, *args: Any, **kwargs: Any) -> Any:
             open_while_charging.append(transactions_open(services.engine, engine))
             try:
                 with engine.begin() as connection:
@@ -540,7 +540,7 @@ def test_no_transaction_is_open_while_the_card_is_charged(
                 seen.append("wrote while charging")
             except OperationalError as error:
                 seen.append(f"could not write: {error}")
-            return services.gateway.charge(**kwargs)
+            return services.gateway.charge(*args, **kwargs)
 
     app.extensions["textpay"] = dataclasses.replace(services, gateway=Observing())
     response = TwilioClient(app.test_client()).sms(MOM, "YES")

@@ -95,6 +95,7 @@ class PaymentMethodOut(Out):
     last4: str
     exp_month: int | None
     exp_year: int | None
+    customer: str | None
 
 
 class PromptOut(Out):

@@ -58,6 +58,7 @@ def account_json(session: Session, account: Account) -> dict[str, Any]:
                 "last4": method.last4,
                 "exp_month": method.exp_month,
                 "exp_year": method.exp_year,
+                "customer": method.customer,
             }
             if method
             else None

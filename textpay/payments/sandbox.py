@@ -1,9 +1,8 @@
-"""Payment gateways: the protocol TextPay charges cards through, and the deterministic sandbox.
+"""The sandbox gateway: the embedded default, used in development and tests.
 
-Owns the vocabulary of a charge (customer- or merchant-initiated, our idempotency key, the
-outcome) and the sandbox gateway used in development and tests. The sandbox behaves like a
-processor's test mode: fixed test tokens with fixed outcomes, idempotency keys honoured across
-processes, and a slow card whose charge completes after the caller has given up waiting.
+It behaves like a processor's test mode: fixed test tokens with fixed outcomes, idempotency keys
+honoured across processes (for ever: `key_lifetime` is None), a slow card whose charge completes
+after the caller has given up waiting, and refunds of its charges up to what was charged.
 """
 
 from __future__ import annotations
@@ -13,78 +12,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
-from typing import Protocol
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from textpay.db import unit_of_work
-from textpay.models import SandboxCharge
+from textpay.models import SandboxCharge, SandboxRefund
+from textpay.payments.gateway import (
+    AUTHENTICATION_REQUIRED,
+    CardInfo,
+    ChargeRequest,
+    ChargeResult,
+    ChargeStatus,
+    GatewayKeyReuse,
+    GatewayTimeout,
+    Initiator,
+    RefundResult,
+    RefundStatus,
+)
 from textpay.timeutil import utcnow
-
-
-class Initiator(StrEnum):
-    CUSTOMER = "customer"  # the subscriber asked for this charge (a YES reply)
-    MERCHANT = "merchant"  # TextPay charges on the subscriber's standing consent (AutoPay)
-
-
-class ChargeStatus(StrEnum):
-    SUCCEEDED = "succeeded"
-    DECLINED = "declined"  # the card said no; retrying the same card will not help soon
-    FAILED = "failed"  # the processor failed; a later retry may succeed
-    PENDING = "pending"  # only from `retrieve`: accepted, not yet settled
-
-
-@dataclass(frozen=True)
-class ChargeResult:
-    status: ChargeStatus
-    charge_id: str | None = None
-    decline_reason: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status is ChargeStatus.SUCCEEDED
-
-
-@dataclass(frozen=True)
-class CardInfo:
-    brand: str
-    last4: str
-
-
-class GatewayTimeout(Exception):
-    """The gateway did not answer in time: the charge may or may not have happened.
-
-    Never treat this as a decline and never charge again with a new key: ask `retrieve` later.
-    """
-
-
-class GatewayKeyReuse(Exception):
-    """An idempotency key was sent again with a different token, amount or initiator."""
-
-
-class PaymentGateway(Protocol):
-    def charge(
-        self,
-        *,
-        token: str,
-        amount_cents: int,
-        idempotency_key: str,
-        initiator: Initiator,
-        timeout_seconds: float,
-    ) -> ChargeResult:
-        """Charge a stored token. The same key always returns the first result."""
-        ...
-
-    def retrieve(self, idempotency_key: str) -> ChargeResult | None:
-        """What happened to the charge made with this key, or None if there was none."""
-        ...
-
-    def describe(self, token: str) -> CardInfo | None:
-        """Brand and last 4 of a token, when the gateway can tell."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +42,8 @@ class SandboxCard:
     status: ChargeStatus
     decline_reason: str | None = None
     slow: bool = False
+    exp_month: int | None = None
+    exp_year: int | None = None
 
 
 # Named after the test tokens card processors publish, so that they look familiar.
@@ -107,6 +57,10 @@ SANDBOX_CARDS: dict[str, SandboxCard] = {
     "tok_expiredCard": SandboxCard("visa", "0069", ChargeStatus.DECLINED, "expired_card"),
     "tok_processingError": SandboxCard("visa", "0119", ChargeStatus.FAILED, "processing_error"),
     "tok_slow": SandboxCard("visa", "3220", ChargeStatus.SUCCEEDED, slow=True),
+    # The bank wants the card holder to confirm (3-D Secure), which an off-session charge can't.
+    "tok_authenticationRequired": SandboxCard(
+        "visa", "3184", ChargeStatus.DECLINED, AUTHENTICATION_REQUIRED
+    ),
 }
 _UNKNOWN_TOKEN = SandboxCard("card", "0000", ChargeStatus.DECLINED, "unknown_token")
 
@@ -130,29 +84,27 @@ class SandboxGateway:
         self._slow_seconds = slow_seconds
         self._sleep = sleep
 
-    def describe(self, token: str) -> CardInfo | None:
-        card = SANDBOX_CARDS.get(token)
-        return CardInfo(card.brand, card.last4) if card else None
+    key_lifetime: timedelta | None = None
 
-    def charge(
-        self,
-        *,
-        token: str,
-        amount_cents: int,
-        idempotency_key: str,
-        initiator: Initiator,
-        timeout_seconds: float,
-    ) -> ChargeResult:
-        if amount_cents <= 0:
+    def save_card(self, token: str, *, customer: str | None, account_ref: str) -> CardInfo | None:
+        card = SANDBOX_CARDS.get(token)
+        if card is None:
+            return None
+        return CardInfo(card.brand, card.last4, card.exp_month, card.exp_year, customer)
+
+    def charge(self, request: ChargeRequest, *, timeout_seconds: float) -> ChargeResult:
+        if request.amount_cents <= 0:
             raise ValueError("amount_cents must be positive")
-        record = self._record_once(token, amount_cents, idempotency_key, initiator)
+        record = self._record_once(
+            request.token, request.amount_cents, request.idempotency_key, request.initiator
+        )
         if (record.token, record.amount_cents, record.initiator) != (
-            token,
-            amount_cents,
-            initiator.value,
+            request.token,
+            request.amount_cents,
+            request.initiator.value,
         ):
             raise GatewayKeyReuse(
-                f"idempotency key {idempotency_key!r} was first used for another charge"
+                f"idempotency key {request.idempotency_key!r} was first used for another charge"
             )
         remaining = (record.settles_at - utcnow()).total_seconds()
         if remaining > 0:
@@ -161,6 +113,67 @@ class SandboxGateway:
                 raise GatewayTimeout(f"no answer within {timeout_seconds:g} s")
             self._sleep(remaining)
         return _result(record)
+
+    def refund(
+        self,
+        *,
+        charge_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        reason: str,
+        timeout_seconds: float,
+    ) -> RefundResult:
+        """Refund a sandbox charge: at most what it charged minus what was refunded already.
+        The same key returns the first answer; the same key for another refund is refused."""
+        if amount_cents <= 0:
+            raise ValueError("amount_cents must be positive")
+        for _attempt in range(2):
+            try:
+                with unit_of_work(self._engine) as session:
+                    existing = session.exec(
+                        select(SandboxRefund).where(
+                            SandboxRefund.idempotency_key == idempotency_key
+                        )
+                    ).first()
+                    if existing is not None:
+                        if (existing.charge_id, existing.amount_cents) != (
+                            charge_id,
+                            amount_cents,
+                        ):
+                            raise GatewayKeyReuse(
+                                f"idempotency key {idempotency_key!r} was first used for "
+                                "another refund"
+                            )
+                        return _refund_result(existing)
+                    charge = session.exec(
+                        select(SandboxCharge)
+                        .where(SandboxCharge.charge_id == charge_id)
+                        .with_for_update()
+                    ).first()
+                    refunded = session.exec(
+                        select(func.coalesce(func.sum(SandboxRefund.amount_cents), 0)).where(
+                            SandboxRefund.charge_id == charge_id,
+                            SandboxRefund.status == RefundStatus.SUCCEEDED.value,
+                        )
+                    ).one()
+                    failure = None
+                    if charge is None or charge.status != ChargeStatus.SUCCEEDED.value:
+                        failure = "charge_not_refundable"
+                    elif int(refunded) + amount_cents > charge.amount_cents:
+                        failure = "amount_too_large"
+                    record = SandboxRefund(
+                        idempotency_key=idempotency_key,
+                        charge_id=charge_id,
+                        amount_cents=amount_cents,
+                        status=(RefundStatus.FAILED if failure else RefundStatus.SUCCEEDED).value,
+                        failure_reason=failure,
+                        refund_id="re_sandbox_" + secrets.token_hex(8),
+                    )
+                    session.add(record)
+                return _refund_result(record)
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not record sandbox refund {idempotency_key!r}")
 
     def retrieve(self, idempotency_key: str) -> ChargeResult | None:
         with unit_of_work(self._engine) as session:
@@ -207,6 +220,14 @@ class SandboxGateway:
             except IntegrityError:
                 continue
         raise RuntimeError(f"could not record sandbox charge {idempotency_key!r}")
+
+
+def _refund_result(record: SandboxRefund) -> RefundResult:
+    return RefundResult(
+        RefundStatus(record.status),
+        refund_id=record.refund_id,
+        failure_reason=record.failure_reason,
+    )
 
 
 def _result(record: SandboxCharge) -> ChargeResult:

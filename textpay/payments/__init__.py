@@ -1,0 +1,34 @@
+"""Payment gateways: the protocol (`gateway`), the deterministic sandbox (`sandbox`) and Stripe
+(`stripe`). Everything outside this package imports the vocabulary from here."""
+
+from textpay.payments.gateway import (
+    AUTHENTICATION_REQUIRED,
+    CardInfo,
+    ChargeRequest,
+    ChargeResult,
+    ChargeStatus,
+    GatewayKeyReuse,
+    GatewayTimeout,
+    Initiator,
+    PaymentGateway,
+    RefundResult,
+    RefundStatus,
+)
+from textpay.payments.sandbox import SANDBOX_CARDS, SandboxCard, SandboxGateway
+
+__all__ = [
+    "AUTHENTICATION_REQUIRED",
+    "SANDBOX_CARDS",
+    "CardInfo",
+    "ChargeRequest",
+    "ChargeResult",
+    "ChargeStatus",
+    "GatewayKeyReuse",
+    "GatewayTimeout",
+    "Initiator",
+    "PaymentGateway",
+    "RefundResult",
+    "RefundStatus",
+    "SandboxCard",
+    "SandboxGateway",
+]

@@ -1,0 +1,128 @@
+"""The payment gateway protocol: the vocabulary of a charge and a refund, and what every gateway
+(the sandbox, Stripe) must do.
+
+Owns what TextPay asks of a card processor and the words for its answers: who initiated a
+charge, our idempotency key, the outcome (succeeded, declined with a reason, failed, or not
+known yet), and the two exceptions that mean "ask again later" and "that key was used for
+something else". Nothing here knows a processor's own objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Protocol
+
+
+class Initiator(StrEnum):
+    CUSTOMER = "customer"  # the subscriber asked for this charge (a YES reply)
+    MERCHANT = "merchant"  # TextPay charges on the subscriber's standing consent (AutoPay)
+
+
+class ChargeStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"  # the card said no; retrying the same card will not help soon
+    FAILED = "failed"  # the processor failed; a later retry may succeed
+    PENDING = "pending"  # accepted, not settled yet (only from `retrieve`, or Stripe's processing)
+
+
+# The decline reason of a charge the card's bank wants the card holder to confirm (3-D Secure):
+# not a plain decline, and the subscriber is told so.
+AUTHENTICATION_REQUIRED = "authentication_required"
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    status: ChargeStatus
+    charge_id: str | None = None
+    decline_reason: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is ChargeStatus.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    """One charge of a stored card, as phase 2 sends it. `metadata` names the account and the
+    attempt at the processor (so a charge can be found without our database), and
+    `description` is what the processor shows an operator."""
+
+    token: str
+    amount_cents: int
+    idempotency_key: str
+    initiator: Initiator
+    customer: str | None = None
+    description: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    """What may be shown of a stored card, and the processor's customer it belongs to."""
+
+    brand: str
+    last4: str
+    exp_month: int | None = None
+    exp_year: int | None = None
+    customer: str | None = None
+
+
+class RefundStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the processor refused: nothing went back to the card
+    PENDING = "pending"  # accepted; the processor will finish it
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    status: RefundStatus
+    refund_id: str | None = None
+    failure_reason: str | None = None
+
+
+class GatewayTimeout(Exception):
+    """The gateway did not answer in time: the charge may or may not have happened.
+
+    Never treat this as a decline and never charge again with a new key: ask `retrieve` later.
+    """
+
+
+class GatewayKeyReuse(Exception):
+    """An idempotency key was sent again with a different token, amount or initiator."""
+
+
+class PaymentGateway(Protocol):
+    # How long the processor remembers an idempotency key (None: for ever). After it, charging
+    # again with the same key could charge twice, so a reconciler only looks the charge up.
+    key_lifetime: timedelta | None
+
+    def charge(self, request: ChargeRequest, *, timeout_seconds: float) -> ChargeResult:
+        """Charge a stored card. The same key always returns the first result. Raises
+        `GatewayTimeout` when the outcome is unknown."""
+        ...
+
+    def retrieve(self, idempotency_key: str) -> ChargeResult | None:
+        """What happened to the charge made with this key, or None if there was none."""
+        ...
+
+    def save_card(self, token: str, *, customer: str | None, account_ref: str) -> CardInfo | None:
+        """Make `token` chargeable later without the card holder present and say what it is:
+        brand, last 4, expiry and the customer it now belongs to (a processor with customers
+        creates one for `account_ref` when none is given). None when the token is unknown."""
+        ...
+
+    def refund(
+        self,
+        *,
+        charge_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        reason: str,
+        timeout_seconds: float,
+    ) -> RefundResult:
+        """Give `amount_cents` of a succeeded charge back to its card. The same key always
+        returns the first result. Raises `GatewayTimeout` when the outcome is unknown."""
+        ...
