@@ -204,11 +204,23 @@ def _get_json(url: str, token: str) -> Any:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Keep the demo's SQLite file here (default: a throw-away temporary file).",
 )
-def demo(database: Path | None) -> None:
+@click.option(
+    "--payments",
+    type=click.Choice(["sandbox", "stripe"]),
+    default="sandbox",
+    show_default=True,
+    help="Charge cards in the sandbox, or through Stripe's API (a local Stripe stand-in, "
+    "started by the demo; every request sent to it is printed).",
+)
+def demo(database: Path | None, payments: str) -> None:
     """Play a scripted story end to end on a throw-away SQLite file, as a chat transcript."""
     if database is not None and database.exists():
         raise click.ClickException(f"{database} exists; the demo starts from an empty database")
-    if not demo_story.run(sys.stdout, database):
+    try:
+        sound = demo_story.run(sys.stdout, database, payments=payments)
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from error
+    if not sound:
         sys.exit(1)
 
 

@@ -5,14 +5,21 @@ balances with call charges, runs the real low-balance scan and outbox dispatcher
 sender), and plays their text conversations as signed Twilio webhooks through the Flask app,
 printing each exchange with the ledger entries it caused. Nothing here is a canned string: every
 line TextPay "says" is what the engine answered.
+
+With `payments="stripe"` the same story charges cards through Stripe's API: the demo starts the
+test suite's Stripe stand-in (`tests/standin/stripe.py`, which checks each request against
+Stripe's OpenAPI description), enrols Stripe's test payment methods instead of sandbox tokens,
+and prints every request TextPay sent to Stripe under the step that caused it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,6 +48,16 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "demo.json"
 ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 (a throw-away database's token)
 AUTH_TOKEN = "demo-twilio-auth-token"  # noqa: S105
 WIDTH = 78
+STRIPE_DEMO_KEY = "sk_test_textpay_demo"  # the stand-in's, never Stripe's
+# The sandbox's test tokens in the story, as Stripe's test payment methods.
+STRIPE_TEST_CARDS = {
+    "tok_visa": "pm_card_visa",
+    "tok_mastercard": "pm_card_mastercard",
+    "tok_chargeDeclined": "pm_card_chargeDeclined",
+}
+# What of a Stripe request the demo prints (never a secret: the stand-in's key is not shown).
+_SHOWN_PARAMS = ("amount", "currency", "customer", "payment_method", "confirm", "off_session",
+                 "payment_intent", "statement_descriptor_suffix")  # fmt: skip
 
 
 @dataclass
@@ -52,6 +69,8 @@ class Demo:
     when: datetime = field(default_factory=utcnow)
     last_entry: int = 0
     phones: dict[str, Phone] = field(default_factory=dict)
+    stripe: Any = None  # the Stripe stand-in, when the demo pays through Stripe
+    stripe_seen: int = 0
 
     @property
     def engine(self) -> Engine:
@@ -94,30 +113,89 @@ class Demo:
                       f"{sign}{format_cents(entry.amount_cents)} → balance "
                       f"{format_cents(entry.balance_after_cents)}", file=self.out)  # fmt: skip
                 self.last_entry = entry.id or self.last_entry
+        self.show_stripe()
+
+    def show_stripe(self) -> None:
+        """Print the requests TextPay sent to Stripe since the last step."""
+        if self.stripe is None:
+            return
+        requests = self.stripe.requests[self.stripe_seen :]
+        self.stripe_seen += len(requests)
+        for request in requests:
+            shown = " ".join(
+                f"{name}={_flat(request.params[name])}"
+                for name in _SHOWN_PARAMS
+                if name in request.params
+            )
+            metadata = request.params.get("metadata") or {}
+            if "textpay_key" in metadata:
+                shown += f" metadata[textpay_key]={metadata['textpay_key']}"
+            key = f" Idempotency-Key: {request.idempotency_key}" if request.idempotency_key else ""
+            print(f"    stripe: {request.method} {request.path} {shown}{key} → {request.status}"
+                  .replace("  ", " "), file=self.out)  # fmt: skip
 
 
-def run(out: TextIO, database: Path | None = None) -> bool:
+def run(out: TextIO, database: Path | None = None, payments: str = "sandbox") -> bool:
     """Play the demo; returns whether the ledger checks out at the end."""
     path = database or Path(tempfile.mkdtemp(prefix="textpay-demo-")) / "demo.db"
     url = f"sqlite:///{path}"
     create_schema(make_engine(url))
-    settings = Settings(
-        _env_file=None,
-        database_url=url,
-        admin_token=ADMIN_TOKEN,
-        twilio_auth_token=AUTH_TOKEN,
-        sms_backend="console",
-    )
-    app = create_app(settings)
-    demo = Demo(out, app, json.loads(FIXTURE.read_text(encoding="utf-8")), app.test_client())
-    print(f"TextPay demo, on a throw-away database: {path}", file=out)
-    enrol(demo)
-    drain(demo)
-    first_scan(demo)
-    converse(demo)
-    sound = standings(demo)
-    demo.engine.dispose()
+    with _payments(payments) as (stripe, overrides):
+        settings = Settings(
+            _env_file=None,
+            database_url=url,
+            admin_token=ADMIN_TOKEN,
+            twilio_auth_token=AUTH_TOKEN,
+            sms_backend="console",
+            **overrides,
+        )
+        app = create_app(settings)
+        story = json.loads(FIXTURE.read_text(encoding="utf-8"))
+        if stripe is not None:
+            for account in story["accounts"]:
+                token = account["payment_method"]["token"]
+                account["payment_method"]["token"] = STRIPE_TEST_CARDS.get(token, token)
+        demo = Demo(out, app, story, app.test_client(), stripe=stripe)
+        through = f", paying through Stripe's API at {stripe.url}" if stripe is not None else ""
+        print(f"TextPay demo, on a throw-away database: {path}{through}", file=out)
+        enrol(demo)
+        drain(demo)
+        first_scan(demo)
+        converse(demo)
+        sound = standings(demo)
+        demo.engine.dispose()
     return sound
+
+
+@contextlib.contextmanager
+def _payments(payments: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The Stripe stand-in and the settings that point TextPay at it, or nothing for the
+    sandbox. The stand-in lives with the tests (a checkout installed with the test extras)."""
+    if payments == "sandbox":
+        yield None, {}
+        return
+    try:
+        standin = importlib.import_module("tests.standin.stripe")
+    except ImportError as error:
+        raise RuntimeError(
+            "the Stripe demo runs the test suite's Stripe stand-in: run it from a checkout "
+            f"installed with `pip install -e '.[test]'` ({error})"
+        ) from error
+    with standin.StripeStandIn(api_key=STRIPE_DEMO_KEY) as stripe:
+        yield (
+            stripe,
+            {
+                "payments_backend": "stripe",
+                "stripe_api_key": STRIPE_DEMO_KEY,
+                "stripe_api_url": stripe.url,
+                "stripe_webhook_secret": stripe.webhook_secret,
+                "stripe_statement_descriptor_suffix": "CALLS",
+            },
+        )
+
+
+def _flat(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def enrol(demo: Demo) -> None:
@@ -129,6 +207,7 @@ def enrol(demo: Demo) -> None:
         demo.call("POST", f"/admin/accounts/{created['id']}/credits", deposit,
                   **{"Idempotency-Key": f"demo-start-{n}"})  # fmt: skip
         account["id"] = created["id"]
+        demo.show_stripe()
         card = created["payment_method"]
         autopay = ", AutoPay on" if created["autopay_enabled"] else ""
         print(f"  acct ...{created['account_number'][-4:]} {created['nickname']:<9} "
