@@ -7,16 +7,35 @@ move the clock with freezegun.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+# How far `textpay demo` has moved this process's clock (zero everywhere else).
+_travelled = timedelta(0)
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC) + _travelled
+
+
+@contextmanager
+def travel(to: datetime) -> Iterator[None]:
+    """Run the block as if it were `to` now, the clock still ticking. For `textpay demo`, which
+    plays its story inside every subscriber's sending hours whatever the hour it is run at
+    (tests move the clock with freezegun instead)."""
+    global _travelled  # noqa: PLW0603 (one process-wide clock is the point)
+    before = _travelled
+    _travelled = to - datetime.now(UTC)
+    try:
+        yield
+    finally:
+        _travelled = before
 
 
 class UTCDateTime(TypeDecorator[datetime]):

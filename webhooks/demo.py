@@ -40,7 +40,7 @@ from textpay.money import format_cents
 from textpay.phones import to_e164
 from textpay.policy import delivery_rules
 from textpay.sms import ConsoleSender
-from textpay.timeutil import utcnow
+from textpay.timeutil import travel, utcnow
 from webhooks import create_app
 from webhooks.phone import Phone
 
@@ -160,8 +160,12 @@ def run(out: TextIO, database: Path | None = None, payments: str = "sandbox") ->
         print(f"TextPay demo, on a throw-away database: {path}{through}", file=out)
         enrol(demo)
         drain(demo)
-        first_scan(demo)
-        converse(demo)
+        demo.when = daytime(demo.engine)
+        # The story goes on at that moment, whatever the hour the demo is run at: offers are
+        # sent in the subscribers' daytime and answered minutes after, as they would be.
+        with travel(demo.when):
+            first_scan(demo)
+            converse(demo)
         sound = standings(demo)
         demo.engine.dispose()
     return sound
@@ -232,7 +236,6 @@ def drain(demo: Demo) -> None:
 
 
 def first_scan(demo: Demo) -> None:
-    demo.when = daytime(demo.engine)
     heading(
         demo.out, f"3. The scan runs (at {demo.when:%H:%M} UTC, inside everyone's sending hours)"
     )
