@@ -376,6 +376,9 @@ def confirm_from_gateway(
     """Apply a processor's report of a charge's refunds, in the caller's transaction. Safe to
     call as often as the processor repeats itself: each refund moves money once.
 
+    `charge_id` is the id the gateway returned as the charge's `ChargeResult.charge_id` (for
+    Stripe the PaymentIntent's: a `charge.refunded` event's `payment_intent`, not the `ch_` id).
+
     - one of ours (matched by refund id, or by our key the processor carries as metadata
       `textpay_key`): settled if still pending, else unchanged;
     - one made outside TextPay, succeeded: a `card_refund` debit of its amount capped at the
