@@ -83,6 +83,23 @@ class RefundResult:
     failure_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class GatewayRefund:
+    """One refund of a charge as the processor reports it on its own initiative (Stripe's
+    `charge.refunded` event lists the charge's refunds), for `textpay.card_refunds.
+    confirm_from_gateway`.
+
+    `idempotency_key` is TextPay's key for a refund TextPay asked for: a processor that keeps
+    metadata must carry it on the refund as `textpay_key` (Stripe: `metadata[textpay_key]`, the
+    same field a charge carries), and report it back here. None for a refund made outside
+    TextPay (an operator in the processor's dashboard)."""
+
+    refund_id: str
+    amount_cents: int
+    status: RefundStatus
+    idempotency_key: str | None = None
+
+
 class GatewayTimeout(Exception):
     """The gateway did not answer in time: the charge may or may not have happened.
 
@@ -124,5 +141,10 @@ class PaymentGateway(Protocol):
         timeout_seconds: float,
     ) -> RefundResult:
         """Give `amount_cents` of a succeeded charge back to its card. The same key always
-        returns the first result. Raises `GatewayTimeout` when the outcome is unknown."""
+        returns the first result. Raises `GatewayTimeout` when the outcome is unknown.
+
+        `reason` is the operator's own words (a processor with a fixed list of reasons sends
+        its own, e.g. Stripe's `requested_by_customer`). A processor that keeps metadata records
+        `textpay_key=<idempotency_key>` on the refund, so that its later reports of the refund
+        (`GatewayRefund`) can be matched to ours."""
         ...
