@@ -83,6 +83,18 @@ class RefundResult:
     failure_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class GatewayRefund:
+    """A refund as the processor reports it on its own (a webhook): its id, amount and state,
+    and our idempotency key when TextPay made it (None: made elsewhere, say in the processor's
+    dashboard)."""
+
+    refund_id: str
+    amount_cents: int
+    status: RefundStatus
+    idempotency_key: str | None
+
+
 class GatewayTimeout(Exception):
     """The gateway did not answer in time: the charge may or may not have happened.
 
