@@ -576,3 +576,50 @@ def test_a_dispute_on_a_charge_named_by_its_charge_id_is_found(web: Web) -> None
         account_row = session.get(Account, account["id"])
         assert account_row is not None
         assert account_row.status == "active"
+
+
+# -- refunds --
+
+
+def test_a_refund_made_in_stripes_dashboard_is_debited_once_and_texted(
+    web: Web, database_url: str
+) -> None:
+    pytest.importorskip("textpay.card_refunds", reason="card refunds are built on `refunds`")
+    twilio, client, admin, engine = web.twilio, web.client, web.admin, web.engine
+    account = admin.enrol()
+    admin.credit(account["id"], 310, "seed")
+    web.offer(account["id"])
+    twilio.text(MOM, "YES")
+    [attempt] = attempts(engine)
+    texts = len(outbound(engine))
+    refund = example(
+        "refund",
+        id="re_TextPayWebhookTest0001",
+        amount=1000,
+        payment_intent=attempt.charge_id,
+        status="succeeded",
+        metadata={},
+    )
+    charge = example(
+        "charge",
+        payment_intent=attempt.charge_id,
+        amount=2500,
+        amount_refunded=1000,
+        refunded=False,
+        refunds={"object": "list", "data": [refund], "has_more": False, "total_count": 1,
+                 "url": "/v1/charges/ch_x/refunds"},
+    )  # fmt: skip
+    _, payload, _ = deliver(client, web.events, "charge.refunded", charge)
+    assert balance(admin, account["id"]) == 2810 - 1000
+    kinds = [e["kind"] for e in admin.get(f"/admin/accounts/{account['id']}/ledger").get_json()
+             ["entries"]]  # fmt: skip
+    assert kinds.count("card_refund") == 1
+    [text] = outbound(engine)[texts:]
+    assert "$10.00 was refunded to card ...4242" in text.body
+
+    # Told again: the same event, and the refund's own event.
+    assert post(client, payload, web.events.sign(payload)).status_code == 200
+    deliver(client, web.events, "refund.updated", refund)
+    assert balance(admin, account["id"]) == 1810
+    assert len(outbound(engine)) == texts + 1
+    assert verify_ledger(database_url).exit_code == 0
