@@ -5,8 +5,11 @@ For each payment attempt still pending after a grace period, ask the gateway wha
 idempotency key (charging the card recorded on the attempt, with that same key, if the gateway
 never saw it, which cannot charge twice) and hand the outcome to `textpay.settlement`, which
 queues the text telling the subscriber. Then retry telling settled outcomes whose text failed.
-Each attempt is its own transaction, none is open while the gateway is called, and one attempt
-that fails is logged and counted without stopping the others.
+Then card refunds still pending (the processor did not answer in time, or a process died between
+the phases): asked again with the same key (`textpay.card_refunds`; never once the processor may
+have forgotten the key) and settled. Each attempt and each refund is its own transaction, none
+is open while the gateway is called, and one that fails is logged and counted in `errors`
+without stopping the others.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from textpay import funding, settlement
+from textpay import card_refunds, funding, settlement
 from textpay.db import unit_of_work
 from textpay.engine_config import EngineConfig
-from textpay.models import Account, PaymentAttempt
+from textpay.models import Account, CardRefundStatus, PaymentAttempt
 from textpay.payments import PaymentGateway
 from textpay.timeutil import utcnow
 
@@ -33,6 +36,8 @@ class ReconcileCounts:
     still_pending: int
     told: int = 0
     errors: int = 0
+    refunds_settled: int = 0
+    refunds_pending: int = 0
 
 
 def run(
@@ -74,7 +79,29 @@ def run(
             errors += 1
             continue
         told += int(outcome is not None and outcome.queued is not None)
-    return ReconcileCounts(settled=settled, still_pending=pending, told=told, errors=errors)
+    refunds_settled = refunds_pending = 0
+    with unit_of_work(db) as session:
+        refund_ids = card_refunds.pending(session, older_than=grace)
+    for refund_id in refund_ids:
+        try:
+            finished = _settle_refund(db, gateway, config, refund_id, now=now,
+                                      timeout_seconds=timeout_seconds)  # fmt: skip
+        except Exception:
+            log.exception("reconcile: card refund %s failed", refund_id)
+            errors += 1
+            continue
+        if finished is None:
+            refunds_pending += 1
+        elif finished:
+            refunds_settled += 1
+    return ReconcileCounts(
+        settled=settled,
+        still_pending=pending,
+        told=told,
+        errors=errors,
+        refunds_settled=refunds_settled,
+        refunds_pending=refunds_pending,
+    )
 
 
 def _settle_one(
@@ -108,3 +135,31 @@ def _settle_one(
         outcome = settlement.settle(session, attempt_id, result, now=now or utcnow(),
                                     config=config, by_reply=False)  # fmt: skip
     return outcome.changed
+
+
+def _settle_refund(
+    db: Engine,
+    gateway: PaymentGateway,
+    config: EngineConfig,
+    refund_id: int,
+    *,
+    now: datetime | None,
+    timeout_seconds: float,
+) -> bool | None:
+    """Ask the processor again about one pending refund, with its key, and settle the answer.
+    None while there is no final answer; False when someone else settled it meanwhile."""
+    with unit_of_work(db) as session:
+        order = card_refunds.order_of(session, refund_id)
+    if order is None:
+        return False
+    if not card_refunds.may_ask_again(gateway, order, now=now or utcnow()):
+        return None
+    result = card_refunds.call_gateway(gateway, order, timeout_seconds=timeout_seconds)
+    if result is None:
+        return None
+    with unit_of_work(db) as session:
+        outcome = card_refunds.settle(session, refund_id, result, now=now or utcnow(),
+                                      config=config)  # fmt: skip
+    if outcome.changed:
+        return True
+    return None if outcome.refund.status == CardRefundStatus.PENDING.value else False

@@ -23,7 +23,6 @@ days, and no retry can make it known.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from datetime import datetime
 from enum import StrEnum
@@ -32,7 +31,7 @@ from sqlalchemy import insert, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from textpay import audit, consent, facts, messages, replies, settlement
+from textpay import audit, card_refunds, consent, facts, messages, replies, settlement
 from textpay.db import is_unique_violation
 from textpay.engine_config import EngineConfig, voice
 from textpay.models import (
@@ -166,14 +165,10 @@ def _settle(
 def _refunds(
     session: Session, event_id: str, fact: RefundsReported, *, now: datetime, config: EngineConfig
 ) -> Applied:
-    try:
-        card_refunds = importlib.import_module("textpay.card_refunds")
-    except ModuleNotFoundError:  # card refunds are not on this branch yet
-        log.warning("gateway event %s reports refunds; card refunds are not built", event_id)
-        return Applied.IGNORED
-    card_refunds.confirm_from_gateway(
+    confirmed = card_refunds.confirm_from_gateway(
         session, charge_id=fact.charge_id, refunds=fact.refunds, now=now, config=config
     )
+    log.info("gateway event %s: %d refund(s) reported", _safe(event_id), len(confirmed))
     return Applied.APPLIED
 
 

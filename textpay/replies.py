@@ -50,6 +50,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "Envíe SALDO cuando quiera.",
     },
     "fee_note": {"en": " (fee {fee})", "es": " (cargo {fee})"},
+    "card_refund": {
+        "en": "{program}: {amount} was refunded to card ...{card} from acct ...{label}{nick}. "
+        "New balance {balance}. Refunds take 5-10 days to show on your card.",
+        "es": "{program}: se devolvieron {amount} a la tarjeta ...{card} desde la cuenta "
+        "...{label}{nick}. Nuevo saldo {balance}. La devolución tarda de 5 a 10 días en verse "
+        "en su tarjeta.",
+    },
     "autopay_receipt": {
         "en": "{program}: AutoPay added {amount} to acct ...{label}{nick}. New balance "
         "{balance}. Card ...{card} charged {total}{fee_note}. Confirmation {confirmation}. "
@@ -392,6 +399,27 @@ def receipt(
         total=format_cents(amount_cents + fee_cents),
         fee_note=fee_note,
         confirmation=confirmation,
+    )
+
+
+def card_refund(
+    account: AccountFacts,
+    *,
+    amount_cents: int,
+    new_balance_cents: int,
+    card_last4: str,
+    voice: Voice,
+) -> str:
+    """Money an operator sent back to the subscriber's card, and the balance it left."""
+    return fill(
+        "card_refund",
+        account.language,
+        voice,
+        amount=format_cents(amount_cents),
+        card=card_last4,
+        label=account.label,
+        nick=nick(account),
+        balance=format_cents(new_balance_cents),
     )
 
 

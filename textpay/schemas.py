@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from textpay.models import ID_MAX
 from textpay.policy import MAX_AMOUNT_CENTS, SETTING_RANGES
 from textpay.redaction import has_card_number
 
@@ -214,3 +215,12 @@ class CreditIn(StrictInput):
     amount_cents: PositiveCents
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     kind: Literal["credit", "refund"] = "credit"
+
+
+class CardRefundIn(StrictInput):
+    """Money back to the card a deposit came from (`textpay.card_refunds`). The reason is kept
+    on the refund and the ledger, so it may not hold a card number either."""
+
+    deposit_id: Annotated[int, Field(ge=1, le=ID_MAX)]
+    amount_cents: PositiveCents
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]

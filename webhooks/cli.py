@@ -136,7 +136,10 @@ def reconcile(grace_seconds: float) -> None:
         grace_seconds=grace_seconds,
         timeout_seconds=parts.settings.gateway_timeout_seconds,
     )
-    click.echo(f"settled {counts.settled}, still pending {counts.still_pending}")
+    click.echo(
+        f"settled {counts.settled}, still pending {counts.still_pending}; card refunds settled "
+        f"{counts.refunds_settled}, still pending {counts.refunds_pending}"
+    )
 
 
 @cli.command("chat")

@@ -85,6 +85,12 @@ CATALOGUE: dict[str, ProblemType] = {
         "Request has invalid fields",
         "See `errors`: one entry per field, with what is wrong with it.",
     ),
+    "card-refund-failed": ProblemType(
+        422,
+        "The card processor refused the refund",
+        "Nothing went back to the card: the amount is back on the account's balance (an "
+        "`adjustment` entry). `card_refund` is the refund as recorded, with its reason.",
+    ),
     "internal-error": ProblemType(500, "Internal error", "Something failed on our side."),
     "admin-api-disabled": ProblemType(
         503,
@@ -110,12 +116,15 @@ class Problem(Exception):
         *,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.slug = slug
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+        # RFC 9457 extension members: more about this problem, under names of its own.
+        self.extensions = extensions or {}
 
 
 def problem_response(
@@ -125,9 +134,11 @@ def problem_response(
     errors: list[FieldError] | None = None,
     status: int | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response:
     kind = CATALOGUE[slug]
     body: dict[str, Any] = {
+        **(extensions or {}),
         "type": f"/problems/{slug}",
         "title": kind.title,
         "status": status or kind.status,
@@ -167,7 +178,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(Problem)
     def _problem(error: Problem) -> Response:
         return problem_response(
-            error.slug, error.detail, errors=error.errors, headers=error.headers
+            error.slug,
+            error.detail,
+            errors=error.errors,
+            headers=error.headers,
+            extensions=error.extensions,
         )
 
     @app.errorhandler(TextPayError)

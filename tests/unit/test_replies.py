@@ -40,6 +40,7 @@ BUILT_ELSEWHERE = {
     "charge_failed",
     "autopay_declined",
     "autopay_disabled",
+    "card_refund",
 }
 
 
@@ -98,6 +99,13 @@ def every_reply(language: str, nickname: str = NICKNAMES["ascii"]) -> dict[str, 
             confirmation="TP-7K2M9Q",
             voice=VOICE,
         )
+    rendered["card_refund"] = replies.card_refund(
+        listed[0],
+        amount_cents=BIG,
+        new_balance_cents=99_999_999,
+        card_last4="4242",
+        voice=VOICE,
+    )
     for key in ("processing", "card_declined", "charge_failed", "autopay_declined",
                 "autopay_disabled"):  # fmt: skip
         rendered[key] = replies.fill(

@@ -85,14 +85,19 @@ class RefundResult:
 
 @dataclass(frozen=True)
 class GatewayRefund:
-    """A refund as the processor reports it on its own (a webhook): its id, amount and state,
-    and our idempotency key when TextPay made it (None: made elsewhere, say in the processor's
-    dashboard)."""
+    """One refund of a charge as the processor reports it on its own initiative (Stripe's
+    `charge.refunded` event lists the charge's refunds), for `textpay.card_refunds.
+    confirm_from_gateway`.
+
+    `idempotency_key` is TextPay's key for a refund TextPay asked for: a processor that keeps
+    metadata must carry it on the refund as `textpay_key` (Stripe: `metadata[textpay_key]`, the
+    same field a charge carries), and report it back here. None for a refund made outside
+    TextPay (an operator in the processor's dashboard)."""
 
     refund_id: str
     amount_cents: int
     status: RefundStatus
-    idempotency_key: str | None
+    idempotency_key: str | None = None
 
 
 class GatewayTimeout(Exception):
@@ -136,5 +141,10 @@ class PaymentGateway(Protocol):
         timeout_seconds: float,
     ) -> RefundResult:
         """Give `amount_cents` of a succeeded charge back to its card. The same key always
-        returns the first result. Raises `GatewayTimeout` when the outcome is unknown."""
+        returns the first result. Raises `GatewayTimeout` when the outcome is unknown.
+
+        `reason` is the operator's own words (a processor with a fixed list of reasons sends
+        its own, e.g. Stripe's `requested_by_customer`). A processor that keeps metadata records
+        `textpay_key=<idempotency_key>` on the refund, so that its later reports of the refund
+        (`GatewayRefund`) can be matched to ours."""
         ...

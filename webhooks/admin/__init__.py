@@ -48,4 +48,13 @@ def _authenticate() -> None:
         )
 
 
-from webhooks.admin import accounts, audit, money, openapi, outbox, scans, settings  # noqa: E402, F401
+from webhooks.admin import (  # noqa: E402, F401
+    accounts,
+    audit,
+    card_refunds,
+    money,
+    openapi,
+    outbox,
+    scans,
+    settings,
+)

@@ -48,14 +48,20 @@ def usage(account_id: int) -> tuple[Response, int]:
     )
 
 
-@bp.post("/accounts/<id:account_id>/credits")
-def credit(account_id: int) -> tuple[Response, int]:
+def idempotency_key() -> str:
+    """The request's Idempotency-Key header, or a 400 problem asking for one."""
     key = flask_request.headers.get(IDEMPOTENCY_KEY_HEADER, "").strip()
     if not _IDEMPOTENCY_KEY.match(key):
         raise Problem(
             "missing-idempotency-key",
             "Send an Idempotency-Key header of 1 to 150 printable characters.",
         )
+    return key
+
+
+@bp.post("/accounts/<id:account_id>/credits")
+def credit(account_id: int) -> tuple[Response, int]:
+    key = idempotency_key()
     data = body(CreditIn)
     who = actor()
     return _posted(

@@ -18,6 +18,7 @@ from textpay.operator_settings import FacilityIn
 from textpay.schemas import (
     AccountCreate,
     AccountUpdate,
+    CardRefundIn,
     CreditIn,
     SettingsPatch,
     UsageIn,
@@ -32,15 +33,6 @@ class Out(BaseModel):
 class FieldErrorOut(Out):
     field: str
     message: str
-
-
-class ProblemOut(Out):
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str
-    errors: list[FieldErrorOut] | None = None
 
 
 class SettingsValues(Out):
@@ -164,6 +156,42 @@ class LedgerPage(Out):
     next_before: int | None
 
 
+class CardRefundOut(Out):
+    id: int
+    account_id: int
+    deposit_id: int | None
+    amount_cents: int
+    reason: str
+    status: Literal["pending", "succeeded", "failed"]
+    card_last4: str
+    refund_id: str | None
+    failure_reason: str | None
+    actor: str
+    created_at: str
+    settled_at: str | None
+    # The debit (null only for a processor's own refund found when the balance was 0), and the
+    # adjustment that gave the money back when the processor refused.
+    ledger_entry: LedgerEntryOut | None
+    give_back_entry: LedgerEntryOut | None
+    balance_cents: int
+
+
+class CardRefundList(Out):
+    account_id: int
+    card_refunds: list[CardRefundOut]
+
+
+class ProblemOut(Out):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldErrorOut] | None = None
+    # On a `card-refund-failed` problem: the refund as recorded.
+    card_refund: CardRefundOut | None = None
+
+
 class AuditEntryOut(Out):
     id: int
     actor: str
@@ -226,11 +254,13 @@ class ScanRunPage(Out):
 
 def _components() -> dict[str, Any]:
     inputs: list[type[BaseModel]] = [
-        AccountCreate, AccountUpdate, UsageIn, CreditIn, SettingsPatch, FacilityIn,
+        AccountCreate, AccountUpdate, UsageIn, CreditIn, CardRefundIn, SettingsPatch,
+        FacilityIn,
     ]  # fmt: skip
     outputs: list[type[BaseModel]] = [
         ProblemOut, SettingsOut, FacilityOut, FacilityList, AccountOut, AccountList,
-        LedgerEntryOut, LedgerPage, AuditPage, MessagePage, ScanRunOut, ScanRunPage,
+        LedgerEntryOut, LedgerPage, CardRefundOut, CardRefundList, AuditPage, MessagePage,
+        ScanRunOut, ScanRunPage,
     ]  # fmt: skip
     validation: Literal["validation"] = "validation"
     serialization: Literal["serialization"] = "serialization"
@@ -291,6 +321,40 @@ def _queued_scan() -> dict[str, Any]:
                 "schema": {"type": "string"},
             }
         },
+    )
+    return operation
+
+
+def _card_refund() -> dict[str, Any]:
+    operation = _operation(
+        "Refund (part of) a card deposit to its card",
+        201,
+        "CardRefundOut",
+        body="CardRefundIn",
+        params=[ACCOUNT_ID, IDEMPOTENCY_KEY],
+    )
+    replayed = {
+        "Idempotent-Replayed": {
+            "description": "`true` when this answers a replay of the Idempotency-Key",
+            "required": True,
+            "schema": {"type": "string", "enum": ["true", "false"]},
+        }
+    }
+    responses = operation["responses"]
+    responses["201"].update(description="Refunded to the card", headers=replayed)
+    responses["200"] = {"description": "A replay of a refund made", "headers": replayed,
+                        "content": _json("CardRefundOut")}  # fmt: skip
+    responses["202"] = {
+        "description": "The processor has not answered yet: the debit holds the money, and the "
+        "reconciler finishes the refund",
+        "headers": replayed,
+        "content": _json("CardRefundOut"),
+    }
+    operation["description"] = (
+        "At most the deposit's unspent part (the deposit less its refunds, and never more than "
+        "the balance) goes back to the card, as a `card_refund` debit, and the subscriber gets "
+        "a text. When the processor refuses, the answer is a 422 `card-refund-failed` problem "
+        "with the refund as `card_refund`, and the money is back on the balance."
     )
     return operation
 
@@ -378,6 +442,15 @@ def document() -> dict[str, Any]:
                     "LedgerEntryOut",
                     body="CreditIn",
                     params=[ACCOUNT_ID, IDEMPOTENCY_KEY],
+                ),
+            },
+            "/admin/accounts/{account_id}/card-refunds": {
+                "post": _card_refund(),
+                "get": _operation(
+                    "Card refunds, newest first",
+                    200,
+                    "CardRefundList",
+                    params=[ACCOUNT_ID, _limit(100)],
                 ),
             },
             "/admin/accounts/{account_id}/ledger": {

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from textpay import prompts
 from textpay.accounts import payment_method_of
+from textpay.card_refunds import RefundFacts
 from textpay.models import (
     SETTING_FIELDS,
     Account,
@@ -121,6 +122,29 @@ def ledger_entry_json(entry: LedgerEntry) -> dict[str, Any]:
         "reference": entry.reference,
         "memo": entry.memo,
         "created_at": iso(entry.created_at),
+    }
+
+
+def card_refund_json(found: RefundFacts) -> dict[str, Any]:
+    refund = found.refund
+    return {
+        "id": refund.id,
+        "account_id": refund.account_id,
+        "deposit_id": found.deposit_id,
+        "amount_cents": refund.amount_cents,
+        "reason": refund.reason,
+        "status": refund.status,
+        "card_last4": found.card_last4,
+        "refund_id": refund.refund_id,
+        "failure_reason": refund.failure_reason,
+        "actor": refund.actor,
+        "created_at": iso(refund.created_at),
+        "settled_at": iso(refund.settled_at),
+        # The debit that took the money off the balance, and the entry that gave it back if
+        # the processor refused.
+        "ledger_entry": ledger_entry_json(found.debit) if found.debit else None,
+        "give_back_entry": ledger_entry_json(found.give_back) if found.give_back else None,
+        "balance_cents": found.balance_cents,
     }
 
 
