@@ -42,6 +42,7 @@ from textpay.models import (
     Account,
     AttemptStatus,
     AuditLogEntry,
+    CardRefund,
     Dispute,
     GatewayEvent,
     LedgerEntry,
@@ -584,7 +585,6 @@ def test_a_dispute_on_a_charge_named_by_its_charge_id_is_found(web: Web) -> None
 def test_a_refund_made_in_stripes_dashboard_is_debited_once_and_texted(
     web: Web, database_url: str
 ) -> None:
-    pytest.importorskip("textpay.card_refunds", reason="card refunds are built on `refunds`")
     twilio, client, admin, engine = web.twilio, web.client, web.admin, web.engine
     account = admin.enrol()
     admin.credit(account["id"], 310, "seed")
@@ -622,4 +622,47 @@ def test_a_refund_made_in_stripes_dashboard_is_debited_once_and_texted(
     deliver(client, web.events, "refund.updated", refund)
     assert balance(admin, account["id"]) == 1810
     assert len(outbound(engine)) == texts + 1
+    assert verify_ledger(database_url).exit_code == 0
+
+
+def test_a_refund_textpay_made_reported_back_by_stripe_moves_nothing_more(
+    web: Web, database_url: str
+) -> None:
+    twilio, client, admin, engine = web.twilio, web.client, web.admin, web.engine
+    account = admin.enrol()
+    admin.credit(account["id"], 310, "seed")
+    web.offer(account["id"])
+    twilio.text(MOM, "YES")
+    [attempt] = attempts(engine)
+    entries = admin.get(f"/admin/accounts/{account['id']}/ledger").get_json()["entries"]
+    [deposit] = [e for e in entries if e["kind"] == "deposit"]
+    made = admin.post(
+        f"/admin/accounts/{account['id']}/card-refunds",
+        json={"deposit_id": deposit["id"], "amount_cents": 500, "reason": "dropped calls"},
+        headers={"Idempotency-Key": "refund-1"},
+    )
+    assert made.status_code in {200, 201}, made.get_json()
+    assert balance(admin, account["id"]) == 2310
+    texts = len(outbound(engine))
+    with unit_of_work(engine) as session:
+        [ours] = session.exec(select(CardRefund)).all()
+        key, refund_id = ours.idempotency_key, ours.refund_id
+    refund = example(
+        "refund",
+        id=refund_id,
+        amount=500,
+        payment_intent=attempt.charge_id,
+        status="succeeded",
+        metadata={"textpay_key": key},
+    )
+    deliver(client, web.events, "refund.updated", refund)
+    charge = example(
+        "charge",
+        payment_intent=attempt.charge_id,
+        refunds={"object": "list", "data": [refund], "has_more": False, "total_count": 1,
+                 "url": "/v1/charges/ch_x/refunds"},
+    )  # fmt: skip
+    deliver(client, web.events, "charge.refunded", charge)
+    assert balance(admin, account["id"]) == 2310
+    assert len(outbound(engine)) == texts
     assert verify_ledger(database_url).exit_code == 0
