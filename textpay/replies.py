@@ -80,6 +80,15 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "desactivado para la cuenta ...{label}. No se cobró nada. Le avisaremos cuando el saldo "
         "esté bajo.",
     },
+    "autopay_off_dispute": {
+        "en": "{program}: AutoPay is off for acct ...{label} because a charge to card ...{card} "
+        "is disputed with your bank. Calls and replying YES to our offers still work. If the "
+        "dispute was a mistake, reply AUTOPAY ON to turn AutoPay back on.",
+        "es": "{program}: AutoPay se desactivó para la cuenta ...{label} porque un cargo a la "
+        "tarjeta ...{card} está en disputa con su banco. Las llamadas y responder SI a nuestras "
+        "ofertas siguen funcionando. Si la disputa fue un error, responda AUTOPAY ON para "
+        "reactivar AutoPay.",
+    },
     "processing": {
         "en": "{program}: we're processing your payment of {total} for acct ...{label}. We'll "
         "text your receipt when it's done. You won't be charged twice.",

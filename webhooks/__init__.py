@@ -1,7 +1,8 @@
 """TextPay's web edge: the Flask application factory.
 
 `create_app` wires settings, the database engine and the payment gateway into one Flask app with
-its blueprints: health, the admin JSON API, and problem documents. Views open the transactions;
+its blueprints: health, the admin JSON API, Twilio's and Stripe's webhooks, and problem
+documents. Views open the transactions;
 the domain core in `textpay/` does the work.
 """
 
@@ -15,7 +16,7 @@ from textpay import logsafe
 from textpay.config import Settings, load_settings
 from textpay.models import ID_MAX
 from textpay.wiring import build
-from webhooks import health, problems, twilio
+from webhooks import health, problems, stripe_webhook, twilio
 from webhooks.admin import bp as admin_bp
 from webhooks.services import Services
 
@@ -56,7 +57,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.check_production()
     # Written as `[secret]` should they ever reach a log line (where `logsafe` is installed:
     # gunicorn.conf.py, `textpay serve`).
-    logsafe.register_secrets(settings.admin_token, settings.twilio_auth_token)
+    logsafe.register_secrets(
+        settings.admin_token, settings.twilio_auth_token, settings.stripe_webhook_secret
+    )
 
     app = Flask(__name__)
     app.url_map.converters["id"] = IdConverter
@@ -80,4 +83,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(twilio.bp)
+    app.register_blueprint(stripe_webhook.bp)
     return app

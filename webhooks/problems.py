@@ -53,6 +53,12 @@ CATALOGUE: dict[str, ProblemType] = {
         "or carries one Twilio never sends (a malformed SID or ErrorCode, or an inbound "
         "MessageSid that is the SID of one of our outbound texts). Nothing was recorded.",
     ),
+    "bad-signature": ProblemType(
+        400,
+        "Webhook signature invalid",
+        "Stripe webhooks must carry a Stripe-Signature made with STRIPE_WEBHOOK_SECRET over the "
+        "exact body, less than five minutes old. Nothing was read or recorded.",
+    ),
     "not-found": ProblemType(404, "Not found", "No such resource."),
     "method-not-allowed": ProblemType(405, "Method not allowed", "See the Allow header."),
     "conflict": ProblemType(409, "Conflict", "The request clashes with existing data."),

@@ -99,6 +99,15 @@ class PromptOut(Out):
     created_at: str
 
 
+class DisputeOut(Out):
+    id: int
+    amount_cents: int
+    reason: str
+    status: str
+    created_at: str
+    closed_at: str | None
+
+
 class AccountOut(Out):
     id: int
     account_number: str
@@ -119,6 +128,7 @@ class AccountOut(Out):
     payment_method: PaymentMethodOut | None
     pending_prompt: PromptOut | None
     effective: EffectiveOut
+    disputes: list[DisputeOut]
     created_at: str
     updated_at: str
 

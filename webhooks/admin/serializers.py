@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from textpay import prompts
 from textpay.accounts import payment_method_of
@@ -15,6 +15,7 @@ from textpay.models import (
     SETTING_FIELDS,
     Account,
     AuditLogEntry,
+    Dispute,
     Facility,
     GlobalSettings,
     LedgerEntry,
@@ -66,8 +67,37 @@ def account_json(session: Session, account: Account) -> dict[str, Any]:
         ),
         "pending_prompt": prompt_json(open_prompt) if open_prompt else None,
         "effective": {**effective.as_dict(), "sources": effective.sources},
+        "disputes": [dispute_json(d) for d in disputes_of(session, account.id)],
         "created_at": iso(account.created_at),
         "updated_at": iso(account.updated_at),
+    }
+
+
+# An account's answer lists its latest disputes only; a card with more is a matter for the
+# processor's dashboard.
+DISPUTES_SHOWN = 20
+
+
+def disputes_of(session: Session, account_id: int) -> list[Dispute]:
+    """The account's chargebacks, newest first."""
+    return list(
+        session.exec(
+            select(Dispute)
+            .where(Dispute.account_id == account_id)
+            .order_by(col(Dispute.created_at).desc(), col(Dispute.id).desc())
+            .limit(DISPUTES_SHOWN)
+        )
+    )
+
+
+def dispute_json(dispute: Dispute) -> dict[str, Any]:
+    return {
+        "id": dispute.id,
+        "amount_cents": dispute.amount_cents,
+        "reason": dispute.reason,
+        "status": dispute.status,
+        "created_at": iso(dispute.created_at),
+        "closed_at": iso(dispute.closed_at),
     }
 
 

@@ -1,0 +1,82 @@
+"""What a processor's webhook tells TextPay, in words no processor owns.
+
+A gateway's event translator (`textpay.payments.stripe_events` for Stripe) turns a verified
+event into one of these facts; `textpay.card_events` applies them. Keeping the facts neutral
+keeps the domain free of a processor's objects, and lets tests (and another processor) state
+an event without building Stripe's JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textpay.payments.gateway import GatewayRefund
+
+
+@dataclass(frozen=True)
+class ChargeSucceeded:
+    """A charge TextPay made (found by our idempotency key) has succeeded."""
+
+    idempotency_key: str
+    charge_id: str
+
+
+@dataclass(frozen=True)
+class ChargeFailed:
+    """A charge TextPay made has failed. `reason` is the processor's decline code (else its
+    error code), `authentication_required` kept as is: the card holder must confirm."""
+
+    idempotency_key: str
+    charge_id: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class RefundsReported:
+    """The refunds of one charge (our `charge_id`) as the processor sees them now."""
+
+    charge_id: str
+    refunds: tuple[GatewayRefund, ...]
+
+
+@dataclass(frozen=True)
+class DisputeOpened:
+    """The card holder's bank disputes a charge (a chargeback or an inquiry).
+    `other_charge_id`: the processor's other name for the same charge, if it has one (Stripe's
+    `ch_...` beside the PaymentIntent), for charges recorded under it."""
+
+    dispute_id: str
+    charge_id: str
+    amount_cents: int
+    reason: str
+    status: str
+    other_charge_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DisputeClosed:
+    dispute_id: str
+    status: str  # won, lost, warning_closed ...
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """An event TextPay does not act on: a type it does not handle, or one that lacks what it
+    would need (`why`, for the log)."""
+
+    type: str
+    why: str = "not a type TextPay acts on"
+
+
+CardEvent = (
+    ChargeSucceeded | ChargeFailed | RefundsReported | DisputeOpened | DisputeClosed | Ignored
+)
+
+
+@dataclass(frozen=True)
+class VerifiedEvent:
+    """A processor's event whose signature was checked: its id (applied once), type and fact."""
+
+    event_id: str
+    type: str
+    fact: CardEvent
