@@ -13,6 +13,7 @@ from textpay.payments.gateway import (
     PaymentGateway,
     RefundResult,
     RefundStatus,
+    UnknownCard,
 )
 from textpay.payments.sandbox import SANDBOX_CARDS, SandboxCard, SandboxGateway
 
@@ -31,4 +32,5 @@ __all__ = [
     "RefundStatus",
     "SandboxCard",
     "SandboxGateway",
+    "UnknownCard",
 ]
