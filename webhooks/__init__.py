@@ -56,7 +56,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.check_production()
     # Written as `[secret]` should they ever reach a log line (where `logsafe` is installed:
     # gunicorn.conf.py, `textpay serve`).
-    logsafe.register_secrets(settings.admin_token, settings.twilio_auth_token)
+    logsafe.register_secrets(
+        settings.admin_token,
+        settings.twilio_auth_token,
+        settings.stripe_api_key,
+        settings.stripe_webhook_secret,
+    )
 
     app = Flask(__name__)
     app.url_map.converters["id"] = IdConverter

@@ -8,6 +8,7 @@ settled once by the reconciler, and after Stripe has forgotten the key it is onl
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -446,3 +447,24 @@ def test_stripe_unreachable_for_the_reconciler_leaves_the_attempt_pending(
     # Not "never charged": Stripe could not be asked, so it is asked again next time.
     assert (counts.settled, counts.still_pending) == (0, 1)
     assert attempts(engine)[0].status == "pending"
+
+
+def test_no_payment_method_or_key_reaches_a_log_line(
+    admin: AdminClient,
+    twilio: TwilioClient,
+    offer: Callable[[int], int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)  # what the clock and gunicorn write
+    admin.post(
+        "/admin/accounts",
+        json={"account_number": "ACCT-1", "phone": "2125550147",
+              "payment_method": {"token": "pm_nonexistent"}},
+    )  # fmt: skip
+    enrol_low(admin, offer, "pm_card_chargeDeclined")
+    assert "declined" in twilio.text(MOM, "YES")
+    # The stand-in's own server log ("werkzeug") is Stripe's side, not ours.
+    lines = [r.getMessage() for r in caplog.records if r.name != "werkzeug"]
+    assert any("stripe save_card: InvalidRequestError code=resource_missing" in x for x in lines)
+    leaks = [x for x in lines if "pm_" in x or "sk_test" in x or "cus_" in x]
+    assert leaks == []

@@ -42,6 +42,10 @@ from textpay.payments.gateway import (
 )
 
 log = logging.getLogger(__name__)
+# The SDK logs every request's URL and every error's message at INFO (a payment method's id in
+# a path, "No such PaymentMethod: 'pm_...'"): our own lines above say what matters, without
+# tokens, so the SDK's are kept out of processes that log at INFO (the clock does).
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 # The metadata field that carries an attempt's idempotency key (`textpay.funding.METADATA_KEY`;
 # repeated here because payments never import funding).
@@ -312,7 +316,7 @@ def _declined(error: stripe.CardError) -> ChargeResult:
     code = error.code or (getattr(detail, "code", None) if detail else None)
     decline_code = getattr(detail, "decline_code", None) if detail else None
     intent = getattr(detail, "payment_intent", None) if detail else None
-    _log("charge declined", error)
+    _log("charge declined", error, level=logging.INFO)  # a card's answer, not a fault
     reason = (
         AUTHENTICATION_REQUIRED
         if code == AUTHENTICATION_REQUIRED
@@ -338,9 +342,10 @@ def _id_of(value: Any) -> str | None:
     return str(ident) if ident else None
 
 
-def _log(operation: str, error: stripe.StripeError) -> None:
+def _log(operation: str, error: stripe.StripeError, *, level: int = logging.WARNING) -> None:
     """What went wrong, without Stripe's message (it may name a payment method or customer)."""
-    log.warning(
+    log.log(
+        level,
         "stripe %s: %s code=%s status=%s request=%s",
         operation,
         type(error).__name__,
