@@ -216,16 +216,10 @@ def _examples() -> dict[str, Any]:
 
 @functools.cache
 def _validator(operation_id: str, where: str) -> Any:
-    """An openapi-core schema validator for one operation's form body or query parameters."""
-    raw, spec, _ = _spec()
-    for item in raw["paths"].values():
-        for operation in item.values():
-            if isinstance(operation, dict) and operation.get("operationId") == operation_id:
-                schema = _params_schema(operation, where)
-                return oas30_write_schema_validators_factory.create(
-                    spec, SchemaPath.from_dict(schema)
-                )
-    raise KeyError(operation_id)
+    """An openapi-core schema validator for one operation's form body or query parameters
+    (Stripe's request schemas hold no `$ref`, so each stands alone)."""
+    schema = _params_schema(_operation(operation_id), where)
+    return oas30_write_schema_validators_factory.create(_spec()[1], SchemaPath.from_dict(schema))
 
 
 def _params_schema(operation: dict[str, Any], where: str) -> dict[str, Any]:
@@ -246,6 +240,7 @@ def _params_schema(operation: dict[str, Any], where: str) -> dict[str, Any]:
     return schema
 
 
+@functools.cache
 def _operation(operation_id: str) -> dict[str, Any]:
     raw, _, _ = _spec()
     for item in raw["paths"].values():
@@ -605,10 +600,6 @@ class StripeStandIn:
                 if left <= 0:
                     raise TimeoutError(f"no {type_} delivered in {timeout} s")
                 self._delivered.wait(left)
-
-    def event_named(self, event_id: str) -> dict[str, Any]:
-        with self._lock:
-            return next(e for e in self.events if e["id"] == event_id)
 
     def _keep_event(self, event: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

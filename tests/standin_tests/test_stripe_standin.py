@@ -241,6 +241,7 @@ def test_declines_raise_card_errors(
     assert intent.last_payment_error.code == code
     assert standin.payment_intents[intent.id]["status"] == "requires_payment_method"
     conforms("payment_intent", intent.to_dict())
+    conforms("error", json.loads(error.http_body))
     if code == "authentication_required":  # Stripe's own 3DS rule: no charge went to the bank
         assert error.error.charge is None
         assert intent.latest_charge is None
@@ -406,7 +407,11 @@ def test_refunds_partial_full_and_refused(
     conforms("refund", part.to_dict())
     delivery = standin.wait_for_delivery("charge.refunded")
     assert delivery.status == 200
-    refunded = receiver.events()[0]["data"]["object"]
+    [event] = receiver.events()
+    assert event["request"]["id"] == part.last_response.request_id  # caused by that request
+    assert event["request"]["idempotency_key"] == standin.sent("/v1/refunds")[0].idempotency_key
+    assert client.v1.events.retrieve(event["id"]).type == "charge.refunded"
+    refunded = event["data"]["object"]
     assert (refunded["id"], refunded["amount_refunded"], refunded["refunded"]) == (
         intent.latest_charge,
         500,
@@ -438,6 +443,16 @@ def test_refund_of_an_unpaid_intent_is_refused(
         client.v1.refunds.create(params={"payment_intent": declined.value.error.payment_intent.id})
     assert refused.value.http_status == 400
     assert standin.refunds == {}
+
+
+def test_search_lags_when_asked_to() -> None:
+    with StripeStandIn(search_lag=0.3) as server:
+        stripe_client = client_for(server)
+        intent = stripe_client.v1.payment_intents.create(params=charge_params("pm_card_visa"))
+        query = {"query": "metadata['textpay_key']:'topup-1'"}
+        assert stripe_client.v1.payment_intents.search(params=query).data == []
+        assert stripe_client.v1.payment_intents.retrieve(intent.id).id == intent.id
+        wait_until(lambda: stripe_client.v1.payment_intents.search(params=query).data)
 
 
 def test_search_by_metadata(standin: StripeStandIn, client: stripe.StripeClient) -> None:
