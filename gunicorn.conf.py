@@ -69,5 +69,13 @@ if _trusted_proxies():
 # `%(U)s` is the decoded path). Installed here, in the arbiter, so workers inherit it.
 logsafe.install()
 logsafe.register_secrets(
-    *(os.environ.get(name) for name in ("TEXTPAY_ADMIN_TOKEN", "TWILIO_AUTH_TOKEN"))
+    *(
+        os.environ.get(name)
+        for name in (
+            "TEXTPAY_ADMIN_TOKEN",
+            "TWILIO_AUTH_TOKEN",
+            "STRIPE_API_KEY",
+            "STRIPE_WEBHOOK_SECRET",
+        )
+    )
 )

@@ -99,7 +99,12 @@ def main() -> None:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     settings = load_settings()
     settings.check_production()
-    logsafe.register_secrets(settings.admin_token, settings.twilio_auth_token)
+    logsafe.register_secrets(
+        settings.admin_token,
+        settings.twilio_auth_token,
+        settings.stripe_api_key,
+        settings.stripe_webhook_secret,
+    )
     parts = build(settings)
     scheduler = BlockingScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
     add_jobs(scheduler, parts, make_sender(settings))

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 from werkzeug.test import TestResponse
 
+from tests.standin.stripe import StripeStandIn
 from textpay.config import Settings, normalize_database_url
 from textpay.db import create_schema, make_engine
 from webhooks import create_app
@@ -81,14 +82,48 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     return url
 
 
-@pytest.fixture
-def settings(database_url: str) -> Settings:
+def base_settings(database_url: str) -> Settings:
+    """The settings every test starts from (the sandbox gateway)."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
         admin_token=ADMIN_TOKEN,
         twilio_auth_token="test-twilio-auth-token",
         sandbox_slow_seconds=0.5,
+    )
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return base_settings(database_url)
+
+
+@pytest.fixture
+def stripe_standin() -> Iterator[StripeStandIn]:
+    """The Stripe stand-in (`tests/standin/stripe.py`) on a free port, in a thread. No webhook
+    URL: a test that wants events delivered sets `webhook_url` itself."""
+    server = StripeStandIn(slow_seconds=5.0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stripe_settings(database_url: str, stripe_standin: StripeStandIn) -> Settings:
+    """The test settings with Stripe's gateway, talking to the stand-in. A test module charges
+    through Stripe by overriding `settings` with this (then `app`, `admin`, `engine` follow):
+
+        @pytest.fixture
+        def settings(stripe_settings: Settings) -> Settings:
+            return stripe_settings
+    """
+    return base_settings(database_url).model_copy(
+        update={
+            "payments_backend": "stripe",
+            "stripe_api_key": "sk_test_x",
+            "stripe_api_url": stripe_standin.url,
+            "stripe_webhook_secret": stripe_standin.webhook_secret,
+            "stripe_statement_descriptor_suffix": "CALLS",
+        }
     )
 
 

@@ -71,6 +71,25 @@ def test_the_money_modules_know_nothing_of_offers_episodes_or_conversations() ->
         assert leaks == [], f"{path.relative_to(ROOT).as_posix()} imports {leaks}"
 
 
+def test_only_the_stripe_modules_import_the_stripe_sdk() -> None:
+    """Stripe's SDK stays behind the gateway protocol: only `textpay/payments/stripe.py` (the
+    gateway) and the payments package's module that reads Stripe's webhook events (named
+    `stripe_*.py`) import `stripe`; everything else speaks `textpay.payments`' words."""
+    offenders = []
+    for path in sorted([*ROOT.glob("textpay/**/*.py"), *ROOT.glob("scheduler/**/*.py"),
+                        *ROOT.glob("webhooks/**/*.py")]):  # fmt: skip
+        name = path.relative_to(ROOT).as_posix()
+        if name == "textpay/payments/stripe.py" or (
+            name.startswith("textpay/payments/stripe_") and name.count("/") == 2
+        ):
+            continue
+        leaks = sorted(m for m in imports_of(path) if m.split(".")[0] == "stripe")
+        if leaks:
+            offenders.append(f"{name} imports {leaks}")
+    assert offenders == []
+    assert "stripe" in imports_of(ROOT / "textpay" / "payments" / "stripe.py")
+
+
 def test_only_settlement_finishes_a_charge() -> None:
     """One place settles an outcome, whoever learned it: no other module calls
     `funding.settle` or moves an offer to funded or failed."""

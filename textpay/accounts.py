@@ -18,10 +18,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlmodel import Session, col, select
 
 from textpay import audit, consent, episodes
-from textpay.errors import DuplicateAccountNumber, FieldError, NotFound, ValidationFailed
+from textpay.errors import (
+    DuplicateAccountNumber,
+    FieldError,
+    GatewayUnavailable,
+    NotFound,
+    ValidationFailed,
+)
 from textpay.localtime import place_of, zones_column
 from textpay.models import Account, Facility, PaymentMethod
-from textpay.payments import PaymentGateway
+from textpay.payments import CardInfo, GatewayTimeout, PaymentGateway, UnknownCard
 from textpay.phones import to_e164
 from textpay.policy import effective_for_account
 from textpay.schemas import (
@@ -42,6 +48,26 @@ class Enrolment:
     actor: str
     gateway: PaymentGateway
     default_region: str = "US"
+    # The card as the gateway saved it before the transaction began (`save_card`): the edge
+    # makes that network call first, so that no transaction is open while it waits. Without
+    # it (or for another card), the card is saved from inside (a local gateway, tests).
+    saved: tuple[PaymentMethodIn, CardInfo | None] | None = None
+
+
+def save_card(
+    gateway: PaymentGateway, data: PaymentMethodIn, *, account_ref: str
+) -> CardInfo | None:
+    """Have the gateway make a card chargeable and describe it; call it outside any
+    transaction. A card the gateway does not know is a 422 on the field at fault; a gateway
+    that cannot be reached is `GatewayUnavailable` (a 503: nothing was saved, try again)."""
+    try:
+        return gateway.save_card(data.token, customer=data.customer, account_ref=account_ref)
+    except UnknownCard as unknown:
+        raise ValidationFailed.single(unknown.field, unknown.message) from None
+    except GatewayTimeout:
+        raise GatewayUnavailable(
+            "The payment gateway is unavailable; nothing was saved. Try again."
+        ) from None
 
 
 def get_account(session: Session, account_id: int) -> Account:
@@ -222,19 +248,23 @@ def _store_payment_method(
     is; brand, last 4 and expiry default to that, and are kept."""
     account = session.get(Account, account_id)
     assert account is not None
-    known = ctx.gateway.save_card(
-        data.token, customer=data.customer, account_ref=account.account_number
-    )
+    if ctx.saved is not None and ctx.saved[0] == data:
+        known = ctx.saved[1]
+    else:
+        known = save_card(ctx.gateway, data, account_ref=account.account_number)
     brand = data.brand or (known.brand if known else None)
     last4 = data.last4 or (known.last4 if known else None)
     if brand is None or last4 is None:
         raise ValidationFailed.single(
             "payment_method.last4", "is required for a token the gateway cannot describe"
         )
+    # The gateway may have given the card a token of its own (Stripe attaches a copy of a
+    # test payment method): that is the one it will charge.
+    token = (known.token if known else None) or data.token
     method = payment_method_of(session, account_id) or PaymentMethod(
-        account_id=account_id, token=data.token, last4=last4
+        account_id=account_id, token=token, last4=last4
     )
-    method.token = data.token
+    method.token = token
     method.customer = (known.customer if known else None) or data.customer
     method.brand = brand
     method.last4 = last4

@@ -70,3 +70,10 @@ class InsufficientBalance(Conflict):
     """A debit larger than the balance: prepaid accounts never go below zero."""
 
     slug = "insufficient-balance"
+
+
+class GatewayUnavailable(TextPayError):
+    """The payment gateway could not be reached (or refused our credentials): nothing was
+    saved, and the same request may simply be sent again."""
+
+    slug = "gateway-unavailable"

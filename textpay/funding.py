@@ -279,7 +279,10 @@ def reconcile_result(
 
     Once the gateway may have forgotten the key (Stripe keeps one 24 h), charging with it again
     could charge twice: the attempt is then only looked up, and failed if it was never made."""
-    result = gateway.retrieve(attempt.idempotency_key)
+    try:
+        result = gateway.retrieve(attempt.idempotency_key)
+    except GatewayTimeout:
+        return None  # the processor could not be asked: still pending, ask next time
     if result is None and not attempt.card_token:
         # Recorded before attempts kept their card: nothing to charge that the subscriber chose.
         return ChargeResult(ChargeStatus.FAILED, decline_reason="no_card_recorded")

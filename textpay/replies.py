@@ -102,6 +102,17 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cuenta ...{label} no cambió. Actualice su tarjeta con {support} y responda SI para "
         "intentar de nuevo.",
     },
+    # A YES whose card's bank wants the card holder to confirm the payment (3-D Secure, which
+    # an off-session charge cannot do): not a decline of the card. Issue 13's card link will
+    # be the way to confirm; until TextPay has one (no `{link}` field yet), support is.
+    "card_needs_confirmation": {
+        "en": "{program}: the bank for card ...{card} wants the card holder to confirm this "
+        "payment, which can't be done by text. Nothing was charged and acct ...{label} is "
+        "unchanged. Contact {support} to confirm it or to use another card.",
+        "es": "{program}: el banco de la tarjeta ...{card} pide que el titular confirme este "
+        "pago, y eso no se puede hacer por mensaje. No se cobró nada y la cuenta ...{label} "
+        "no cambió. Comuníquese con {support} para confirmarlo o usar otra tarjeta.",
+    },
     "charge_failed": {
         "en": "{program}: we couldn't reach the card processor, so nothing was charged to card "
         "...{card}. Reply YES in a few minutes to try again.",
@@ -257,16 +268,21 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
 }
 
+# Decline reasons as the processor names them (Stripe's `decline_code`, else its `code`), in
+# words. Any other reason (generic_decline, do_not_honor, and lost_card or stolen_card, which
+# Stripe asks merchants not to reveal) reads as the bank's refusal.
 _DECLINE_REASONS = {
     "en": {
         "insufficient_funds": "insufficient funds",
         "expired_card": "card expired",
         "card_declined": "refused by the bank",
+        "authentication_required": "the bank wants the card holder to confirm",
     },
     "es": {
         "insufficient_funds": "fondos insuficientes",
         "expired_card": "tarjeta vencida",
         "card_declined": "el banco la rechazó",
+        "authentication_required": "el banco pide que el titular confirme",
     },
 }
 

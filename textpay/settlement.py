@@ -34,7 +34,7 @@ from textpay.models import (
     Message,
     PaymentAttempt,
 )
-from textpay.payments import ChargeResult, Initiator
+from textpay.payments import AUTHENTICATION_REQUIRED, ChargeResult, Initiator
 from textpay.policy import delivery_rules
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,10 @@ def _words(
     if not merchant:
         key = "card_declined" if attempt.status == AttemptStatus.DECLINED.value else \
             "charge_failed"  # fmt: skip
+        if key == "card_declined" and attempt.decline_reason == AUTHENTICATION_REQUIRED:
+            # Not the card refused: its bank wants the holder to confirm. Issue 13's card link
+            # goes here when it exists (a template with `{link}`); until then, support.
+            key = "card_needs_confirmation"
         words = replies.fill(key, attempt.language, spoken, card=attempt.card_last4,
                              label=known.label, reason=reason)  # fmt: skip
         return words, "payment_failed", False

@@ -58,7 +58,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Written as `[secret]` should they ever reach a log line (where `logsafe` is installed:
     # gunicorn.conf.py, `textpay serve`).
     logsafe.register_secrets(
-        settings.admin_token, settings.twilio_auth_token, settings.stripe_webhook_secret
+        settings.admin_token,
+        settings.twilio_auth_token,
+        settings.stripe_api_key,
+        settings.stripe_webhook_secret,
     )
 
     app = Flask(__name__)

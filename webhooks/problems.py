@@ -98,6 +98,12 @@ CATALOGUE: dict[str, ProblemType] = {
         "Set TEXTPAY_ADMIN_TOKEN to enable the admin API.",
     ),
     "service-unavailable": ProblemType(503, "Service unavailable", "Try again shortly."),
+    "gateway-unavailable": ProblemType(
+        503,
+        "Payment gateway unavailable",
+        "The payment gateway (Stripe) could not be reached while saving a card; nothing was "
+        "saved. Send the same request again shortly.",
+    ),
     "http-error": ProblemType(400, "HTTP error", "See `detail`."),
 }
 
@@ -189,7 +195,8 @@ def register(app: Flask) -> None:
     def _domain(error: TextPayError) -> Response:
         errors = error.errors if isinstance(error, ValidationFailed) else None
         slug = error.slug if error.slug in CATALOGUE else "conflict"
-        return problem_response(slug, error.detail, errors=errors)
+        retry = {"Retry-After": "5"} if CATALOGUE[slug].status == 503 else None
+        return problem_response(slug, error.detail, errors=errors, headers=retry)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:

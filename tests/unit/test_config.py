@@ -118,3 +118,61 @@ def test_wsgi_in_production_without_secrets_exits_with_one_line(tmp_path: Path) 
     assert result.stderr.strip() == (
         "textpay: TEXTPAY_ADMIN_TOKEN is required when TEXTPAY_ENV=production"
     )
+
+
+STRIPE = {"payments_backend": "stripe", "stripe_api_key": "sk_live_1",
+          "stripe_webhook_secret": "whsec_1"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("missing", "variable"),
+    [("stripe_api_key", "STRIPE_API_KEY"), ("stripe_webhook_secret", "STRIPE_WEBHOOK_SECRET")],
+)
+def test_production_with_stripe_refuses_to_start_without_its_secrets(
+    missing: str, variable: str
+) -> None:
+    values = {**COMPLETE, **{k: v for k, v in STRIPE.items() if k != missing}}
+    with pytest.raises(ConfigError) as raised:
+        settings(**values).check_production()
+    message = str(raised.value)
+    assert message.startswith(variable + " is required when TEXTPAY_PAYMENTS_BACKEND=stripe")
+    assert "\n" not in message
+    settings(**COMPLETE, **STRIPE).check_production()  # complete: starts
+    settings(**COMPLETE, **STRIPE).check_payments()  # a live key is for production
+
+
+def test_wsgi_in_production_with_stripe_and_no_key_exits_naming_it(tmp_path: Path) -> None:
+    env = {"TEXTPAY_ENV": "production", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "TEXTPAY_ADMIN_TOKEN": "a", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
+           "TWILIO_FROM_NUMBER": "+12125550100", "TEXTPAY_PAYMENTS_BACKEND": "stripe",
+           "STRIPE_WEBHOOK_SECRET": "whsec_1", "DATABASE_URL": "sqlite://"}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("textpay: STRIPE_API_KEY is required")
+
+
+@pytest.mark.parametrize("key", ["sk_live_abc", "rk_live_abc"])
+def test_a_live_stripe_key_is_refused_outside_production(key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings(payments_backend="stripe", stripe_api_key=key).check_payments()
+    assert str(raised.value).startswith("STRIPE_API_KEY is a live key")
+    settings(payments_backend="stripe", stripe_api_key="sk_test_abc").check_payments()
+
+
+def test_the_app_will_not_start_with_a_live_key_in_development() -> None:
+    from webhooks import create_app  # noqa: PLC0415 (the web app, only for this check)
+
+    values = {"database_url": "sqlite://", "payments_backend": "stripe",
+              "stripe_api_key": "sk_live_abc"}  # fmt: skip
+    with pytest.raises(ConfigError, match="STRIPE_API_KEY is a live key"):
+        create_app(settings(**values))
+    with pytest.raises(ConfigError, match="STRIPE_API_KEY is required"):
+        create_app(settings(**{**values, "stripe_api_key": None}))

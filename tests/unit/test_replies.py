@@ -41,6 +41,7 @@ BUILT_ELSEWHERE = {
     "autopay_declined",
     "autopay_disabled",
     "card_refund",
+    "card_needs_confirmation",
 }
 
 
@@ -107,7 +108,7 @@ def every_reply(language: str, nickname: str = NICKNAMES["ascii"]) -> dict[str, 
         voice=VOICE,
     )
     for key in ("processing", "card_declined", "charge_failed", "autopay_declined",
-                "autopay_disabled"):  # fmt: skip
+                "autopay_disabled", "card_needs_confirmation"):  # fmt: skip
         rendered[key] = replies.fill(
             key,
             language,
@@ -115,10 +116,31 @@ def every_reply(language: str, nickname: str = NICKNAMES["ascii"]) -> dict[str, 
             total="$20,000.00",
             label=listed[0].label,
             card="4242",
-            reason=replies.decline_reason("insufficient_funds", language),
+            reason=longest_decline_reason(language),
             retry="Nov 29 2:05pm CT" if language == "en" else "29 nov 14:05 CT",
         )
     return rendered
+
+
+def longest_decline_reason(language: str) -> str:
+    reasons = ["insufficient_funds", "expired_card", "card_declined", "authentication_required"]
+    return max((replies.decline_reason(r, language) for r in reasons), key=len)
+
+
+def test_a_card_whose_bank_wants_confirmation_is_not_called_declined() -> None:
+    en, es = every_reply("en"), every_reply("es")
+    assert "wants the card holder to confirm this payment" in en["card_needs_confirmation"]
+    assert "Nothing was charged" in en["card_needs_confirmation"]
+    assert "declined" not in en["card_needs_confirmation"]
+    assert "textpay.example/help" in en["card_needs_confirmation"]
+    assert "titular confirme" in es["card_needs_confirmation"]
+    assert "textpay.example/help" in es["card_needs_confirmation"]
+    assert replies.decline_reason("authentication_required", "en") == (
+        "the bank wants the card holder to confirm"
+    )
+    # Stripe's other codes read as the bank's refusal (lost or stolen is not revealed).
+    for code in ("generic_decline", "lost_card", "stolen_card", None):
+        assert replies.decline_reason(code, "en") == "refused by the bank"
 
 
 @pytest.mark.parametrize("nickname", list(NICKNAMES))

@@ -14,6 +14,7 @@ from textpay.payments.gateway import (
     PaymentGateway,
     RefundResult,
     RefundStatus,
+    UnknownCard,
 )
 from textpay.payments.sandbox import SANDBOX_CARDS, SandboxCard, SandboxGateway
 
@@ -33,4 +34,5 @@ __all__ = [
     "RefundStatus",
     "SandboxCard",
     "SandboxGateway",
+    "UnknownCard",
 ]

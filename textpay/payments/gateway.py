@@ -68,6 +68,10 @@ class CardInfo:
     exp_month: int | None = None
     exp_year: int | None = None
     customer: str | None = None
+    # The token to keep and charge from now on, when the processor gave the card a new one
+    # (Stripe: attaching a test payment method such as `pm_card_visa` makes a `pm_...`).
+    # None: keep the token as given.
+    token: str | None = None
 
 
 class RefundStatus(StrEnum):
@@ -107,6 +111,18 @@ class GatewayTimeout(Exception):
     """
 
 
+class UnknownCard(Exception):
+    """The processor does not know the card (or the customer) an operator gave, or will not
+    keep it: storing it would leave an account with a card that can never be charged.
+
+    `field` names the input at fault (`payment_method.token` or `payment_method.customer`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 class GatewayKeyReuse(Exception):
     """An idempotency key was sent again with a different token, amount or initiator."""
 
@@ -128,7 +144,10 @@ class PaymentGateway(Protocol):
     def save_card(self, token: str, *, customer: str | None, account_ref: str) -> CardInfo | None:
         """Make `token` chargeable later without the card holder present and say what it is:
         brand, last 4, expiry and the customer it now belongs to (a processor with customers
-        creates one for `account_ref` when none is given). None when the token is unknown."""
+        creates one for `account_ref` when none is given). None when the token is unknown and
+        the operator may describe the card themselves (the sandbox); `UnknownCard` when an
+        unknown card must be refused (Stripe); `GatewayTimeout` when the processor cannot be
+        reached. It is a network call: callers make it outside any transaction."""
         ...
 
     def refund(

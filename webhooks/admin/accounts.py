@@ -7,8 +7,15 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from sqlmodel import Session
 
-from textpay.accounts import Enrolment, create_account, find_accounts, get_account, update_account
-from textpay.schemas import AccountCreate, AccountUpdate
+from textpay.accounts import (
+    Enrolment,
+    create_account,
+    find_accounts,
+    get_account,
+    save_card,
+    update_account,
+)
+from textpay.schemas import AccountCreate, AccountUpdate, PaymentMethodIn
 from webhooks.admin import bp
 from webhooks.admin.requests import actor, body, id_arg, int_arg
 from webhooks.admin.serializers import account_json
@@ -16,17 +23,26 @@ from webhooks.services import services
 from webhooks.transactions import in_transaction
 
 
-def _enrolment() -> Enrolment:
+def _enrolment(card: PaymentMethodIn | None = None, account_ref: str = "") -> Enrolment:
+    """The enrolment context, with the card already saved at the gateway: a network call
+    (Stripe), made here before the transaction opens. An enrolment refused afterwards (a
+    duplicate account number, say) leaves at most an unused customer at Stripe, no money."""
     found = services()
+    saved = None
+    if card is not None:
+        saved = (card, save_card(found.gateway, card, account_ref=account_ref))
     return Enrolment(
-        actor=actor(), gateway=found.gateway, default_region=found.settings.default_region
+        actor=actor(),
+        gateway=found.gateway,
+        default_region=found.settings.default_region,
+        saved=saved,
     )
 
 
 @bp.post("/accounts")
 def create() -> tuple[Response, int, dict[str, str]]:
     data = body(AccountCreate)
-    context = _enrolment()
+    context = _enrolment(data.payment_method, data.account_number)
 
     def work(session: Session) -> dict[str, Any]:
         return account_json(session, create_account(session, data, context))
@@ -70,6 +86,10 @@ def show(account_id: int) -> Response:
 def change(account_id: int) -> Response:
     data = body(AccountUpdate)
     context = _enrolment()
+    if data.payment_method is not None:
+        # A short read first: a missing account is a 404 before anything reaches Stripe.
+        number = in_transaction(lambda session: get_account(session, account_id).account_number)
+        context = _enrolment(data.payment_method, number)
     return jsonify(
         in_transaction(
             lambda session: account_json(
