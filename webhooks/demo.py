@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
+import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
@@ -178,6 +180,9 @@ def _payments(payments: str) -> Iterator[tuple[Any, dict[str, Any]]]:
     if payments == "sandbox":
         yield None, {}
         return
+    checkout = str(FIXTURE.parents[1])
+    if checkout not in sys.path:  # the console script's path holds only its own folder
+        sys.path.append(checkout)
     try:
         standin = importlib.import_module("tests.standin.stripe")
     except ImportError as error:
@@ -185,6 +190,8 @@ def _payments(payments: str) -> Iterator[tuple[Any, dict[str, Any]]]:
             "the Stripe demo runs the test suite's Stripe stand-in: run it from a checkout "
             f"installed with `pip install -e '.[test]'` ({error})"
         ) from error
+    # The demo prints what was sent itself; the stand-in's own request log would interleave.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with standin.StripeStandIn(api_key=STRIPE_DEMO_KEY) as stripe:
         yield (
             stripe,

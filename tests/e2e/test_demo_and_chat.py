@@ -26,14 +26,29 @@ FUNDED = re.compile(
 )
 
 
-def test_the_demo_transcript_matches_the_database(tmp_path: Path) -> None:
+@pytest.mark.parametrize("payments", ["sandbox", "stripe"])
+def test_the_demo_transcript_matches_the_database(tmp_path: Path, payments: str) -> None:
     database = tmp_path / "demo.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTPAY_", "TWILIO_"))}
     result = subprocess.run(
-        [str(BIN / "textpay"), "demo", "--database", str(database)],
+        [str(BIN / "textpay"), "demo", "--database", str(database), "--payments", payments],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    # Through Stripe, every charge the story makes is shown as the PaymentIntent sent: four
+    # that succeed and Sis's declined card, each under its attempt's own key.
+    intents = re.findall(
+        r"stripe: POST /v1/payment_intents amount=(\d+) .*? off_session=true .*?"
+        r"Idempotency-Key: (tp_[0-9a-f]{32}) → (\d+)",
+        result.stdout,
+    )
+    if payments == "stripe":
+        assert sorted(status for *_, status in intents) == ["200", "200", "200", "200", "402"]
+        assert len({key for _, key, _ in intents}) == 5
+    else:
+        assert intents == []
+        assert "stripe:" not in result.stdout
     transcript = " ".join(result.stdout.split())  # the transcript wraps long texts
     funded = [(parse_amount(amount), suffix) for amount, suffix in FUNDED.findall(transcript)]
     assert len(funded) == 4  # Mom, Tio Luis, Abuela (in Spanish), Grandpa (AutoPay)

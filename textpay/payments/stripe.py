@@ -251,7 +251,11 @@ class StripeGateway:
                 params={
                     "payment_intent": charge_id,
                     "amount": amount_cents,
-                    "metadata": {"textpay_reason": reason[:METADATA_VALUE_MAX]},
+                    # Our key in the metadata lets Stripe's refund events name the refund.
+                    "metadata": {
+                        METADATA_KEY: idempotency_key,
+                        "textpay_reason": reason[:METADATA_VALUE_MAX],
+                    },
                 },
                 options={"idempotency_key": idempotency_key},
             )

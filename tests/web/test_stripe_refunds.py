@@ -1,0 +1,142 @@
+"""A refund to the card through Stripe, end to end: the admin API, the Stripe Refund the real SDK
+sends to the stand-in (on the deposit's PaymentIntent, under the refund's own key), the ledger,
+the subscriber's text, and Stripe's `charge.refunded` event coming back and moving nothing more."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from tests.conftest import AdminClient
+from tests.standin.stripe import StripeStandIn
+from tests.web.conftest import MOM
+from tests.web.test_stripe_charges import assert_ledger_clean, attempts, enrol_low, told
+from tests.web.twilio_client import TwilioClient
+from textpay.config import Settings
+from textpay.db import unit_of_work
+from textpay.models import CardRefund, LedgerEntry
+
+
+@pytest.fixture
+def settings(stripe_settings: Settings) -> Settings:
+    return stripe_settings
+
+
+def kept_event(standin: StripeStandIn, type_: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The first event of `type_` the stand-in made (those an API call causes come from a
+    thread just after its answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [event for event in standin.events if event["type"] == type_]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no {type_} event in {timeout} s"
+        time.sleep(0.02)
+
+
+def test_a_card_refund_goes_back_through_stripe_once(
+    *,
+    app: Flask,
+    admin: AdminClient,
+    engine: Engine,
+    offer: Callable[[int], int],
+    stripe_standin: StripeStandIn,
+    database_url: str,
+) -> None:
+    account = enrol_low(admin, offer)
+    assert "added $25.00" in TwilioClient(app.test_client()).text(MOM, "YES")
+    [attempt] = attempts(engine)
+    with unit_of_work(engine) as session:
+        deposit = session.exec(
+            select(LedgerEntry).where(
+                LedgerEntry.account_id == account["id"], LedgerEntry.kind == "deposit"
+            )
+        ).one()
+
+    path = f"/admin/accounts/{account['id']}/card-refunds"
+    body = {"deposit_id": deposit.id, "amount_cents": 1000, "reason": "family asked"}
+    answer = admin.post(path, json=body, headers={"Idempotency-Key": "refund-1"})
+    assert answer.status_code == 201, answer.get_json()
+    refund = answer.get_json()
+    assert refund["status"] == "succeeded"
+    assert refund["balance_cents"] == 310 + 2500 - 1000
+
+    # Stripe was asked once, for a Refund of that PaymentIntent, under the refund's own key.
+    [sent] = stripe_standin.sent("/v1/refunds")
+    with unit_of_work(engine) as session:
+        row = session.get(CardRefund, refund["id"])
+        assert row is not None
+        our_key, refund_id = row.idempotency_key, row.refund_id
+    assert sent.idempotency_key == our_key
+    assert sent.params == {
+        "payment_intent": attempt.charge_id,
+        "amount": 1000,
+        "metadata": {"textpay_key": our_key, "textpay_reason": "family asked"},
+    }
+    assert refund_id in stripe_standin.refunds
+    assert stripe_standin.charges[stripe_standin.payment_intents[attempt.charge_id]
+                                  ["latest_charge"]]["amount_refunded"] == 1000  # fmt: skip
+
+    # The subscriber is told, with the new balance.
+    assert "$10.00 was refunded to card ...4242" in told(engine)[-1].body
+    assert "New balance $18.10" in told(engine)[-1].body
+
+    # The operator's retry answers the first refund and asks Stripe nothing more.
+    again = admin.post(path, json=body, headers={"Idempotency-Key": "refund-1"})
+    assert again.status_code == 200
+    assert again.get_json()["id"] == refund["id"]
+    assert len(stripe_standin.sent("/v1/refunds")) == 1
+
+    # Stripe reports the refund back (charge.refunded, twice): nothing more moves.
+    event = kept_event(stripe_standin, "charge.refunded")
+    payload = json.dumps(event).encode()
+    for _ in range(2):
+        response = app.test_client().post(
+            "/stripe/webhook",
+            data=payload,
+            headers={"Stripe-Signature": stripe_standin.sign(payload),
+                     "Content-Type": "application/json"},
+        )  # fmt: skip
+        assert response.status_code == 200
+    shown = admin.get(f"/admin/accounts/{account['id']}").get_json()
+    assert shown["balance_cents"] == 1810
+    with unit_of_work(engine) as session:
+        debits = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "card_refund")).all()
+    assert [d.amount_cents for d in debits] == [-1000]
+    assert_ledger_clean(database_url)
+
+
+def test_stripe_refusing_a_refund_gives_the_money_back(
+    *,
+    app: Flask,
+    admin: AdminClient,
+    engine: Engine,
+    offer: Callable[[int], int],
+    stripe_standin: StripeStandIn,
+    database_url: str,
+) -> None:
+    account = enrol_low(admin, offer)
+    assert "added $25.00" in TwilioClient(app.test_client()).text(MOM, "YES")
+    [attempt] = attempts(engine)
+    # The charge is disputed: Stripe refuses to refund a disputed charge.
+    stripe_standin.dispute(attempt.charge_id or "")
+    with unit_of_work(engine) as session:
+        deposit = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "deposit")).one()
+    answer = admin.post(
+        f"/admin/accounts/{account['id']}/card-refunds",
+        json={"deposit_id": deposit.id, "amount_cents": 500, "reason": "goodwill"},
+        headers={"Idempotency-Key": "refund-2"},
+    )
+    assert answer.status_code == 422
+    problem = answer.get_json()
+    assert problem["card_refund"]["status"] == "failed"
+    assert problem["card_refund"]["failure_reason"] == "charge_disputed"
+    assert admin.get(f"/admin/accounts/{account['id']}").get_json()["balance_cents"] == 2810
+    assert_ledger_clean(database_url)
