@@ -9,7 +9,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -603,3 +603,43 @@ def test_a_refund_id_longer_than_its_column_is_recorded_once(world: World) -> No
     assert [c.action for c in confirm(world, charge_of(world.engine), reported)] == ["unchanged"]
     assert balance(world.admin, account_id) == 2110
     verify_ledger(world.database_url)
+
+
+class PendingAtStripe:
+    """The sandbox, but a refund is answered `pending` (Stripe: a card refund not finished
+    yet), and the same key answers that first answer again, as Stripe's idempotency does,
+    though the refund has since succeeded: only looking the refund up by its id tells."""
+
+    def __init__(self, inner: SandboxGateway) -> None:
+        self.key_lifetime = inner.key_lifetime
+        self.charge = inner.charge
+        self.retrieve = inner.retrieve
+        self.save_card = inner.save_card
+
+    def refund(self, *, idempotency_key: str, **_kwargs: Any) -> RefundResult:
+        return RefundResult(RefundStatus.PENDING, refund_id=f"re_{idempotency_key[-12:]}")
+
+    def retrieve_refund(self, refund_id: str) -> RefundResult:
+        """What the fix would add to the gateway protocol (Stripe: `refunds.retrieve`)."""
+        return RefundResult(RefundStatus.SUCCEEDED, refund_id=refund_id)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the reconciler only replays the refund's key, which returns Stripe's first answer "
+    "(pending) for 24 h, then stops asking: with the refund's webhook lost, the refund stays "
+    "pending and its debit held for ever, and no admin route can finish it. Fix: a gateway "
+    "`retrieve_refund(refund_id)` the reconciler asks once the refund id is known",
+)
+def test_a_refund_stripe_answered_pending_is_finished_by_the_reconciler(world: World) -> None:
+    with freeze_time(AFTERNOON):
+        account_id, deposit_id = funded(world)
+        use_gateway(world.app, PendingAtStripe(world.app.extensions["textpay"].gateway))
+        assert refund(world.admin, account_id, deposit_id, 1000).status_code == 202
+    parts = world.app.extensions["textpay"]
+    for hours in (1, 25):
+        with freeze_time(AFTERNOON + timedelta(hours=hours)):
+            reconcile.run(world.engine, parts.gateway, parts.engine_config, grace_seconds=0)
+    [row] = rows(world.engine, CardRefund)
+    assert row.status == "succeeded"
+    assert [t.kind for t in texts(world.engine)] == ["card_refund"]
