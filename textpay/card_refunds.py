@@ -140,7 +140,7 @@ class Confirmed:
     """What `confirm_from_gateway` did with one refund the processor reported."""
 
     refund_id: str
-    action: str  # settled | recorded | unchanged | pending | not_ours
+    action: str  # settled | recorded | failed | unchanged | pending | not_ours
     card_refund_id: int | None = None
     posted_cents: int = 0  # the debit a refund made outside TextPay posted (capped at the balance)
 
@@ -380,7 +380,9 @@ def confirm_from_gateway(
     Stripe the PaymentIntent's: a `charge.refunded` event's `payment_intent`, not the `ch_` id).
 
     - one of ours (matched by refund id, or by our key the processor carries as metadata
-      `textpay_key`): settled if still pending, else unchanged;
+      `textpay_key`): settled if still pending; reported failed after it had succeeded (a
+      card refund can fail late, the card closed meanwhile): marked failed and its debit given
+      back by an adjustment; else unchanged;
     - one made outside TextPay, succeeded: a `card_refund` debit of its amount capped at the
       balance (what was spent on calls cannot be taken back), reference
       `card_refund:gateway:<refund id>`, recorded as a succeeded `CardRefund` by actor
@@ -389,7 +391,9 @@ def confirm_from_gateway(
     - anything on a charge TextPay did not make: `not_ours`, nothing done.
     """
     attempt = session.exec(
-        select(PaymentAttempt).where(PaymentAttempt.charge_id == charge_id)
+        select(PaymentAttempt).where(
+            PaymentAttempt.charge_id == fit(PaymentAttempt, "charge_id", charge_id)
+        )
     ).first()
     if attempt is None:
         return [Confirmed(r.refund_id, "not_ours") for r in refunds]
@@ -401,6 +405,14 @@ def confirm_from_gateway(
             done.append(_record_outside(session, attempt, reported, now=now, config=config))
             continue
         assert ours.id is not None
+        if (
+            ours.status == CardRefundStatus.SUCCEEDED.value
+            and reported.status is RefundStatus.FAILED
+        ):
+            # A card refund can fail after it succeeded (the card was closed meanwhile): Stripe
+            # keeps the money, so the balance gets back what the debit took.
+            done.append(_failed_after_success(session, ours, now=now))
+            continue
         if ours.status != CardRefundStatus.PENDING.value:
             done.append(Confirmed(reported.refund_id, "unchanged", ours.id))
             continue
@@ -420,17 +432,44 @@ def confirm_from_gateway(
 def _matching(
     session: Session, attempt: PaymentAttempt, reported: GatewayRefund
 ) -> CardRefund | None:
-    by_id = session.exec(
-        select(CardRefund).where(CardRefund.refund_id == reported.refund_id)
-    ).first()
+    # Compared as recorded (`fit`): a refund id longer than the column was stored cut, and
+    # would otherwise never match again and be recorded a second time (a unique violation).
+    refund_id = fit(CardRefund, "refund_id", reported.refund_id)
+    by_id = session.exec(select(CardRefund).where(CardRefund.refund_id == refund_id)).first()
     if by_id is not None or not reported.idempotency_key:
         return by_id
+    key = fit(CardRefund, "idempotency_key", reported.idempotency_key)
     return session.exec(
         select(CardRefund).where(
-            CardRefund.idempotency_key == reported.idempotency_key,
+            CardRefund.idempotency_key == key,
             CardRefund.attempt_id == attempt.id,
         )
     ).first()
+
+
+def _failed_after_success(session: Session, refund: CardRefund, *, now: datetime) -> Confirmed:
+    """A refund reported failed after it had succeeded: marked failed (once: a conditional
+    update) and its debit, as far as one was posted, given back by an adjustment."""
+    assert refund.id is not None
+    won = session.execute(
+        update(CardRefund)
+        .where(
+            col(CardRefund.id) == refund.id,
+            col(CardRefund.status) == CardRefundStatus.SUCCEEDED.value,
+        )
+        .values(status=CardRefundStatus.FAILED.value, failure_reason="failed_after_success")
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    refund = _load(session, refund.id)
+    if not won:
+        return Confirmed(refund.refund_id or "", "unchanged", refund.id)
+    debit = session.exec(
+        select(LedgerEntry).where(LedgerEntry.reference == refund_reference(refund.request_key))
+    ).first()
+    posted = -debit.amount_cents if debit is not None else 0  # capped for a dashboard refund
+    if posted > 0:
+        _give_back(session, refund, now=now, amount_cents=posted)
+    return Confirmed(refund.refund_id or "", "failed", refund.id, posted_cents=posted)
 
 
 def _record_outside(
@@ -576,7 +615,9 @@ def _load(session: Session, card_refund_id: int) -> CardRefund:
     ).one()
 
 
-def _give_back(session: Session, refund: CardRefund, *, now: datetime) -> LedgerEntry:
+def _give_back(
+    session: Session, refund: CardRefund, *, now: datetime, amount_cents: int | None = None
+) -> LedgerEntry:
     """The processor refused: the debit's money goes back on the balance (a second entry; the
     ledger is never edited), audited as the processor's doing."""
     attempt = session.get(PaymentAttempt, refund.attempt_id)
@@ -586,7 +627,7 @@ def _give_back(session: Session, refund: CardRefund, *, now: datetime) -> Ledger
         session,
         account_id=refund.account_id,
         kind=LedgerKind.ADJUSTMENT,
-        amount_cents=refund.amount_cents,
+        amount_cents=refund.amount_cents if amount_cents is None else amount_cents,
         reference=give_back_reference(refund.id),
         memo=f"refund to card ...{attempt.card_last4} failed ({refund.failure_reason}): "
         "the money is back on the balance",

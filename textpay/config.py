@@ -101,9 +101,12 @@ class Settings(BaseSettings):
     )
     stripe_statement_descriptor_suffix: str | None = Field(
         default=None,
-        # Stripe's rule: up to 22 characters, at least one letter, none of < > \ ' " *.
-        pattern=r"^[^<>\\'\"*]*[A-Za-z][^<>\\'\"*]*$",
-        max_length=22,
+        # Stripe's rules: Latin characters (printable ASCII here), at least one letter, none of
+        # < > \ ' " *; and what the card holder sees is the account's prefix (2 to 10
+        # characters), "* " and the suffix, 22 at most: a longer suffix than 18 fits no prefix,
+        # and Stripe would refuse every charge (each YES told its charge failed).
+        pattern=r"^[ !#-&(-)+-;=?-\[\]-~]*[A-Za-z][ !#-&(-)+-;=?-\[\]-~]*$",
+        max_length=18,
         validation_alias=AliasChoices(
             "TEXTPAY_STRIPE_STATEMENT_DESCRIPTOR_SUFFIX", "stripe_statement_descriptor_suffix"
         ),

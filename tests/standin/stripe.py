@@ -1377,8 +1377,12 @@ def _fingerprint(card: TestCard) -> str:
     return base64.b32encode(f"{card.brand}{card.last4}".encode()).decode()[:16]
 
 
+# The stand-in account's shortened descriptor (the prefix a suffix is added to).
+_PREFIX = "TEXTPAY"
+
+
 def _descriptor(suffix: str | None) -> str:
-    return f"TEXTPAY* {suffix}"[:22] if suffix else "TEXTPAY"
+    return f"{_PREFIX}* {suffix}" if suffix else _PREFIX
 
 
 def _check_metadata(metadata: dict[str, Any]) -> None:
@@ -1406,6 +1410,12 @@ def _check_descriptor(suffix: str | None) -> None:
         raise _invalid(
             f"Invalid statement_descriptor_suffix: {suffix!r} must contain at least "
             "one letter and none of < > \\ ' \" *",
+            param="statement_descriptor_suffix",
+        )
+    if len(_descriptor(suffix)) > 22:  # Stripe refuses, it does not cut
+        raise _invalid(
+            f"The statement descriptor {_descriptor(suffix)!r} (prefix, '* ' and "
+            "statement_descriptor_suffix) must be at most 22 characters.",
             param="statement_descriptor_suffix",
         )
 

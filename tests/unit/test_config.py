@@ -176,3 +176,28 @@ def test_the_app_will_not_start_with_a_live_key_in_development() -> None:
         create_app(settings(**values))
     with pytest.raises(ConfigError, match="STRIPE_API_KEY is required"):
         create_app(settings(**{**values, "stripe_api_key": None}))
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "X" * 19,  # with "* " and the shortest prefix (2), past Stripe's 22
+        "X" * 22,
+        "CALLS\nNOW",  # not Latin characters: refused by Stripe on every charge
+        "LLAMADAS Ñ",
+        "CALLS\x00",
+        "1234",  # no letter
+        'SAY "HI"',
+    ],
+)
+def test_a_statement_descriptor_suffix_stripe_would_refuse_on_every_charge_is_refused(
+    suffix: str,
+) -> None:
+    with pytest.raises(ValueError, match="stripe_statement_descriptor_suffix"):
+        Settings(_env_file=None, stripe_statement_descriptor_suffix=suffix)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("suffix", ["CALLS", "X" * 18, "TOP-UP #42", "a[b]c_d"])
+def test_a_statement_descriptor_suffix_that_fits_any_prefix_is_kept(suffix: str) -> None:
+    settings = Settings(_env_file=None, stripe_statement_descriptor_suffix=suffix)  # type: ignore[call-arg]
+    assert settings.stripe_statement_descriptor_suffix == suffix

@@ -201,8 +201,12 @@ def _dispute_closed(kind: str, dispute: Mapping[str, Any]) -> CardEvent:
 
 
 def _text(value: object) -> str | None:
-    """A non-empty string, else None (Stripe sends null for what is unknown)."""
-    return value if isinstance(value, str) and value.strip() else None
+    """A non-empty string, else None (Stripe sends null for what is unknown). A string holding
+    NUL is no id, key or code of Stripe's or ours, and PostgreSQL refuses NUL even in a query:
+    read as absent, so the event is acknowledged instead of failing on every redelivery."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        return None
+    return value
 
 
 def _id(obj: Mapping[str, Any]) -> str | None:
