@@ -60,6 +60,12 @@ _lock = threading.Lock()
 _wrapped: list[Callable[..., logging.LogRecord]] = []
 
 
+def printable(value: str, limit: int = 80) -> str:
+    """An outside party's id (a processor's event or refund id) for a log line: printable, and
+    short, whatever it holds."""
+    return "".join(c if c.isprintable() else "?" for c in value[:limit])
+
+
 def register_secrets(*values: str | None) -> None:
     """Values never to be written to a log (tokens, keys), from now on, in this process."""
     with _lock:

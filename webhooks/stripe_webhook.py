@@ -21,6 +21,7 @@ import logging
 from flask import Blueprint, Response, jsonify, request
 
 from textpay import card_events
+from textpay.logsafe import printable
 from textpay.payments.stripe_events import BadSignature, MalformedEvent, verify
 from textpay.timeutil import utcnow
 from webhooks.problems import Problem
@@ -70,5 +71,6 @@ def webhook() -> Response:
             session, event.event_id, event.type, event.fact, now=utcnow(), config=config
         )
     )
-    log.info("stripe event %s (%s): %s", event.event_id[:80], event.type[:100], outcome.value)
+    log.info("stripe event %s (%s): %s", printable(event.event_id), printable(event.type, 100),
+             outcome.value)  # fmt: skip
     return jsonify(received=True)
