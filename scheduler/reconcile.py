@@ -5,11 +5,12 @@ For each payment attempt still pending after a grace period, ask the gateway wha
 idempotency key (charging the card recorded on the attempt, with that same key, if the gateway
 never saw it, which cannot charge twice) and hand the outcome to `textpay.settlement`, which
 queues the text telling the subscriber. Then retry telling settled outcomes whose text failed.
-Then card refunds still pending (the processor did not answer in time, or a process died between
-the phases): asked again with the same key (`textpay.card_refunds`; never once the processor may
-have forgotten the key) and settled. Each attempt and each refund is its own transaction, none
-is open while the gateway is called, and one that fails is logged and counted in `errors`
-without stopping the others.
+Then card refunds still pending (the processor did not answer in time, answered `pending`, or a
+process died between the phases): looked up by the processor's refund id when it is known,
+whatever their age, else asked again with the same key while the processor remembers it
+(`textpay.card_refunds.ask_again`), and settled. Each attempt and each refund is its own
+transaction, none is open while the gateway is called, and one that fails is logged and counted
+in `errors` without stopping the others.
 """
 
 from __future__ import annotations
@@ -146,15 +147,15 @@ def _settle_refund(
     now: datetime | None,
     timeout_seconds: float,
 ) -> bool | None:
-    """Ask the processor again about one pending refund, with its key, and settle the answer.
-    None while there is no final answer; False when someone else settled it meanwhile."""
+    """Ask the processor again about one pending refund (by its refund id, else its key) and
+    settle the answer. None while there is no final answer; False when someone else settled it
+    meanwhile."""
     with unit_of_work(db) as session:
         order = card_refunds.order_of(session, refund_id)
     if order is None:
         return False
-    if not card_refunds.may_ask_again(gateway, order, now=now or utcnow()):
-        return None
-    result = card_refunds.call_gateway(gateway, order, timeout_seconds=timeout_seconds)
+    result = card_refunds.ask_again(gateway, order, now=now or utcnow(),
+                                    timeout_seconds=timeout_seconds)  # fmt: skip
     if result is None:
         return None
     with unit_of_work(db) as session:

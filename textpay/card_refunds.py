@@ -17,11 +17,15 @@ processor reports on its own. Three phases, like a charge (`textpay.funding`):
    money goes back on the balance as an `adjustment` entry (reference
    `card_refund_failed:<id>`), never by editing the debit, and no text.
 
-`pending` lists the refunds the reconciler asks again with the same key (the processor answers
-its first result). `confirm_from_gateway` applies what a processor reports about a charge's
-refunds (Stripe's `charge.refunded`): it settles ours, matched by refund id or by our key in the
-refund's metadata (`textpay_key`), and records a refund made outside TextPay (an operator in the
-processor's dashboard) as a `card_refund` debit capped at the balance, once per refund id.
+`pending` lists the refunds the reconciler asks again (`ask_again`): by the processor's refund
+id whenever it is known, whatever the refund's age (Stripe answers a card refund `pending`
+first, and replaying our key answers that first answer again, so only a lookup by id sees it
+finish or fail); by replaying our key only while there is no refund id yet (the processor
+never answered) and the processor still remembers the key. `confirm_from_gateway` applies what
+a processor reports about a charge's refunds (Stripe's `charge.refunded`): it settles ours,
+matched by refund id or by our key in the refund's metadata (`textpay_key`), and records a refund
+made outside TextPay (an operator in the processor's dashboard) as a `card_refund` debit capped
+at the balance, once per refund id.
 
 Lock order, everywhere here: the account's row first, then the refund's. Settling from the web,
 the reconciler and a webhook at once can therefore never deadlock.
@@ -94,6 +98,8 @@ class RefundOrder:
     idempotency_key: str
     reason: str
     created_at: datetime
+    # The processor's refund id, once it answered (a pending refund): asked by it from then on.
+    refund_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +327,26 @@ def order_of(session: Session, card_refund_id: int) -> RefundOrder | None:
     attempt = session.get(PaymentAttempt, refund.attempt_id)
     assert attempt is not None
     return _order(refund, attempt)
+
+
+def ask_again(
+    gateway: PaymentGateway, order: RefundOrder, *, now: datetime, timeout_seconds: float
+) -> RefundResult | None:
+    """The reconciler's question about a pending refund, outside any transaction; None when
+    there is no answer (no answer in time, or nothing may safely be asked).
+
+    With the processor's refund id: looked up by it (`retrieve_refund`), however old the refund.
+    Without one (the processor never answered): our key replayed, while the processor
+    remembers it (`may_ask_again`); after that, left to the processor's own report or an
+    operator, since a forgotten key could refund twice."""
+    if order.refund_id:
+        try:
+            return gateway.retrieve_refund(order.refund_id, timeout_seconds=timeout_seconds)
+        except GatewayTimeout:
+            return None
+    if not may_ask_again(gateway, order, now=now):
+        return None
+    return call_gateway(gateway, order, timeout_seconds=timeout_seconds)
 
 
 def may_ask_again(gateway: PaymentGateway, order: RefundOrder, *, now: datetime) -> bool:
@@ -604,6 +630,7 @@ def _order(refund: CardRefund, attempt: PaymentAttempt) -> RefundOrder:
         idempotency_key=refund.idempotency_key,
         reason=refund.reason,
         created_at=refund.created_at,
+        refund_id=refund.refund_id,
     )
 
 

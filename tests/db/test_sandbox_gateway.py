@@ -19,6 +19,7 @@ from textpay.payments import (
     GatewayKeyReuse,
     GatewayTimeout,
     Initiator,
+    RefundStatus,
     SandboxGateway,
 )
 
@@ -121,3 +122,15 @@ def test_concurrent_first_use_of_a_key_charges_once(engine: Engine) -> None:
     assert len(ids) == 8
     assert len(set(ids)) == 1
     assert charges(engine) == 1
+
+
+def test_a_refund_is_found_again_by_its_id(engine: Engine) -> None:
+    gateway = SandboxGateway(engine)
+    charged = charge(gateway, "tok_visa", "k-refunded")
+    made = gateway.refund(charge_id=charged.charge_id or "", amount_cents=700,
+                          idempotency_key="r-1", reason="asked", timeout_seconds=1)  # fmt: skip
+    assert made.status is RefundStatus.SUCCEEDED
+    assert gateway.retrieve_refund(made.refund_id or "", timeout_seconds=1) == made
+    # An id it never made is not a failure (nothing would say the money is not on the card).
+    unknown = gateway.retrieve_refund("re_sandbox_unknown", timeout_seconds=1)
+    assert (unknown.status, unknown.refund_id) == (RefundStatus.PENDING, "re_sandbox_unknown")

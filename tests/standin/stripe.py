@@ -18,19 +18,23 @@ What it does as Stripe does:
   answer 402 card errors, `pm_card_authenticationRequired` answers 402 `authentication_required`
   as an off-session confirm does. Two are the stand-in's own: `pm_card_slow` (the payment is made
   when the request arrives, the answer comes `slow_seconds` later, or at `release()`) and
-  `pm_card_processing` (status `processing` until `finish()`). Using or attaching a test payment
-  method makes a new `pm_...` object, as Stripe does; that id keeps the test card's behaviour.
+  `pm_card_processing` (status `processing` until `finish()`); and Stripe's
+  `pm_card_pendingRefund` succeeds, but its refunds are `pending` until `finish_refund()`. Using
+  or attaching a test payment method makes a new `pm_...` object, as Stripe does; that id keeps
+  the test card's behaviour.
 - Webhook events, built from the example `event`, signed with `webhook_secret` like Stripe's
   (`Stripe-Signature: t=...,v1=...`), posted to `webhook_url` (pretty-printed JSON, as Stripe
   sends it, so a receiver must verify the raw bytes): `payment_intent.succeeded` /
   `payment_intent.payment_failed` at `finish()`, `charge.refunded` after a refund,
+  `charge.refund.updated` at `finish_refund()`,
   `charge.dispute.created` / `charge.dispute.closed` at `dispute()` / `close_dispute()`, and any
   `deliver(type, obj)`. Events that API calls cause are posted from a thread after the answer.
 
 Run it in a thread from tests (`StripeStandIn(...).start()`), or as a process:
 `python -m tests.standin.stripe --port 0 --webhook-url URL --webhook-secret S`. The process takes
-test controls as JSON POSTs under `/_` (`/_finish`, `/_dispute`, `/_close_dispute`,
-`/_expire_keys`, `/_release`). The request log names methods, paths and statuses only.
+test controls as JSON POSTs under `/_` (`/_finish`, `/_finish_refund`, `/_dispute`,
+`/_close_dispute`, `/_expire_keys`, `/_release`). The request log names methods, paths and
+statuses only.
 """
 
 from __future__ import annotations
@@ -90,6 +94,8 @@ class TestCard:
     exp_month: int = 12
     exp_year: int = 2034
     funding: str = "credit"
+    # What a refund of its charge is at first: "succeeded", or "pending" until `finish_refund`.
+    refund: str = "succeeded"
 
 
 _DECLINED = "Your card was declined."
@@ -123,6 +129,9 @@ TEST_CARDS: dict[str, TestCard] = {
     ),
     "pm_card_slow": TestCard("visa", "3220", "slow"),
     "pm_card_processing": TestCard("visa", "1881", "processing"),
+    # Stripe's own test card whose refunds start `pending` (a card refund not finished yet);
+    # here they stay pending until `finish_refund()`.
+    "pm_card_pendingRefund": TestCard("visa", "7726", "succeeded", refund="pending"),
 }
 
 
@@ -496,6 +505,29 @@ class StripeStandIn:
         self._send(kind, intent, None)
         return intent
 
+    def finish_refund(self, refund_id: str, *, succeeded: bool = True) -> dict[str, Any]:
+        """End a `pending` refund: `succeeded`, or `failed` (`expired_or_canceled_card`: the
+        money goes back to the merchant, so the charge's `amount_refunded` drops again);
+        delivers `charge.refund.updated` (when a webhook URL is set) and returns the refund."""
+        with self._lock:
+            refund = self.refunds[refund_id]
+            if refund["status"] != "pending":
+                raise ValueError(f"{refund_id} is {refund['status']}, not pending")
+            charge = self.charges[refund["charge"]]
+            if succeeded:
+                refund["status"] = "succeeded"
+            else:
+                refund.update(status="failed", failure_reason="expired_or_canceled_card")
+                charge["amount_refunded"] -= refund["amount"]
+                charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+            charge["refunds"]["data"] = [
+                copy.deepcopy(refund) if kept["id"] == refund_id else kept
+                for kept in charge["refunds"]["data"]
+            ]
+            refund = copy.deepcopy(refund)
+        self._send("charge.refund.updated", refund, None)
+        return refund
+
     def dispute(self, pi_id: str, reason: str = "fraudulent") -> dict[str, Any]:
         """The cardholder disputes a payment: a dispute (status `needs_response`) and the
         `charge.dispute.created` event."""
@@ -824,6 +856,8 @@ class StripeStandIn:
                 result: Any = self.finish(
                     body["payment_intent"], succeeded=body.get("succeeded", True)
                 )
+            elif request.path == "/_finish_refund":
+                result = self.finish_refund(body["refund"], succeeded=body.get("succeeded", True))
             elif request.path == "/_dispute":
                 result = self.dispute(body["payment_intent"], body.get("reason", "fraudulent"))
             elif request.path == "/_close_dispute":
@@ -1102,7 +1136,7 @@ class StripeStandIn:
             created=int(time.time()),
             metadata=dict(metadata),
             reason=params.get("reason"),
-            status="succeeded",
+            status=self._card_of(charge).refund,
             balance_transaction=_random_id("txn_"),
         )
         refund = _shaped("refund", refund)
@@ -1174,6 +1208,11 @@ class StripeStandIn:
         self.payment_methods[method["id"]] = method
         self._cards[method["id"]] = pm_id
         return method
+
+    def _card_of(self, charge: dict[str, Any]) -> TestCard:
+        """The test card a charge was made with (a succeeding one for a charge of another)."""
+        name = self._cards.get(charge.get("payment_method") or "", "pm_card_visa")
+        return TEST_CARDS.get(name, TEST_CARDS["pm_card_visa"])
 
     def _charge(self, intent: dict[str, Any], method: dict[str, Any], card: TestCard) -> dict:
         charge = copy.deepcopy(_examples()["charge"])

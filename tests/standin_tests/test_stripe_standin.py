@@ -434,6 +434,36 @@ def test_refunds_partial_full_and_refused(
     assert len(standin.refunds) == 2
 
 
+def test_a_pending_refund_stays_pending_until_finished_either_way(
+    standin: StripeStandIn, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    intent = client.v1.payment_intents.create(params=charge_params("pm_card_pendingRefund"))
+    assert intent.status == "succeeded"
+    good = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 500})
+    bad = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 700})
+    assert good.status == bad.status == "pending"
+    conforms("refund", good.to_dict())
+    assert client.v1.refunds.retrieve(good.id).status == "pending"
+    assert standin.charges[intent.latest_charge]["amount_refunded"] == 1200
+
+    standin.finish_refund(good.id)
+    standin.finish_refund(bad.id, succeeded=False)
+    assert client.v1.refunds.retrieve(good.id).status == "succeeded"
+    failed = client.v1.refunds.retrieve(bad.id)
+    assert (failed.status, failed.failure_reason) == ("failed", "expired_or_canceled_card")
+    conforms("refund", failed.to_dict())
+    # A failed refund's money is the merchant's again.
+    assert standin.charges[intent.latest_charge]["amount_refunded"] == 500
+    with pytest.raises(ValueError, match="not pending"):
+        standin.finish_refund(good.id)
+    wait_until(lambda: len(receiver.events()) == 4)
+    updates = [e for e in receiver.events() if e["type"] == "charge.refund.updated"]
+    assert [(e["data"]["object"]["id"], e["data"]["object"]["status"]) for e in updates] == [
+        (good.id, "succeeded"),
+        (bad.id, "failed"),
+    ]
+
+
 def test_refund_of_an_unpaid_intent_is_refused(
     standin: StripeStandIn, client: stripe.StripeClient
 ) -> None:

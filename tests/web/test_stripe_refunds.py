@@ -1,12 +1,15 @@
 """A refund to the card through Stripe, end to end: the admin API, the Stripe Refund the real SDK
 sends to the stand-in (on the deposit's PaymentIntent, under the refund's own key), the ledger,
-the subscriber's text, and Stripe's `charge.refunded` event coming back and moving nothing more."""
+the subscriber's text, and Stripe's `charge.refunded` event coming back and moving nothing more.
+And a refund Stripe answers `pending` (`pm_card_pendingRefund`), its webhook lost: finished by the
+reconciler looking it up by id, however old, once."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,11 +20,20 @@ from sqlmodel import select
 from tests.conftest import AdminClient
 from tests.standin.stripe import StripeStandIn
 from tests.web.conftest import MOM
-from tests.web.test_stripe_charges import assert_ledger_clean, attempts, enrol_low, told
+from tests.web.test_stripe_charges import (
+    assert_ledger_clean,
+    attempts,
+    enrol_low,
+    run_reconciler,
+    told,
+)
 from tests.web.twilio_client import TwilioClient
 from textpay.config import Settings
 from textpay.db import unit_of_work
 from textpay.models import CardRefund, LedgerEntry
+from textpay.payments import GatewayTimeout, RefundStatus
+from textpay.payments.stripe import StripeGateway
+from textpay.timeutil import utcnow
 
 
 @pytest.fixture
@@ -140,3 +152,105 @@ def test_stripe_refusing_a_refund_gives_the_money_back(
     assert problem["card_refund"]["failure_reason"] == "charge_disputed"
     assert admin.get(f"/admin/accounts/{account['id']}").get_json()["balance_cents"] == 2810
     assert_ledger_clean(database_url)
+
+
+def pending_refund(
+    app: Flask, admin: AdminClient, engine: Engine, offer: Callable[[int], int]
+) -> tuple[int, CardRefund]:
+    """Mom's $25.00 deposit on `pm_card_pendingRefund`, and a $10.00 refund of it that Stripe
+    answered `pending`: the debit is posted, the subscriber not told yet."""
+    account = enrol_low(admin, offer, card="pm_card_pendingRefund")
+    assert "added $25.00" in TwilioClient(app.test_client()).text(MOM, "YES")
+    with unit_of_work(engine) as session:
+        deposit = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "deposit")).one()
+    answer = admin.post(
+        f"/admin/accounts/{account['id']}/card-refunds",
+        json={"deposit_id": deposit.id, "amount_cents": 1000, "reason": "family asked"},
+        headers={"Idempotency-Key": "refund-pending"},
+    )
+    assert answer.status_code == 202, answer.get_json()
+    assert answer.get_json()["balance_cents"] == 1810
+    with unit_of_work(engine) as session:
+        [row] = session.exec(select(CardRefund)).all()
+    assert (row.status, row.refund_id is not None) == ("pending", True)
+    return account["id"], row
+
+
+def refund_row(engine: Engine) -> CardRefund:
+    with unit_of_work(engine) as session:
+        [row] = session.exec(select(CardRefund)).all()
+    return row
+
+
+def test_a_pending_stripe_refund_is_finished_by_the_reconciler_once(
+    *,
+    app: Flask,
+    admin: AdminClient,
+    engine: Engine,
+    offer: Callable[[int], int],
+    stripe_standin: StripeStandIn,
+    database_url: str,
+) -> None:
+    # No webhook URL: Stripe's events about the refund are lost; only the reconciler can tell.
+    account_id, row = pending_refund(app, admin, engine, offer)
+    refund_id = row.refund_id or ""
+    texts_before = len(told(engine))
+    assert run_reconciler(app).refunds_pending == 1  # still pending at Stripe
+    # Asked by the refund's id, not by replaying its key (which answers "pending" for ever).
+    assert [r.status for r in stripe_standin.sent(f"/v1/refunds/{refund_id}", "GET")] == [200]
+    assert len(stripe_standin.sent("/v1/refunds")) == 1
+
+    # A day later Stripe has forgotten the key; the refund finishes meanwhile.
+    stripe_standin.expire_keys()
+    stripe_standin.finish_refund(refund_id)
+    later = utcnow() + timedelta(hours=25)
+    assert run_reconciler(app, now=later).refunds_settled == 1
+    for _ in range(2):  # settled once: asked no more, nothing more moves
+        assert run_reconciler(app, now=later).refunds_settled == 0
+    assert refund_row(engine).status == "succeeded"
+    assert len(stripe_standin.sent("/v1/refunds")) == 1  # never a second Refund
+    [text] = told(engine)[texts_before:]
+    assert "$10.00 was refunded to card ...7726" in text.body
+    assert "New balance $18.10" in text.body
+    shown = admin.get(f"/admin/accounts/{account_id}").get_json()
+    assert shown["balance_cents"] == 1810
+    assert_ledger_clean(database_url)
+
+
+def test_a_pending_stripe_refund_that_fails_gives_the_money_back_once(
+    *,
+    app: Flask,
+    admin: AdminClient,
+    engine: Engine,
+    offer: Callable[[int], int],
+    stripe_standin: StripeStandIn,
+    database_url: str,
+) -> None:
+    account_id, row = pending_refund(app, admin, engine, offer)
+    texts_before = len(told(engine))
+    stripe_standin.finish_refund(row.refund_id or "", succeeded=False)
+    assert run_reconciler(app).refunds_settled == 1
+    assert run_reconciler(app).refunds_settled == 0
+    failed = refund_row(engine)
+    assert (failed.status, failed.failure_reason) == ("failed", "expired_or_canceled_card")
+    # The debit is given back once, by an adjustment; the subscriber is told of no refund.
+    assert admin.get(f"/admin/accounts/{account_id}").get_json()["balance_cents"] == 2810
+    with unit_of_work(engine) as session:
+        entries = session.exec(
+            select(LedgerEntry).where(LedgerEntry.kind.in_(["card_refund", "adjustment"]))  # type: ignore[attr-defined]
+        ).all()
+    assert sorted(e.amount_cents for e in entries) == [-1000, 1000]
+    assert told(engine)[texts_before:] == []
+    assert_ledger_clean(database_url)
+
+
+def test_looking_a_refund_up_by_id_never_fails_it_on_no_answer(
+    stripe_standin: StripeStandIn,
+) -> None:
+    gateway = StripeGateway("sk_test_x", api_url=stripe_standin.url)
+    # An id Stripe does not know (odd: it came from Stripe) leaves the refund pending, money held.
+    unknown = gateway.retrieve_refund("re_unknown", timeout_seconds=2)
+    assert (unknown.status, unknown.refund_id) == (RefundStatus.PENDING, "re_unknown")
+    stripe_standin.stop()
+    with pytest.raises(GatewayTimeout):
+        gateway.retrieve_refund("re_unknown", timeout_seconds=1)

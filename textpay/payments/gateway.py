@@ -167,3 +167,12 @@ class PaymentGateway(Protocol):
         `textpay_key=<idempotency_key>` on the refund, so that its later reports of the refund
         (`GatewayRefund`) can be matched to ours."""
         ...
+
+    def retrieve_refund(self, refund_id: str, *, timeout_seconds: float) -> RefundResult:
+        """The refund's state now, asked by the processor's refund id (never by our key: the
+        same key answers the first answer again, which for a refund Stripe answered `pending`
+        stays `pending` after the refund finished, and the key is forgotten after 24 h).
+        Raises `GatewayTimeout` when the processor cannot be reached. A refund id the processor
+        does not know answers `PENDING` (logged): money is never given back on a lookup that
+        found nothing, since the card may have it already."""
+        ...

@@ -7,6 +7,7 @@ after the caller has given up waiting, and refunds of its charges up to what was
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from textpay.payments.gateway import (
     RefundStatus,
 )
 from textpay.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,18 @@ class SandboxGateway:
             except IntegrityError:
                 continue
         raise RuntimeError(f"could not record sandbox refund {idempotency_key!r}")
+
+    def retrieve_refund(self, refund_id: str, *, timeout_seconds: float) -> RefundResult:
+        """The sandbox refund with this id, as recorded (sandbox refunds are final at once).
+        An id the sandbox never made answers pending (logged), as Stripe's gateway does."""
+        with unit_of_work(self._engine) as session:
+            record = session.exec(
+                select(SandboxRefund).where(SandboxRefund.refund_id == refund_id)
+            ).first()
+        if record is None:
+            log.warning("sandbox retrieve_refund: no refund %r", refund_id)
+            return RefundResult(RefundStatus.PENDING, refund_id=refund_id)
+        return _refund_result(record)
 
     def retrieve(self, idempotency_key: str) -> ChargeResult | None:
         with unit_of_work(self._engine) as session:

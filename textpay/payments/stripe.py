@@ -274,19 +274,42 @@ class StripeGateway:
         except stripe.StripeError as error:
             _log("refund", error)
             raise GatewayTimeout(f"Stripe answered {type(error).__name__}") from None
-        status = {
-            "succeeded": RefundStatus.SUCCEEDED,
-            "failed": RefundStatus.FAILED,
-            "canceled": RefundStatus.FAILED,
-        }.get(str(refund.status), RefundStatus.PENDING)  # pending, requires_action
-        failure = getattr(refund, "failure_reason", None) if status is RefundStatus.FAILED else None
-        return RefundResult(
-            status,
-            refund_id=refund.id,
-            failure_reason=(failure or str(refund.status))
-            if status is RefundStatus.FAILED
-            else None,
-        )
+        return _refund_result(refund)
+
+    def retrieve_refund(self, refund_id: str, *, timeout_seconds: float) -> RefundResult:
+        """The Refund's state now (`GET /v1/refunds/{id}`), mapped as `refund` maps it."""
+        try:
+            refund = self._client(timeout_seconds).v1.refunds.retrieve(refund_id)
+        except stripe.InvalidRequestError as error:
+            _log("retrieve_refund", error)
+            if error.code == "resource_missing":
+                # Odd (the id came from Stripe), but not a refusal: the refund may have gone
+                # to the card, so nothing is given back. It stays pending for an operator or
+                # Stripe's own report; the log line above says which refund.
+                log.warning("stripe retrieve_refund: Stripe knows no refund %r", refund_id)
+                return RefundResult(RefundStatus.PENDING, refund_id=refund_id)
+            raise GatewayTimeout(f"Stripe refused the lookup ({error.code})") from None
+        except stripe.StripeError as error:
+            # Unknown is not "failed": the reconciler asks again on its next run.
+            _log("retrieve_refund", error)
+            raise GatewayTimeout(f"Stripe gave no answer ({type(error).__name__})") from None
+        return _refund_result(refund)
+
+
+def _refund_result(refund: Any) -> RefundResult:
+    """A Stripe Refund's state in the gateway's words: `pending` and `requires_action` are not
+    final; `failed` and `canceled` mean nothing went (or stayed) back on the card."""
+    status = {
+        "succeeded": RefundStatus.SUCCEEDED,
+        "failed": RefundStatus.FAILED,
+        "canceled": RefundStatus.FAILED,
+    }.get(str(refund.status), RefundStatus.PENDING)  # pending, requires_action
+    failure = getattr(refund, "failure_reason", None) if status is RefundStatus.FAILED else None
+    return RefundResult(
+        status,
+        refund_id=refund.id,
+        failure_reason=(failure or str(refund.status)) if status is RefundStatus.FAILED else None,
+    )
 
 
 def _intent_result(intent: Any) -> ChargeResult:

@@ -50,10 +50,14 @@ def card_refund(account_id: int) -> tuple[Response, int]:
         )
     )
     result: RefundResult | None = None
-    if begun.order is not None:  # new, or a replay of one still pending: same key, safe to ask
-        result = card_refunds.call_gateway(
-            found.gateway, begun.order, timeout_seconds=found.settings.gateway_timeout_seconds
-        )
+    timeout = found.settings.gateway_timeout_seconds
+    if begun.order is not None and not begun.replayed:  # new: ask with our key
+        result = card_refunds.call_gateway(found.gateway, begun.order, timeout_seconds=timeout)
+    elif begun.order is not None:
+        # A replay of one still pending: asked as the reconciler asks (by the refund id once
+        # known; our key only while the processor remembers it, else it could refund twice).
+        result = card_refunds.ask_again(found.gateway, begun.order, now=utcnow(),
+                                        timeout_seconds=timeout)  # fmt: skip
 
     def finish(session: Session) -> dict[str, Any]:
         if result is not None:
