@@ -1,5 +1,8 @@
 """TextPay as deployed, on one machine: gunicorn (2 workers), a clock process and the Twilio
-stand-in, each a real subprocess on 127.0.0.1, driven only over HTTP and through the CLI.
+stand-in, each a real subprocess on 127.0.0.1, driven only over HTTP and through the CLI. A stack
+made with `stripe=True` charges cards through Stripe's gateway: the Stripe stand-in runs as a
+process of its own too (log `e2e-stripe.log`), posting its signed events to gunicorn's
+`/stripe/webhook`.
 
 Deadlines are generous: the suite must pass on a busy 2-core machine, where gunicorn can take
 many seconds to boot. Each stack logs to a directory of its own (`Stack.logs`, named in failure
@@ -30,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ADMIN_TOKEN = "e2e-admin-token"
 AUTH_TOKEN = "e2e-twilio-auth-token"
+STRIPE_API_KEY = "sk_test_e2eStripeKey4f1c9a"
+STRIPE_WEBHOOK_SECRET = "whsec_e2eWebhookSecret7b2d"
 T = TypeVar("T")
 
 
@@ -97,6 +102,8 @@ class Stack:
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     logs: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="textpay-e2e-")))
     extra_env: dict[str, str] = field(default_factory=dict)
+    stripe: bool = False  # charge through Stripe (the stand-in process) instead of the sandbox
+    stripe_port: int = field(default_factory=free_port)
 
     @property
     def web(self) -> str:
@@ -106,8 +113,16 @@ class Stack:
     def standin(self) -> str:
         return f"http://127.0.0.1:{self.standin_port}"
 
+    @property
+    def stripe_standin(self) -> str:
+        return f"http://127.0.0.1:{self.stripe_port}"
+
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTPAY_", "TWILIO_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TEXTPAY_", "TWILIO_", "STRIPE_"))
+        }
         env.update(
             DATABASE_URL=self.database_url,
             PORT=str(self.web_port),
@@ -122,6 +137,13 @@ class Stack:
             TEXTPAY_SEND_RATE="0",
             PYTHONUNBUFFERED="1",
         )
+        if self.stripe:
+            env.update(
+                TEXTPAY_PAYMENTS_BACKEND="stripe",
+                STRIPE_API_KEY=STRIPE_API_KEY,
+                STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+                TEXTPAY_STRIPE_API_URL=self.stripe_standin,
+            )
         env.update(self.extra_env)  # a test's own settings win over these defaults
         return env
 
@@ -132,6 +154,9 @@ class Stack:
             "web": [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind",
                     f"127.0.0.1:{self.web_port}", "wsgi:app"],
             "clock": [str(BIN / "textpay"), "clock"],
+            "stripe": [sys.executable, "-m", "tests.standin.stripe", "--port",
+                       str(self.stripe_port), "--webhook-url", self.web + "/stripe/webhook",
+                       "--webhook-secret", STRIPE_WEBHOOK_SECRET],
         }  # fmt: skip
         with self._log_path(name).open("a") as log:  # a restart appends to the same log
             self.processes[name] = subprocess.Popen(
@@ -142,6 +167,8 @@ class Stack:
             self._wait_until_ready(name, self.web + "/healthz")
         if name == "standin":
             self._wait_until_ready(name, self.standin + "/_outbound")
+        if name == "stripe":
+            self._wait_until_ready(name, self.stripe_standin + "/_deliveries")
 
     def _wait_until_ready(self, name: str, url: str) -> None:
         """Until `url` answers 200 (generously: a loaded machine boots gunicorn slowly), failing
@@ -186,6 +213,8 @@ class Stack:
         subprocess.run([str(BIN / "textpay"), "init-db"], cwd=ROOT, env=self.env(), check=True,
                        capture_output=True, timeout=120)  # fmt: skip
         try:
+            if self.stripe:
+                self.start("stripe")
             self.start("standin")
             self.start("web")
             self.start("clock")

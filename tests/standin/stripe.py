@@ -33,8 +33,9 @@ What it does as Stripe does:
 Run it in a thread from tests (`StripeStandIn(...).start()`), or as a process:
 `python -m tests.standin.stripe --port 0 --webhook-url URL --webhook-secret S`. The process takes
 test controls as JSON POSTs under `/_` (`/_finish`, `/_finish_refund`, `/_dispute`,
-`/_close_dispute`, `/_expire_keys`, `/_release`). The request log names methods, paths and
-statuses only.
+`/_close_dispute`, `/_expire_keys`, `/_release`, `/_redeliver {"event": id}`) and tells what it
+posted to the webhook URL at `GET /_deliveries`. The request log names methods, paths (object ids
+written `{id}`) and statuses only.
 """
 
 from __future__ import annotations
@@ -380,11 +381,19 @@ def validate(operation_id: str, where: str, params: dict[str, Any]) -> dict[str,
 # -- the server -----------------------------------------------------------------------------
 
 
+# An object id in a path (`pm_card_visa`, `pm_1Nx...`, `cus_...`, `pi_...`): the segment starts
+# with a short prefix and an underscore, which no collection or action name does
+# (`payment_methods` has seven letters before its underscore).
+_ID_SEGMENT = re.compile(r"(?<=/)[a-z]{1,6}_[^/]*")
+
+
 class _Handler(WSGIRequestHandler):
-    """Werkzeug's request handler, logging the method, the path and the status only."""
+    """Werkzeug's request handler, logging the method, the path and the status only, object ids
+    in the path written `{id}`: the log of an end-to-end run is searched for payment method and
+    customer ids like every other process's, and it must show what was asked, not of whom."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = urllib.parse.urlsplit(self.path).path
+        path = _ID_SEGMENT.sub("{id}", urllib.parse.urlsplit(self.path).path)
         printable = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in path)
         self.log("info", '"%s %s" %s', self.command, printable, getattr(code, "value", code))
 
@@ -868,6 +877,11 @@ class StripeStandIn:
             elif request.path == "/_release":
                 self.release()
                 result = {"ok": True}
+            elif request.path == "/_redeliver":
+                result = {"status": self.redeliver(body["event"])}
+            elif request.path == "/_deliveries":  # a GET; also how a test sees it is up
+                with self._lock:
+                    result = {"deliveries": [vars(d) for d in self.deliveries]}
             else:
                 return _response(404, _dumps({"error": "unknown control"}), "")
         except (KeyError, ValueError) as failure:
