@@ -45,7 +45,8 @@ max_requests = 50_000
 max_requests_jitter = 5_000
 accesslog = "-"
 # The path without its query string: `/admin/accounts?phone=...` must not put phone numbers in
-# the log. No headers either: the admin token is never logged.
+# the log. No headers either: the admin token is never logged. A card link's path
+# (`/card/<token>`) is written `/card/[link]` by `textpay.logsafe`, installed below.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 # Who may say a request came over https (`X-Forwarded-Proto`; gunicorn then sets the scheme the

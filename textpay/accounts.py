@@ -162,7 +162,7 @@ def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Acc
         entity_type="account",
         entity_id=account.id,
         before=None,
-        after=_account_snapshot(account, method),
+        after=account_snapshot(account, method),
         now=now,
     )
     return account
@@ -173,7 +173,7 @@ def update_account(
 ) -> Account:
     account = get_account(session, account_id)
     method = payment_method_of(session, account_id)
-    before = _account_snapshot(account, method)
+    before = account_snapshot(account, method)
     changes = data.changes()
 
     errors = [
@@ -226,7 +226,7 @@ def update_account(
         session.flush()
         method = None
     _check_autopay_has_card(account, method)
-    after = _account_snapshot(account, method)
+    after = account_snapshot(account, method)
     if after != before:
         audit.record(
             session,
@@ -252,6 +252,15 @@ def _store_payment_method(
         known = ctx.saved[1]
     else:
         known = save_card(ctx.gateway, data, account_ref=account.account_number)
+    return put_card(session, account_id, data, known)
+
+
+def put_card(
+    session: Session, account_id: int, data: PaymentMethodIn, known: CardInfo | None
+) -> PaymentMethod:
+    """Replace the account's card on file with one the gateway has already made chargeable
+    (`known`: what it said of the card; None when it could not describe it). Shared by the
+    operator's API and the subscriber's card link (`textpay.card_links`)."""
     brand = data.brand or (known.brand if known else None)
     last4 = data.last4 or (known.last4 if known else None)
     if brand is None or last4 is None:
@@ -318,7 +327,7 @@ def _collect(errors: list[FieldError], check: Callable[[], T]) -> T | None:
         return None
 
 
-def _account_snapshot(account: Account, method: PaymentMethod | None) -> dict[str, Any]:
+def account_snapshot(account: Account, method: PaymentMethod | None) -> dict[str, Any]:
     data = audit.snapshot(account) or {}
     data.pop("balance_cents", None)  # moved by the ledger, which is its own audit trail
     data["payment_method"] = audit.snapshot(method)

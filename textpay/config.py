@@ -36,6 +36,12 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+# The longest TEXTPAY_PUBLIC_URL: texts carry card links under it and must stay two segments
+# (tests/unit/test_replies.py renders them with a base this long).
+PUBLIC_URL_MAX = 60
+DEVELOPMENT_LINK_BASE = "http://localhost:5000"
+
+
 class Settings(BaseSettings):
     """Everything an operator configures through the environment."""
 
@@ -76,7 +82,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TEXTPAY_TWILIO_API_URL", "twilio_api_url"),
     )
     public_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("TEXTPAY_PUBLIC_URL", "public_url")
+        default=None,
+        # Card links (`/card/<token>`) are texted under it: a longer base would not leave the
+        # texts that carry one room to fit in two SMS segments.
+        max_length=PUBLIC_URL_MAX,
+        validation_alias=AliasChoices("TEXTPAY_PUBLIC_URL", "public_url"),
     )
     validate_signatures: bool = Field(
         default=True,

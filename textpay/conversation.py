@@ -34,6 +34,7 @@ class Intent(StrEnum):
     AUTOPAY_ON = "autopay_on"
     AUTOPAY_OFF = "autopay_off"
     LANGUAGE = "language"
+    CARD = "card"
     EMPTY = "empty"
     UNKNOWN = "unknown"
 
@@ -62,6 +63,8 @@ _KEYWORDS: dict[str, tuple[Intent, bool]] = {  # word → (intent, is Spanish)
     "INGLES": (Intent.LANGUAGE, True),
     "ESPANOL": (Intent.LANGUAGE, True),
     "SPANISH": (Intent.LANGUAGE, False),
+    "CARD": (Intent.CARD, False),
+    "TARJETA": (Intent.CARD, True),
 }  # fmt: skip
 _LANGUAGE_OF_WORD = {"ENGLISH": "en", "INGLES": "en", "ESPANOL": "es", "SPANISH": "es"}
 # Opt-out words honoured anywhere in a short text (README), → whether the word is Spanish.
@@ -239,7 +242,7 @@ def parse(text: str) -> Command:
     if intent is Intent.LANGUAGE:
         return Command(intent, language=_LANGUAGE_OF_WORD[first], spanish=spanish,
                        card_number=card_number)  # fmt: skip
-    if intent in (Intent.CONFIRM, Intent.DECLINE):
+    if intent in (Intent.CONFIRM, Intent.DECLINE, Intent.CARD):
         return _with_amount(Command(intent, spanish=spanish, card_number=card_number), rest)
     return Command(intent, spanish=spanish, card_number=card_number)
 
@@ -470,6 +473,8 @@ def decide(facts: Facts, command: Command) -> Decision:
         return _autopay_on(facts, command)
     if intent is Intent.AUTOPAY_OFF:
         return _autopay_off(facts, command)
+    if intent is Intent.CARD:
+        return _card(facts, command)
     return Decision(Reply("not_understood"))
 
 
@@ -611,3 +616,16 @@ def _autopay_off(facts: Facts, command: Command) -> Decision:
         Reply("autopay_off", account_ids=tuple(enrolled)),
         (SetAutopay(tuple(enrolled), False),),
     )
+
+
+def _card(facts: Facts, command: Command) -> Decision:
+    """CARD (or CARD 4821): a link to put a card on file for the only account on the phone, or
+    the one named; with several and none named, which one? Nothing is charged either way. The
+    engine makes the link (`textpay.card_links`) when it renders the reply."""
+    named, _ = _amount(facts, command)
+    chosen = _chosen(named, [a.account_id for a in facts.accounts])
+    if chosen is None:
+        return Decision(
+            Reply("which_account_card", account_ids=tuple(a.account_id for a in facts.accounts))
+        )
+    return Decision(Reply("card_link", account_id=chosen))

@@ -16,6 +16,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from textpay import (
+    card_links,
     consent,
     conversation,
     episodes,
@@ -90,7 +91,7 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         raise ValidationFailed.single("MessageSid", "is the SID of a text TextPay sent")
     if seen is not None:
         assert seen.id is not None
-        return Turn(seen.id, _replay_answer(session, seen, config), replayed=True)
+        return Turn(seen.id, _replay_answer(session, seen, config, now=now), replayed=True)
 
     phone = to_e164(sms.sender, default_region=config.default_region, field="From")
     body = storable(sms.body)
@@ -143,9 +144,12 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
             charge, answer = _accept(session, effect, facts, now=now, config=config)
 
     if decision.reply is not None:
-        answer = replies.render(decision.reply, facts, language=language, now=now, voice=spoken)
+        link = _link_for(session, decision.reply, phone=phone, now=now, config=config)
+        answer = replies.render(decision.reply, facts, language=language, now=now, voice=spoken,
+                                link=link)  # fmt: skip
     if charge is None:
-        message.reply_body = answer or ""
+        # Stored with any card link masked: the link works only from the text it went out in.
+        message.reply_body = card_links.masked(answer or "")
         session.add(message)
     return Turn(message.id, answer, charge)
 
@@ -172,7 +176,7 @@ def finish(
         outcome = settlement.settle(session, attempt.id or 0, result, now=now, config=config,
                                     by_reply=True)  # fmt: skip
         answer = outcome.reply or ""
-    message.reply_body = answer
+    message.reply_body = card_links.masked(answer)
     message.updated_at = now
     session.add(message)
     return answer
@@ -204,10 +208,18 @@ def _flooding(session: Session, phone: str, *, now: datetime, limit: int) -> boo
     return int(recent) > limit
 
 
-def _replay_answer(session: Session, seen: Message, config: EngineConfig) -> str | None:
+def _replay_answer(
+    session: Session, seen: Message, config: EngineConfig, *, now: datetime
+) -> str | None:
     """The answer already given to this MessageSid; while its charge is still in flight,
     "processing" (and nothing is charged again)."""
     if seen.reply_body is not None:
+        if card_links.MASKED in seen.reply_body:
+            # The first answer's link is stored only masked: the replay gets a fresh one for
+            # the same account (Twilio retries when our first answer never reached it).
+            account_id = card_links.latest_account(session, seen.phone, since=seen.created_at)
+            return card_links.fill_in(session, seen.reply_body, account_id=account_id,
+                                      phone=seen.phone, now=now) or None  # fmt: skip
         return seen.reply_body or None
     attempt = session.exec(
         select(PaymentAttempt)
@@ -287,10 +299,24 @@ def _offer_again(
     )
     spoken = voice(session, config)
     if fresh is None:
-        return replies.render(Reply("no_card", account_id=account_id), facts,
-                              language=facts.account(account_id).language, now=now,
-                              voice=spoken)  # fmt: skip
+        reply = Reply("no_card", account_id=account_id)
+        link = _link_for(session, reply, phone=account.phone, now=now, config=config)
+        return replies.render(reply, facts, language=facts.account(account_id).language,
+                              now=now, voice=spoken, link=link)  # fmt: skip
     return fresh.body
+
+
+def _link_for(
+    session: Session, reply: Reply, *, phone: str, now: datetime, config: EngineConfig
+) -> str | None:
+    """A fresh card link for a reply that carries one (CARD, a YES on an account with no
+    card), texted to `phone`; None for other replies."""
+    if reply.key not in replies.LINK_REPLIES or reply.account_id is None:
+        return None
+    account = session.get(Account, reply.account_id)
+    assert account is not None
+    token = card_links.issue(session, account, phone=phone, now=now)
+    return card_links.url(config.link_base, token)
 
 
 def _accept(

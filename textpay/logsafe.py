@@ -9,6 +9,8 @@ is scrubbed when it is made:
 
 - secrets registered with `register_secrets` (the admin token, Twilio's auth token), and the
   credentials of `Authorization` headers, become `[secret]`;
+- a card link's token (`/card/<token>` in gunicorn's access log, werkzeug's request line)
+  becomes `/card/[link]`: the link works once, but until then it is a bearer credential;
 - anything shaped like a phone or card number keeps only its last two digits
   (`+12125550147` → `***47`): seven or more digits after a `+` (or `%2B`), however separated; a
   North American number however punctuated; 12 or more digits with single spaces or hyphens;
@@ -47,6 +49,10 @@ _NUMBER = re.compile(
     r"))"
 )
 _DIGIT = re.compile(r"\d")
+# A card link's token (`/card/<token>`, `textpay.card_links`): whatever follows `/card/` up to
+# the end of the path, so that a mistyped or hostile token is hidden too.
+_CARD_LINK = re.compile(r"/card/(?!\[link\])[^\s\"'?#/<>]+")
+CARD_LINK_MASK = "/card/[link]"
 _CREDENTIALS = re.compile(r"(?i)\b(bearer|basic)(\s+|%20)[^\s\"',;]+")
 # C0 and C1 controls, DEL, and Unicode's line and paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -72,6 +78,11 @@ def register_secrets(*values: str | None) -> None:
         _secrets.update(v for v in values if v and len(v) >= _SHORTEST_SECRET)
 
 
+def mask_card_links(text: str) -> str:
+    """`text` with the token of every card link path written `[link]` (`/card/[link]`)."""
+    return _CARD_LINK.sub(CARD_LINK_MASK, text)
+
+
 def _mask_number(found: re.Match[str]) -> str:
     digits = _DIGIT.findall(found.group())
     return "***" + "".join(digits[-2:])
@@ -91,6 +102,7 @@ def scrub(text: str, *, multiline: bool = False) -> str:
         if secret in text:
             text = text.replace(secret, HIDDEN)
     text = _CREDENTIALS.sub(lambda m: f"{m.group(1)} {HIDDEN}", text)
+    text = mask_card_links(text)
     text = _NUMBER.sub(_mask_number, text)
     return (_CONTROL_BUT_NEWLINE if multiline else _CONTROL).sub(_escape, text)
 

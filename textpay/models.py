@@ -630,6 +630,7 @@ __all__ = [
     "AccountStatus",
     "AttemptStatus",
     "AuditLogEntry",
+    "CardLink",
     "ConsentEvent",
     "ConsentKind",
     "Facility",
@@ -729,3 +730,28 @@ class GatewayEvent(SQLModel, table=True):
     event_id: str = Field(max_length=255, unique=True)
     type: str = Field(max_length=100)
     received_at: datetime = _timestamp()
+
+
+class CardLink(SQLModel, table=True):
+    """A short-lived link a subscriber opens to put a card on file (`textpay.card_links`).
+
+    Only the SHA-256 of the link's random token is kept: a database dump, a backup or an
+    operator's query never holds a link that works. A link is bound to the number it was texted
+    to and one account, works once (`used_at`, set by a conditional update) and for 30 minutes.
+    """
+
+    __tablename__ = "card_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    phone: str = Field(max_length=16)  # E.164: the number the link was texted to
+    account_id: int = Field(sa_column_args=[ForeignKey("account.id")], index=True)
+    language: str = Field(default=Language.ENGLISH.value, max_length=2)
+    # The form's CSRF value: random, shown only in the page the link opens (not a credential on
+    # its own: without the token nothing can be posted).
+    csrf: str = Field(max_length=64)
+    created_at: datetime = _timestamp()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Stripe's Checkout Session (setup mode) started from this link, when there is one.
+    checkout_session_id: str | None = Field(default=None, max_length=255)

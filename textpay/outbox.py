@@ -35,7 +35,7 @@ from sqlalchemy import delete, text, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from textpay import consent, messages, prompts
+from textpay import card_links, consent, messages, prompts
 from textpay.models import (
     WAITING_MESSAGE,
     Account,
@@ -156,7 +156,15 @@ def claim_batch(session: Session, *, now: datetime, limit: int) -> Claim:
                     Outgoing(
                         message.id,
                         message.phone,
-                        message.body,
+                        # A card link is stored masked; each send gets a fresh one, whose 30
+                        # minutes start now (`textpay.card_links`).
+                        card_links.fill_in(
+                            session,
+                            message.body,
+                            account_id=message.account_id,
+                            phone=message.phone,
+                            now=now,
+                        ),
                         look_since=_ambiguous_since(message),
                         may_send=message.attempts < MAX_ATTEMPTS,
                     )
@@ -362,6 +370,8 @@ def send_or_find(sender: SmsSender, item: Outgoing, *, status_callback: str | No
     first: found, that is the outcome (its SID); the lookup failed, `unknown`; not there, send
     it again, unless the tries are used up (then it failed: it never reached Twilio)."""
     if item.look_since is not None:
+        # An earlier try carried another card link than this one (each send makes its own):
+        # senders compare bodies with links masked (`card_links.masked`).
         found = sender.find(to=item.phone, body=item.body, since=item.look_since)
         if found is not None:
             return found

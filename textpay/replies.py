@@ -67,18 +67,15 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "autopay_declined": {
         "en": "{program}: AutoPay couldn't charge card ...{card} ({reason}) for acct "
-        "...{label}. Nothing was charged. We'll try again {retry}. Update your card with "
-        "{support}.",
+        "...{label}. Nothing was charged. We'll try again {retry}. New card: {link}",
         "es": "{program}: AutoPay no pudo cobrar a la tarjeta ...{card} ({reason}) para la "
-        "cuenta ...{label}. No se cobró nada. Lo intentaremos de nuevo {retry}. Actualice su "
-        "tarjeta con {support}.",
+        "cuenta ...{label}. No se cobró nada. Reintentaremos {retry}. Otra tarjeta: {link}",
     },
     "autopay_disabled": {
         "en": "{program}: card ...{card} was declined again ({reason}), so AutoPay is now off "
-        "for acct ...{label}. Nothing was charged. We'll text you when the balance is low.",
+        "for acct ...{label}. Nothing was charged. New card: {link}",
         "es": "{program}: la tarjeta ...{card} fue rechazada otra vez ({reason}); AutoPay quedó "
-        "desactivado para la cuenta ...{label}. No se cobró nada. Le avisaremos cuando el saldo "
-        "esté bajo.",
+        "desactivado para la cuenta ...{label}. No se cobró nada. Otra tarjeta: {link}",
     },
     "autopay_off_dispute": {
         "en": "{program}: AutoPay is off for acct ...{label} because a charge to card ...{card} "
@@ -96,22 +93,40 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "enviaremos el recibo al terminar. No se le cobrará dos veces.",
     },
     "card_declined": {
-        "en": "{program}: card ...{card} was declined ({reason}). Nothing was charged and acct "
-        "...{label} is unchanged. Update your card with {support}, then reply YES to try again.",
-        "es": "{program}: la tarjeta ...{card} fue rechazada ({reason}). No se cobró nada y la "
-        "cuenta ...{label} no cambió. Actualice su tarjeta con {support} y responda SI para "
-        "intentar de nuevo.",
+        "en": "{program}: card ...{card} was declined ({reason}). Nothing was charged to acct "
+        "...{label}. New card: {link} then reply YES.",
+        "es": "{program}: la tarjeta ...{card} fue rechazada ({reason}). No se cobró nada a la "
+        "cuenta ...{label}. Otra tarjeta: {link} y responda SI.",
     },
     # A YES whose card's bank wants the card holder to confirm the payment (3-D Secure, which
-    # an off-session charge cannot do): not a decline of the card. Issue 13's card link will
-    # be the way to confirm; until TextPay has one (no `{link}` field yet), support is.
+    # an off-session charge cannot do): not a decline of the card. The card link is the way to
+    # confirm the card (or put another on file); then YES charges it.
     "card_needs_confirmation": {
         "en": "{program}: the bank for card ...{card} wants the card holder to confirm this "
-        "payment, which can't be done by text. Nothing was charged and acct ...{label} is "
-        "unchanged. Contact {support} to confirm it or to use another card.",
+        "payment. Nothing was charged to acct ...{label}. Confirm the card or use another: "
+        "{link} then reply YES.",
         "es": "{program}: el banco de la tarjeta ...{card} pide que el titular confirme este "
-        "pago, y eso no se puede hacer por mensaje. No se cobró nada y la cuenta ...{label} "
-        "no cambió. Comuníquese con {support} para confirmarlo o usar otra tarjeta.",
+        "pago. No se cobró nada a la cuenta ...{label}. Confirme la tarjeta o use otra: {link} "
+        "y responda SI.",
+    },
+    # CARD: the link itself. It works once, for 30 minutes (`textpay.card_links`).
+    "card_link": {
+        "en": "{program}: update the card for acct ...{label} at {link} (link works once, "
+        "for 30 min).",
+        "es": "{program}: actualice la tarjeta de la cuenta ...{label} en {link} (el enlace "
+        "sirve una vez, por 30 min).",
+    },
+    "card_updated": {
+        "en": "{program}: card ...{card} is now on file for acct ...{label}{nick}. Text BAL "
+        "anytime.",
+        "es": "{program}: la tarjeta ...{card} quedó registrada para la cuenta "
+        "...{label}{nick}. Envíe SALDO cuando quiera.",
+    },
+    "which_account_card": {
+        "en": "{program}: which account? Reply CARD and the account number shown after the "
+        "dots, e.g. CARD {example}. Your accounts: {labels}.",
+        "es": "{program}: ¿qué cuenta? Responda TARJETA y el número que aparece después de los "
+        "puntos, por ejemplo TARJETA {example}. Sus cuentas: {labels}.",
     },
     "charge_failed": {
         "en": "{program}: we couldn't reach the card processor, so nothing was charged to card "
@@ -167,9 +182,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "no_card": {
         "en": "{program}: acct ...{label} has no card on file, so nothing was charged. Add one "
-        "with {support}.",
+        "at {link} (works once, for 30 min).",
         "es": "{program}: la cuenta ...{label} no tiene tarjeta registrada; no se cobró nada. "
-        "Agregue una con {support}.",
+        "Agregue una en {link} (sirve una vez, por 30 min).",
     },
     "out_of_limits": {
         "en": "{program}: deposits must be {min} to {max}, so nothing was charged. Reply YES "
@@ -217,9 +232,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "card_number_warning": {
         "en": "{program}: for your safety never text a card number. We deleted it and charged "
-        "nothing. To change your card, contact {support}.",
+        "nothing. To change your card, text CARD for a secure link.",
         "es": "{program}: por su seguridad, nunca envíe el número de su tarjeta. Lo borramos y no "
-        "cobramos nada. Para cambiar su tarjeta, contacte a {support}.",
+        "cobramos nada. Para cambiar su tarjeta, envíe TARJETA y le mandaremos un enlace "
+        "seguro.",
     },
     "opted_out": {
         "en": "{program}: you're unsubscribed and will get no more messages. Reply START to "
@@ -439,12 +455,31 @@ def card_refund(
     )
 
 
-def render(reply: Reply, facts: Facts, *, language: str, now: datetime, voice: Voice) -> str:
+def card_updated(account: AccountFacts, *, card_last4: str, language: str, voice: Voice) -> str:
+    """The confirmation that a card the subscriber chose from a card link is now on file."""
+    return fill("card_updated", language, voice, card=card_last4, label=account.label,
+                nick=nick(account))  # fmt: skip
+
+
+# Replies that carry a card link (`textpay.card_links`): the engine makes one for their account.
+LINK_REPLIES = frozenset({"card_link", "no_card"})
+
+
+def render(
+    reply: Reply,
+    facts: Facts,
+    *,
+    language: str,
+    now: datetime,
+    voice: Voice,
+    link: str | None = None,
+) -> str:
     """Words for a decision's reply, from the facts it was decided on, in two segments at
-    most: when the fullest words do not fit, the accounts are listed without nicknames."""
+    most: when the fullest words do not fit, the accounts are listed without nicknames.
+    `link`: the card link, for the replies that carry one (`LINK_REPLIES`)."""
     account = facts.account(reply.account_id) if reply.account_id is not None else None
     listed = [facts.account(i) for i in reply.account_ids]
-    fields: dict[str, object] = {}
+    fields: dict[str, object] = {"link": link or ""}
     if account is not None:
         fields.update(label=account.label, card=account.card_last4 or "????")
     if listed:

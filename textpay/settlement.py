@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 
-from textpay import autopay, episodes, facts, funding, messages, prompts, replies
+from textpay import autopay, card_links, episodes, facts, funding, messages, prompts, replies
 from textpay.engine_config import EngineConfig, voice
 from textpay.localtime import when
 from textpay.models import (
@@ -81,7 +81,8 @@ def tell(
             if by_reply and messages.number_opted_out(session, attempt.notify_phone):
                 # STOP arrived while the card was charged: its confirmation is the last text.
                 return outcome
-            words, kind, engine_initiated = _words(session, attempt, now=now, config=config)
+            words, kind, engine_initiated = _words(session, attempt, now=now, config=config,
+                                                   live_link=by_reply)  # fmt: skip
             if by_reply:
                 return replace(outcome, reply=words)
             account = session.get(Account, attempt.account_id)
@@ -136,7 +137,7 @@ def tell_untold(
 def words_for(session: Session, attempt: PaymentAttempt, *, now: datetime,
               config: EngineConfig) -> str:  # fmt: skip
     """What the subscriber is told about a settled attempt (for a replayed webhook)."""
-    return _words(session, attempt, now=now, config=config)[0]
+    return _words(session, attempt, now=now, config=config, live_link=False)[0]
 
 
 def _follow_up(
@@ -171,10 +172,20 @@ def _claim_telling(session: Session, attempt_id: int, *, now: datetime) -> bool:
 
 
 def _words(
-    session: Session, attempt: PaymentAttempt, *, now: datetime, config: EngineConfig
+    session: Session,
+    attempt: PaymentAttempt,
+    *,
+    now: datetime,
+    config: EngineConfig,
+    live_link: bool,
 ) -> tuple[str, str, bool]:
     """The words, the outbox kind, and whether the text is TextPay's own initiative (AutoPay:
-    held for quiet hours) rather than the answer to the subscriber's YES."""
+    held for quiet hours) rather than the answer to the subscriber's YES.
+
+    A failure's words carry a card link. `live_link`: a working one, made now (the words are
+    the webhook's reply); else the link is masked (`/card/[link]`) and the dispatcher makes it
+    when the text leaves, so that the token is never stored and its 30 minutes start when the
+    subscriber can read it (a text held for quiet hours included)."""
     account = session.get(Account, attempt.account_id)
     assert account is not None
     spoken = voice(session, config)
@@ -194,16 +205,22 @@ def _words(
         )
         return words, key, merchant
     reason = replies.decline_reason(attempt.decline_reason, attempt.language)
+    if live_link:
+        token = card_links.issue(session, account, phone=attempt.notify_phone, now=now,
+                                 language=attempt.language)  # fmt: skip
+        link = card_links.url(config.link_base, token)
+    else:
+        link = card_links.placeholder_url(config.link_base)
     if not merchant:
         key = "card_declined" if attempt.status == AttemptStatus.DECLINED.value else \
             "charge_failed"  # fmt: skip
         if key == "card_declined" and attempt.decline_reason == AUTHENTICATION_REQUIRED:
-            # Not the card refused: its bank wants the holder to confirm. Issue 13's card link
-            # goes here when it exists (a template with `{link}`); until then, support.
+            # Not the card refused: its bank wants the holder to confirm, which the card
+            # link's page is for.
             key = "card_needs_confirmation"
         words = replies.fill(key, attempt.language, spoken, card=attempt.card_last4,
-                             label=known.label, reason=reason)  # fmt: skip
-        return words, "payment_failed", False
+                             label=known.label, reason=reason, link=link)  # fmt: skip
+        return card_links.masked(words) if not live_link else words, "payment_failed", False
     if account.autopay_enabled and account.autopay_retry_at is not None:
         key = "autopay_declined"
         retry = when(account.autopay_retry_at, now, known.timezone, attempt.language,
@@ -211,5 +228,5 @@ def _words(
     else:
         key, retry = "autopay_disabled", ""
     words = replies.fill(key, attempt.language, spoken, card=attempt.card_last4,
-                         label=known.label, reason=reason, retry=retry)  # fmt: skip
-    return words, key, True
+                         label=known.label, reason=reason, retry=retry, link=link)  # fmt: skip
+    return card_links.masked(words) if not live_link else words, key, True

@@ -28,6 +28,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from textpay.logsafe import mask_card_links
 from textpay.phones import masked_phone
 
 TWILIO_API_URL = "https://api.twilio.com"
@@ -166,7 +167,7 @@ class TwilioSender:
         for message in found:
             created = message.date_created
             if (
-                message.body == body
+                mask_card_links(message.body or "") == mask_card_links(body)
                 and str(message.direction or "").startswith("outbound")
                 and (not isinstance(created, datetime) or created >= earliest)
             ):
@@ -245,6 +246,6 @@ class RecordingSender:
         if self.lookups:
             return self.lookups.pop(0)
         for (sent_to, sent_body), sid in zip(self.sent, self._sids, strict=True):
-            if (sent_to, sent_body) == (to, body):
+            if (sent_to, mask_card_links(sent_body)) == (to, mask_card_links(body)):
                 return SendResult(SendOutcome.ACCEPTED, sid=sid, status="sent")
         return None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from textpay.config import ConfigError, Settings
+from textpay.config import DEVELOPMENT_LINK_BASE, ConfigError, Settings
 from textpay.db import make_engine
 from textpay.engine_config import EngineConfig
 from textpay.payments import PaymentGateway, SandboxGateway
@@ -39,6 +39,7 @@ def build(settings: Settings) -> Parts:
             default_region=settings.default_region,
             autopay_retry_days=settings.autopay_retry_schedule,
             inbound_per_minute=settings.inbound_per_minute,
+            link_base=settings.public_url or DEVELOPMENT_LINK_BASE,
         ),
     )
 

@@ -1,8 +1,8 @@
 """TextPay's web edge: the Flask application factory.
 
 `create_app` wires settings, the database engine and the payment gateway into one Flask app with
-its blueprints: health, the admin JSON API, Twilio's and Stripe's webhooks, and problem
-documents. Views open the transactions;
+its blueprints: health, the admin JSON API, Twilio's and Stripe's webhooks, the card link's
+page, and problem documents. Views open the transactions;
 the domain core in `textpay/` does the work.
 """
 
@@ -16,7 +16,7 @@ from textpay import logsafe
 from textpay.config import Settings, load_settings
 from textpay.models import ID_MAX
 from textpay.wiring import build
-from webhooks import health, problems, stripe_webhook, twilio
+from webhooks import card_page, health, problems, stripe_webhook, twilio
 from webhooks.admin import bp as admin_bp
 from webhooks.services import Services
 
@@ -87,4 +87,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(twilio.bp)
     app.register_blueprint(stripe_webhook.bp)
+    card_page.register(app)
     return app

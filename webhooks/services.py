@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from flask import current_app
+from flask import current_app, request
 from sqlalchemy.engine import Engine
 
 from textpay.config import Settings
@@ -24,3 +24,13 @@ def services() -> Services:
     found = current_app.extensions["textpay"]
     assert isinstance(found, Services)
     return found
+
+
+def request_engine_config() -> EngineConfig:
+    """The engine config for this request: card links point at TEXTPAY_PUBLIC_URL when it is
+    set, else at the host this request came to (development: `textpay serve`, a tunnel). On
+    Twilio's webhook that host is covered by Twilio's signature, which is computed over it."""
+    found = services()
+    if found.settings.public_url:
+        return found.engine_config
+    return replace(found.engine_config, link_base=request.host_url.rstrip("/"))

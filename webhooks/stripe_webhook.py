@@ -25,7 +25,7 @@ from textpay.logsafe import printable
 from textpay.payments.stripe_events import BadSignature, MalformedEvent, verify
 from textpay.timeutil import utcnow
 from webhooks.problems import Problem
-from webhooks.services import services
+from webhooks.services import request_engine_config, services
 from webhooks.transactions import in_transaction
 
 bp = Blueprint("stripe", __name__, url_prefix="/stripe")
@@ -65,7 +65,7 @@ def webhook() -> Response:
         # Signed by Stripe, so retrying cannot make it readable: acknowledged, and logged.
         log.warning("stripe webhook: %s; acknowledged and ignored", error)
         return jsonify(received=True)
-    config = found.engine_config
+    config = request_engine_config()
     outcome = in_transaction(
         lambda session: card_events.apply(
             session, event.event_id, event.type, event.fact, now=utcnow(), config=config

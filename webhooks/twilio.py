@@ -20,7 +20,7 @@ from textpay.errors import ValidationFailed
 from textpay.phones import masked_phone
 from textpay.timeutil import utcnow
 from webhooks.problems import Problem
-from webhooks.services import services
+from webhooks.services import request_engine_config, services
 from webhooks.transactions import in_transaction
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
@@ -68,7 +68,7 @@ def inbound() -> Response:
         raise Problem("bad-webhook", "MessageSid is not a Twilio SID.")
     sms = engine.InboundSms(sid=sid, sender=_required("From"), body=request.form.get("Body", ""))
     found = services()
-    config = found.engine_config
+    config = request_engine_config()
 
     try:
         turn = in_transaction(

@@ -30,7 +30,7 @@ from textpay import logsafe
         ("4242 4242 4242 4242", "***42"),
         ("4111-1111-1111-1111", "***11"),
         ("3782 822463 10005", "***05"),
-        ("/card/4111111111111111", "/card/***11"),
+        ("/cards/4111111111111111", "/cards/***11"),
         ("٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢", "***٤٢"),  # Arabic-Indic digits
     ],
 )
@@ -124,3 +124,22 @@ def test_warnings_go_through_the_scrubber_once_installed(scrubbed: io.StringIO) 
 def test_nothing_changes_until_installed() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "to %s", ("+12125550147",), None)
     assert record.getMessage() == "to +12125550147"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '127.0.0.1 "GET /card/Zk3vQ_2-abcdefghijklmnopqrstuvwxyzABCDEFGHI" 200 1532 3ms',
+        '127.0.0.1 "POST /card/Zk3vQ_2-abcdefghijklmnopqrstuvwxyzABCDEFGHI" 410 612 2ms',
+        '127.0.0.1 - - "GET /card/short%00odd HTTP/1.1" 404 -',
+        "Card link: https://pay.example.com/card/Zk3vQ_2-abcdefghijklmnopqrstuvwxyzABCDEFGHI x",
+    ],
+)
+def test_a_card_links_token_never_reaches_a_log_line(raw: str) -> None:
+    """The card link's token is a bearer credential until used: gunicorn's access log (the
+    path, `%(U)s`) and werkzeug's request line write `/card/[link]` instead."""
+    logged = logsafe.scrub(raw)
+    assert "/card/[link]" in logged
+    assert "Zk3vQ" not in logged
+    assert "short" not in logged
+    assert logsafe.scrub(logged) == logged

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from textpay import replies
+from textpay import card_links, replies
+from textpay.config import PUBLIC_URL_MAX
 from textpay.conversation import AccountFacts, Facts, OfferFacts, Reply
 from textpay.labels import unique_labels
 from textpay.segments import encoding, is_gsm7, segments
@@ -28,6 +29,10 @@ NICKNAMES = {
 LABELS = unique_labels(["2125554821", "3125554821"])
 assert sorted(LABELS.values()) == ["2125554821", "3125554821"]
 BIG = 1_000_000  # $10,000.00
+# The longest TEXTPAY_PUBLIC_URL allowed, and a real token's length (`secrets.token_urlsafe(32)`).
+LONGEST_BASE = "https://" + "p" * (PUBLIC_URL_MAX - len("https://"))
+LINK = card_links.url(LONGEST_BASE, "T" * card_links.TOKEN_LENGTH)
+assert len(LONGEST_BASE) == PUBLIC_URL_MAX
 VOICE = replies.Voice(program="TextPay", support="textpay.example/help", messages_per_day=3)
 # Pieces of other replies, and replies built by their own functions from engine data.
 FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more"}
@@ -42,6 +47,7 @@ BUILT_ELSEWHERE = {
     "autopay_disabled",
     "card_refund",
     "card_needs_confirmation",
+    "card_updated",
 }
 
 
@@ -82,6 +88,7 @@ def every_reply(language: str, nickname: str = NICKNAMES["ascii"]) -> dict[str, 
             language=language,
             now=NOW,
             voice=VOICE,
+            link=LINK,
         )
         for key in replies.TEMPLATES
         if key not in FRAGMENTS | BUILT_ELSEWHERE
@@ -118,7 +125,11 @@ def every_reply(language: str, nickname: str = NICKNAMES["ascii"]) -> dict[str, 
             card="4242",
             reason=longest_decline_reason(language),
             retry="Nov 29 2:05pm CT" if language == "en" else "29 nov 14:05 CT",
+            link=LINK,
         )
+    rendered["card_updated"] = replies.card_updated(
+        listed[0], card_last4="4444", language=language, voice=VOICE
+    )
     return rendered
 
 
@@ -132,9 +143,9 @@ def test_a_card_whose_bank_wants_confirmation_is_not_called_declined() -> None:
     assert "wants the card holder to confirm this payment" in en["card_needs_confirmation"]
     assert "Nothing was charged" in en["card_needs_confirmation"]
     assert "declined" not in en["card_needs_confirmation"]
-    assert "textpay.example/help" in en["card_needs_confirmation"]
+    assert LINK in en["card_needs_confirmation"]
     assert "titular confirme" in es["card_needs_confirmation"]
-    assert "textpay.example/help" in es["card_needs_confirmation"]
+    assert LINK in es["card_needs_confirmation"]
     assert replies.decline_reason("authentication_required", "en") == (
         "the bank wants the card holder to confirm"
     )
@@ -249,3 +260,20 @@ def test_even_an_absurd_program_name_cannot_make_a_text_longer_than_two_segments
     text = replies.fill("help", "es", voice)
     assert segments(text) == 2
     assert text.endswith("...")
+
+
+def test_texts_that_offer_a_new_card_carry_the_whole_link() -> None:
+    """Decline texts, the bank's request to confirm, a YES with no card and CARD itself carry
+    the card link in full, even under the longest public URL allowed; none points at the
+    support placeholder any more."""
+    for language in ("en", "es"):
+        rendered = every_reply(language)
+        for key in ("card_declined", "card_needs_confirmation", "autopay_declined",
+                    "autopay_disabled", "no_card", "card_link"):  # fmt: skip
+            assert LINK in rendered[key], (language, key)
+            assert "textpay.example/help" not in rendered[key], (language, key)
+    assert every_reply("en")["card_updated"].startswith(
+        "TextPay: card ...4444 is now on file for acct ...2125554821"
+    )
+    assert "CARD 2125554821" in every_reply("en")["which_account_card"]
+    assert "TARJETA 2125554821" in every_reply("es")["which_account_card"]

@@ -303,7 +303,7 @@ def test_a_bank_that_wants_the_card_holder_to_confirm_is_told_as_such(
     reply = twilio.text(MOM, "YES")
     assert "the bank for card ...3184 wants the card holder to confirm this payment" in reply
     assert "Nothing was charged" in reply
-    assert "textpay.example/help" in reply
+    assert "Confirm the card or use another: http://localhost/card/" in reply  # issue 13's link
     assert "declined" not in reply
     [attempt] = attempts(engine)
     assert (attempt.status, attempt.decline_reason) == ("declined", "authentication_required")

@@ -309,7 +309,8 @@ def test_a_declined_card_moves_no_money_and_says_what_to_do(
     answer = twilio.text(MOM, "YES")
     assert "card ...9995 was declined (insufficient funds)" in answer
     assert "Nothing was charged" in answer
-    assert "reply YES to try again" in answer
+    assert "New card: http://localhost/card/" in answer  # a card link (issue 13)
+    assert answer.endswith(" then reply YES.")
     assert deposits(engine) == 0
     assert balance(admin, account["id"]) == 310
     assert prompt_status(engine, prompt_id) == "failed"
