@@ -9,7 +9,10 @@ fact (`textpay.payments.events`) does, in the caller's transaction:
 - `ChargeSucceeded` / `ChargeFailed` finish a charge still pending (one that timed out, or that
   the processor was still processing) through `textpay.settlement`, the only finisher of
   charges; a charge already settled is left alone;
-- `RefundsReported` goes to `textpay.card_refunds.confirm_from_gateway`;
+- `RefundsReported` goes to `textpay.card_refunds.confirm_from_gateway`. A refund of a charge
+  still pending here (its success not yet delivered) settles the charge as succeeded first,
+  found by our key the event carries; a refund of a charge settled declined or failed here is
+  logged as an error and changes nothing;
 - `DisputeOpened` records the dispute and turns AutoPay off on every account whose card on file
   is the disputed card, with an audit entry and a text. It posts nothing to the ledger and never
   suspends or blocks an account: a chargeback is the card holder's right (the CFPB's 2024 order
@@ -165,11 +168,48 @@ def _settle(
 def _refunds(
     session: Session, event_id: str, fact: RefundsReported, *, now: datetime, config: EngineConfig
 ) -> Applied:
+    attempt = _refunded_attempt(session, fact)
+    if attempt is not None and attempt.id is not None:
+        if attempt.status == AttemptStatus.PENDING.value:
+            # Only a charge that succeeded can be refunded, and a processor does not order its
+            # events: this refund came before the charge's success (a YES that timed out). The
+            # charge is settled first, so the refund has a deposit to come out of; the success
+            # delivered later finds it settled and changes nothing.
+            result = ChargeResult(ChargeStatus.SUCCEEDED, charge_id=fact.charge_id)
+            attempt = settlement.settle(
+                session, attempt.id, result, now=now, config=config, by_reply=False
+            ).attempt
+            log.info("payment attempt %s settled succeeded by a refund event", attempt.id)
+        if attempt.status != AttemptStatus.SUCCEEDED.value:
+            # Declined or failed here, refunded at the processor: money and ledger disagree,
+            # and only an operator can decide (as with any contradicting payment event).
+            log.error(
+                "payment attempt %s is %s but gateway event %s reports a refund of it",
+                attempt.id,
+                attempt.status,
+                _safe(event_id),
+            )
+            return Applied.ALREADY_SETTLED
     confirmed = card_refunds.confirm_from_gateway(
         session, charge_id=fact.charge_id, refunds=fact.refunds, now=now, config=config
     )
     log.info("gateway event %s: %d refund(s) reported", _safe(event_id), len(confirmed))
     return Applied.APPLIED
+
+
+def _refunded_attempt(session: Session, fact: RefundsReported) -> PaymentAttempt | None:
+    """The attempt whose charge was refunded: by the charge id recorded when it settled, else
+    (still pending: no charge id yet) by our key the event carries for the charge."""
+    charge_id = fit(PaymentAttempt, "charge_id", fact.charge_id)
+    attempt = session.exec(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.charge_id == charge_id)
+        .order_by(col(PaymentAttempt.id))
+    ).first()
+    if attempt is not None or not fact.charge_key:
+        return attempt
+    key = fit(PaymentAttempt, "idempotency_key", fact.charge_key)
+    return session.exec(select(PaymentAttempt).where(PaymentAttempt.idempotency_key == key)).first()
 
 
 def _dispute_opened(

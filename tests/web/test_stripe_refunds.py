@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import stripe
 from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -23,9 +24,11 @@ from tests.web.conftest import MOM
 from tests.web.test_stripe_charges import (
     assert_ledger_clean,
     attempts,
+    balance,
     enrol_low,
     run_reconciler,
     told,
+    wait_until,
 )
 from tests.web.twilio_client import TwilioClient
 from textpay.config import Settings
@@ -254,3 +257,52 @@ def test_looking_a_refund_up_by_id_never_fails_it_on_no_answer(
     stripe_standin.stop()
     with pytest.raises(GatewayTimeout):
         gateway.retrieve_refund("re_unknown", timeout_seconds=1)
+
+
+def test_a_dashboard_refund_stripe_reports_before_the_charges_success_is_debited_once(
+    *,
+    app: Flask,
+    admin: AdminClient,
+    engine: Engine,
+    twilio: TwilioClient,
+    offer: Callable[[int], int],
+    stripe_standin: StripeStandIn,
+    database_url: str,
+) -> None:
+    # The YES times out, Stripe charges the card anyway; an operator refunds $10.00 in Stripe's
+    # dashboard, and Stripe's `charge.refunded` is delivered before `payment_intent.succeeded`
+    # (Stripe does not order events).
+    app.extensions["textpay"].settings.gateway_timeout_seconds = 0.5
+    account = enrol_low(admin, offer, "pm_card_slow")
+    assert "processing your payment of" in twilio.text(MOM, "YES")
+    stripe_standin.release()
+    wait_until(lambda: stripe_standin.in_flight() == 0)
+    [pi_id] = stripe_standin.payment_intents
+    dashboard = stripe.StripeClient(
+        "sk_test_dashboard", base_addresses={"api": stripe_standin.url}, max_network_retries=0
+    )
+    dashboard.v1.refunds.create({"payment_intent": pi_id, "amount": 1000})
+    client = app.test_client()
+
+    def post(type_: str, obj: dict[str, Any]) -> None:
+        payload, signature = stripe_standin.event(type_, obj)
+        response = client.post("/stripe/webhook", data=payload, headers={
+            "Stripe-Signature": signature, "Content-Type": "application/json"})  # fmt: skip
+        assert response.status_code == 200
+
+    post("charge.refunded", kept_event(stripe_standin, "charge.refunded")["data"]["object"])
+    assert balance(admin, account["id"]) == 310 + 2500 - 1000
+    [attempt] = attempts(engine)
+    assert (attempt.status, attempt.charge_id) == ("succeeded", pi_id)
+    receipt, refunded = told(engine)
+    assert receipt.kind == "receipt"
+    assert "$10.00 was refunded to card ...3220" in refunded.body
+
+    post("payment_intent.succeeded", stripe_standin.payment_intents[pi_id])
+    assert run_reconciler(app).settled == 0
+    assert balance(admin, account["id"]) == 1810
+    assert len(told(engine)) == 2
+    with unit_of_work(engine) as session:
+        kinds = [e.kind for e in session.exec(select(LedgerEntry)).all()]
+    assert (kinds.count("deposit"), kinds.count("card_refund")) == (1, 1)
+    assert_ledger_clean(database_url)

@@ -721,27 +721,101 @@ def test_a_refund_stripe_reports_failed_after_it_succeeded_gives_the_money_back(
     assert verify_ledger(database_url).exit_code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="charge.refunded for a charge still pending here (its payment_intent.succeeded not "
-    "yet delivered: Stripe does not order events) finds no attempt by charge id, is recorded as "
-    "applied and never debited; the later success posts the whole deposit",
-)
-def test_a_refund_reported_before_the_charges_success_is_still_debited(
-    web: Web, pending_yes: dict[str, Any], database_url: str
-) -> None:
-    client, admin = web.client, web.admin
-    intent = payment_intent(pending_yes["attempt"])
-    refund = example("refund", id="re_Early0001", amount=1000, payment_intent=intent["id"],
+def early_refund(intent: dict[str, Any], *, refund_id: str = "re_Early0001") -> dict[str, Any]:
+    """A dashboard refund of $10.00 of `intent`, as a `charge.refunded` event's charge."""
+    refund = example("refund", id=refund_id, amount=1000, payment_intent=intent["id"],
                      status="succeeded", metadata={})  # fmt: skip
-    charge = example(
+    return example(
         "charge",
         payment_intent=intent["id"],
         metadata=intent["metadata"],  # Stripe copies the PaymentIntent's metadata to its charge
         refunds={"object": "list", "data": [refund], "has_more": False, "total_count": 1,
                  "url": "/v1/charges/ch_x/refunds"},
     )  # fmt: skip
-    deliver(client, web.events, "charge.refunded", charge)
+
+
+def test_a_refund_reported_before_the_charges_success_is_still_debited(
+    web: Web, hasty: Flask, pending_yes: dict[str, Any], database_url: str
+) -> None:
+    # Stripe does not order its events: the refund of a charge still pending here (the YES timed
+    # out) can come before the charge's success. It proves the charge succeeded.
+    client, admin, engine = web.client, web.admin, web.engine
+    intent = payment_intent(pending_yes["attempt"])
+    deliver(client, web.events, "charge.refunded", early_refund(intent))
+    [settled] = attempts(engine)
+    assert settled.status == AttemptStatus.SUCCEEDED.value
+    assert settled.charge_id == intent["id"]
+    assert balance(admin, pending_yes["id"]) == 310 + 2500 - 1000
+    assert prompt_status(engine, pending_yes["prompt_id"]) == "funded"
+    receipt, refunded = outbound(engine)
+    assert receipt.kind == "receipt"
+    assert "added $25.00 to acct ...4821" in receipt.body
+    assert "$10.00 was refunded to card" in refunded.body
+
+    # The success comes after it, then the reconciler: nothing more.
+    deliver(client, web.events, "payment_intent.succeeded", intent)
+    parts = hasty.extensions["textpay"]
+    with freeze_time(utcnow() + timedelta(seconds=31)):
+        done = reconcile.run(engine, parts.gateway, parts.engine_config, grace_seconds=0)
+    assert (done.settled, done.still_pending, done.told) == (0, 0, 0)
+    assert balance(admin, pending_yes["id"]) == 310 + 2500 - 1000
+    assert deposits(engine) == 1
+    assert count(engine, LedgerEntry, LedgerEntry.kind == "card_refund") == 1
+    assert len(outbound(engine)) == 2
+    assert verify_ledger(database_url).exit_code == 0
+
+
+def test_a_refund_event_whose_payment_intent_is_expanded_settles_a_pending_charge_too(
+    web: Web, pending_yes: dict[str, Any], database_url: str
+) -> None:
+    client, admin, engine = web.client, web.admin, web.engine
+    intent = payment_intent(pending_yes["attempt"])
+    refund = example("refund", id="re_Early0002", amount=1000, payment_intent=intent,
+                     status="succeeded", metadata={})  # fmt: skip
+    deliver(client, web.events, "refund.created", refund)
     deliver(client, web.events, "payment_intent.succeeded", intent)
     assert balance(admin, pending_yes["id"]) == 310 + 2500 - 1000
+    assert deposits(engine) == 1
     assert verify_ledger(database_url).exit_code == 0
+
+
+def test_a_refund_reported_after_the_charges_success_is_debited_once(
+    web: Web, pending_yes: dict[str, Any], database_url: str
+) -> None:
+    client, admin, engine = web.client, web.admin, web.engine
+    intent = payment_intent(pending_yes["attempt"])
+    deliver(client, web.events, "payment_intent.succeeded", intent)
+    deliver(client, web.events, "charge.refunded", early_refund(intent))
+    assert balance(admin, pending_yes["id"]) == 310 + 2500 - 1000
+    assert deposits(engine) == 1
+    assert count(engine, LedgerEntry, LedgerEntry.kind == "card_refund") == 1
+    receipt, refunded = outbound(engine)
+    assert receipt.kind == "receipt"
+    assert "$10.00 was refunded to card" in refunded.body
+    assert verify_ledger(database_url).exit_code == 0
+
+
+def test_a_refund_of_a_charge_declined_here_changes_nothing_and_is_logged(
+    web: Web, pending_yes: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, admin, engine = web.client, web.admin, web.engine
+    attempt = pending_yes["attempt"]
+    deliver(client, web.events, "payment_intent.payment_failed",
+            declined_intent(attempt, "card_declined", "insufficient_funds"))  # fmt: skip
+    texts = len(outbound(engine))
+    entries = ledger_entries(engine)
+    caplog.clear()
+    # Found by the charge id its decline recorded, and by our key under another charge id.
+    by_id = dict(payment_intent(attempt), metadata={})
+    deliver(client, web.events, "charge.refunded", early_refund(by_id))
+    by_key = dict(payment_intent(attempt), id="pi_SomeOtherName0001")
+    deliver(client, web.events, "charge.refunded", early_refund(by_key, refund_id="re_Early0003"))
+    [declined] = attempts(engine)
+    assert declined.status == AttemptStatus.DECLINED.value
+    assert balance(admin, pending_yes["id"]) == 310
+    assert ledger_entries(engine) == entries
+    assert len(outbound(engine)) == texts
+    assert count(engine, CardRefund) == 0
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2
+    assert all("declined but gateway event" in r.getMessage() for r in errors)

@@ -33,10 +33,16 @@ class ChargeFailed:
 
 @dataclass(frozen=True)
 class RefundsReported:
-    """The refunds of one charge (our `charge_id`) as the processor sees them now."""
+    """The refunds of one charge (our `charge_id`) as the processor sees them now.
+
+    `charge_key`: our idempotency key for the charge itself, when the event carries it (Stripe
+    copies a PaymentIntent's metadata onto its charge). A refund can be reported before the
+    charge's success (a processor does not order its events), while TextPay has no charge id
+    for the attempt yet: the key is what still finds it."""
 
     charge_id: str
     refunds: tuple[GatewayRefund, ...]
+    charge_key: str | None = None
 
 
 @dataclass(frozen=True)

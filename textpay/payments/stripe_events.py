@@ -154,7 +154,13 @@ def _charge_refunded(kind: str, charge: Mapping[str, Any]) -> CardEvent:
     listed = charge.get("refunds")
     items = listed.get("data") if isinstance(listed, Mapping) else None
     refunds = [_refund(item) for item in items] if isinstance(items, list) else []
-    return RefundsReported(charge_id=pi_id, refunds=tuple(r for r in refunds if r is not None))
+    return RefundsReported(
+        charge_id=pi_id,
+        refunds=tuple(r for r in refunds if r is not None),
+        # The charge carries its PaymentIntent's metadata (Stripe copies it), else the
+        # PaymentIntent itself does when it was expanded in place.
+        charge_key=_our_key(charge) or _expanded_key(charge.get("payment_intent")),
+    )
 
 
 def _refund_changed(kind: str, refund: Mapping[str, Any]) -> CardEvent:
@@ -162,7 +168,10 @@ def _refund_changed(kind: str, refund: Mapping[str, Any]) -> CardEvent:
     found = _refund(refund)
     if pi_id is None or found is None:
         return Ignored(kind, "a refund without a PaymentIntent, id, amount or known status")
-    return RefundsReported(charge_id=pi_id, refunds=(found,))
+    # The refund's own metadata holds the card refund's key, never the charge's: the charge's
+    # key is known only from its PaymentIntent or charge, when either is expanded in place.
+    charge_key = _expanded_key(refund.get("payment_intent")) or _expanded_key(refund.get("charge"))
+    return RefundsReported(charge_id=pi_id, refunds=(found,), charge_key=charge_key)
 
 
 def _refund(item: object) -> GatewayRefund | None:
@@ -224,6 +233,11 @@ def _cents(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_CENTS:
         return None
     return value
+
+
+def _expanded_key(value: object) -> str | None:
+    """Our key on an expandable reference, when it is expanded (an id string carries none)."""
+    return _our_key(value) if isinstance(value, Mapping) else None
 
 
 def _our_key(obj: Mapping[str, Any]) -> str | None:
