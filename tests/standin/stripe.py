@@ -391,8 +391,8 @@ def validate(operation_id: str, where: str, params: dict[str, Any]) -> dict[str,
 
 # An object id in a path (`pm_card_visa`, `pm_1Nx...`, `cus_...`, `pi_...`): the segment starts
 # with a short prefix and an underscore, which no collection or action name does
-# (`payment_methods` has seven letters before its underscore).
-_ID_SEGMENT = re.compile(r"(?<=/)[a-z]{1,6}_[^/]*")
+# (`payment_methods` has seven letters before its underscore), but for `setup_intents`.
+_ID_SEGMENT = re.compile(r"(?<=/)(?!setup_intents(?:/|$))[a-z]{1,6}_[^/]*")
 
 
 class _Handler(WSGIRequestHandler):
