@@ -17,7 +17,11 @@ fact (`textpay.payments.events`) does, in the caller's transaction:
   is the disputed card, with an audit entry and a text. It posts nothing to the ledger and never
   suspends or blocks an account: a chargeback is the card holder's right (the CFPB's 2024 order
   against a prison-telecom payments business bans punishing it), and YES still charges;
-- `DisputeClosed` records how the dispute ended, and does nothing else.
+- `DisputeClosed` records how the dispute ended, and does nothing else;
+- `CardSetupCompleted` (a card link's hosted card page was completed; the webhook has asked the
+  gateway which card it saved, before this transaction) makes that card the link's account's
+  card through `textpay.card_links.redeem_checkout`: once, audited as the subscriber's, with
+  the confirmation text.
 
 An event about something TextPay does not know (another integration's charge, a dispute on a
 charge made elsewhere) is acknowledged and logged: the processor would otherwise retry it for
@@ -34,7 +38,7 @@ from sqlalchemy import insert, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from textpay import audit, card_refunds, consent, facts, messages, replies, settlement
+from textpay import audit, card_links, card_refunds, consent, facts, messages, replies, settlement
 from textpay.db import is_unique_violation
 from textpay.engine_config import EngineConfig, voice
 from textpay.models import (
@@ -50,6 +54,7 @@ from textpay.models import (
 from textpay.payments import ChargeResult, ChargeStatus
 from textpay.payments.events import (
     CardEvent,
+    CardSetupCompleted,
     ChargeFailed,
     ChargeSucceeded,
     DisputeClosed,
@@ -102,6 +107,8 @@ def apply(
         return _dispute_opened(session, event_id, fact, now=now, config=config)
     if isinstance(fact, DisputeClosed):
         return _dispute_closed(session, event_id, fact, now=now)
+    if isinstance(fact, CardSetupCompleted):
+        return _card_set_up(session, event_id, fact, now=now, config=config)
     assert isinstance(fact, Ignored)
     log.info("gateway event %s (%s) ignored: %s", _safe(event_id), _safe(type), fact.why)
     return Applied.IGNORED
@@ -320,6 +327,40 @@ def _dispute_closed(
     dispute.status = fit(Dispute, "status", fact.status) or dispute.status
     dispute.closed_at = dispute.closed_at or now
     session.add(dispute)
+    return Applied.APPLIED
+
+
+def _card_set_up(
+    session: Session,
+    event_id: str,
+    fact: CardSetupCompleted,
+    *,
+    now: datetime,
+    config: EngineConfig,
+) -> Applied:
+    if fact.card is None or not fact.card.token:
+        # The webhook resolves the card before applying; a fact without one is a caller's bug,
+        # and is not recorded as applied with nothing done.
+        raise ValueError("a completed card setup must carry the card the gateway saved")
+    outcome = card_links.redeem_checkout(
+        session,
+        session_id=fact.session_id,
+        link_reference=fact.reference,
+        card=fact.card,
+        now=now,
+        config=config,
+    )
+    if outcome is card_links.Refusal.UNKNOWN:
+        log.warning(
+            "gateway event %s completes a card page no card link of ours started",
+            _safe(event_id),
+        )
+        return Applied.UNKNOWN
+    if isinstance(outcome, card_links.Refusal):
+        log.info("gateway event %s: its card link was used already", _safe(event_id))
+        return Applied.ALREADY_SETTLED
+    log.info("gateway event %s: account %s has a new card on file", _safe(event_id),
+             outcome.account.id)  # fmt: skip
     return Applied.APPLIED
 
 

@@ -11,6 +11,11 @@ Owns the link's life and the rules that make it safe to text:
 - `redeem` uses a link once (a conditional update on `used_at IS NULL`, so two posts of the same
   form change the card at most once), replaces the account's card on file, audits the change
   (actor `subscriber`) and queues the confirmation text.
+- On a processor that hosts the card page (Stripe's Checkout in setup mode), `start_checkout`
+  records the page's session on the link, and `redeem_checkout` uses the link the same way
+  when the processor's signed event says the page was completed (found by the session id,
+  cross-checked with the link's `reference` the session carries; the 30 minutes bound starting
+  the page, not finishing it).
 
 Texts that carry a link are stored with the link masked (`/card/[link]`, `masked`): an answer
 given by reply is stored masked, and a text queued in the outbox is stored masked and gets its
@@ -172,14 +177,103 @@ def redeem(
     if isinstance(found, Refusal):
         return found
     link, account = found
+    return _use(session, link, account, card, now=now, config=config, within_lifetime=True)
+
+
+def reference(link: CardLink) -> str:
+    """The name of a link at the processor (on its Checkout Session and SetupIntent): the
+    token's SHA-256, which is what the database keeps too. It finds the link again and cannot
+    be turned back into a link that works."""
+    return link.token_hash
+
+
+def start_checkout(
+    session: Session, token: str, *, session_id: str, now: datetime
+) -> Opened | Refusal:
+    """Record the processor's hosted card page (`session_id`) started from this link, while
+    the link may still be used. The same session again (a second press of the button: the
+    gateway's request is idempotent per link) is simply recorded again."""
+    opened = open_link(session, token, now=now)
+    if isinstance(opened, Refusal):
+        return opened
+    opened.link.checkout_session_id = session_id[:255]
+    session.add(opened.link)
+    session.flush()
+    return opened
+
+
+def redeem_checkout(
+    session: Session,
+    *,
+    session_id: str,
+    link_reference: str | None,
+    card: CardInfo,
+    now: datetime,
+    config: EngineConfig,
+) -> Redeemed | Refusal:
+    """A hosted card page a link started was completed (the processor's signed event): `card`
+    becomes the account's card, as `redeem` does for the sandbox's form.
+
+    The link is found by the page's session id; the event's reference must name the same link
+    (a session of one link can never change another link's account). A link whose session id
+    was never stored (the process died between the processor's answer and our write) is found
+    by its reference alone, if it has no other session. The link's 30 minutes bound when the
+    page can be started, not when the card holder finishes Stripe's page: a completion after
+    them is still this link's card, typed by the card holder on the page this link opened, so
+    it is accepted; a link used already is not used again (`Refusal.USED`)."""
+    assert card.token, "the gateway's token for the saved card"
+    link = session.exec(
+        select(CardLink).where(CardLink.checkout_session_id == session_id[:255])
+    ).first()
+    if link is None and link_reference:
+        link = session.exec(
+            select(CardLink).where(
+                CardLink.token_hash == link_reference[:64],
+                col(CardLink.checkout_session_id).is_(None),
+            )
+        ).first()
+    if link is None or (link_reference is not None and link_reference != link.token_hash):
+        return Refusal.UNKNOWN
+    account = _bound_account(session, link)
+    if account is None:
+        return Refusal.UNKNOWN
+    if link.checkout_session_id is None:
+        link.checkout_session_id = session_id[:255]
+        session.add(link)
+    return _use(session, link, account, card, now=now, config=config, within_lifetime=False)
+
+
+def checkout_started(session: Session, token: str) -> Opened | Refusal:
+    """The link whose hosted card page was started, used or not, expired or not (the page the
+    processor sends the card holder back to after the card was entered)."""
+    found = _find(session, token)
+    if isinstance(found, Refusal):
+        return found
+    link, account = found
+    if link.checkout_session_id is None:
+        return Refusal.UNKNOWN
     assert account.id is not None
+    return Opened(link, account, _label(session, account), payment_method_of(session, account.id))
+
+
+def _use(
+    session: Session,
+    link: CardLink,
+    account: Account,
+    card: CardInfo,
+    *,
+    now: datetime,
+    config: EngineConfig,
+    within_lifetime: bool,
+) -> Redeemed | Refusal:
+    assert card.token
+    assert account.id is not None
+    conditions = [col(CardLink.id) == link.id, col(CardLink.used_at).is_(None)]
+    if within_lifetime:
+        conditions.append(col(CardLink.expires_at) > now)
     used = session.execute(
         update(CardLink)
-        .where(
-            col(CardLink.id) == link.id,
-            col(CardLink.used_at).is_(None),
-            col(CardLink.expires_at) > now,
-        )
+        .where(*conditions)
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
@@ -246,16 +340,24 @@ def _find(session: Session, token: str) -> tuple[CardLink, Account] | Refusal:
     link = session.exec(select(CardLink).where(CardLink.token_hash == hash_token(token))).first()
     if link is None:
         return Refusal.UNKNOWN
+    account = _bound_account(session, link)
+    if account is None:
+        return Refusal.UNKNOWN
+    return link, account
+
+
+def _bound_account(session: Session, link: CardLink) -> Account | None:
+    """The link's account, while the link may change it: it is bound to the number it was
+    texted to, so an account moved to another number since (or closed) is not changed by a
+    link the old number holds."""
     account = session.get(Account, link.account_id)
-    # The link is bound to the number it was texted to: an account moved to another number
-    # since (or closed) is not changed by a link the old number holds.
     if (
         account is None
         or account.phone != link.phone
         or account.status == AccountStatus.CLOSED.value
     ):
-        return Refusal.UNKNOWN
-    return link, account
+        return None
+    return account
 
 
 def _label(session: Session, account: Account) -> str:

@@ -9,6 +9,10 @@ one transaction by `textpay.card_events` (each event id once) and answered 200
 Stripe retry for days. Only a failure on our side (the database) answers 5xx, so that Stripe
 retries it; nothing a sender puts in a request can.
 
+`checkout.session.completed` for a card link's Checkout Session does not say which card was
+saved: the gateway is asked (`card_from_setup`: the SetupIntent's payment method) before the
+transaction opens, and Stripe out of reach answers 503 so that the event comes again.
+
 This blueprint has neither the Twilio signature check nor the admin token: its own signature is
 its authentication. With no secret configured it does not exist (404): without one no request
 could ever be verified.
@@ -17,11 +21,15 @@ could ever be verified.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from flask import Blueprint, Response, jsonify, request
 
 from textpay import card_events
+from textpay.errors import GatewayUnavailable
 from textpay.logsafe import printable
+from textpay.payments import CardInfo, GatewayTimeout, UnknownCard
+from textpay.payments.events import CardSetupCompleted
 from textpay.payments.stripe_events import BadSignature, MalformedEvent, verify
 from textpay.timeutil import utcnow
 from webhooks.problems import Problem
@@ -65,12 +73,36 @@ def webhook() -> Response:
         # Signed by Stripe, so retrying cannot make it readable: acknowledged, and logged.
         log.warning("stripe webhook: %s; acknowledged and ignored", error)
         return jsonify(received=True)
+    fact = event.fact
+    if isinstance(fact, CardSetupCompleted):
+        # Which card the page saved is Stripe's to say: asked now, before the transaction (no
+        # transaction is held across a network call). A redelivery asks again; applying is
+        # still once per event id.
+        card = _saved_card(fact.setup_ref)
+        if card is None:
+            log.warning("stripe event %s: its SetupIntent saved no card; acknowledged",
+                        printable(event.event_id))  # fmt: skip
+            return jsonify(received=True)
+        fact = replace(fact, card=card)
     config = request_engine_config()
     outcome = in_transaction(
         lambda session: card_events.apply(
-            session, event.event_id, event.type, event.fact, now=utcnow(), config=config
+            session, event.event_id, event.type, fact, now=utcnow(), config=config
         )
     )
     log.info("stripe event %s (%s): %s", printable(event.event_id), printable(event.type, 100),
              outcome.value)  # fmt: skip
     return jsonify(received=True)
+
+
+def _saved_card(setup_ref: str) -> CardInfo | None:
+    """The card a SetupIntent saved; None when Stripe says there is none (no retry can make
+    one). Stripe out of reach answers 503, so that Stripe delivers the event again later."""
+    try:
+        return services().gateway.card_from_setup(setup_ref)
+    except (UnknownCard, NotImplementedError):  # NotImplemented: a gateway with no card pages
+        return None
+    except (GatewayTimeout, GatewayUnavailable):
+        raise Problem(
+            "gateway-unavailable", "Stripe did not say which card was saved; deliver again."
+        ) from None

@@ -2,7 +2,8 @@
 
 Point `stripe.StripeClient(key, base_addresses={"api": standin.url}, ...)` at it. It answers the
 operations a card-on-file gateway uses (customers, payment methods and attach, payment intents
-create/retrieve/list/search, refunds, events) with objects built from Stripe's own example objects
+create/retrieve/list/search, refunds, events, Checkout Sessions in setup mode and their
+SetupIntents) with objects built from Stripe's own example objects
 (`fixtures/stripe/fixtures3.json`), and it refuses, with 400 and Stripe's error shape, any request
 that Stripe's OpenAPI description (`fixtures/stripe/stripe-api-2024-04-10.trimmed.json`) does not
 accept, before changing anything.
@@ -27,13 +28,17 @@ What it does as Stripe does:
   sends it, so a receiver must verify the raw bytes): `payment_intent.succeeded` /
   `payment_intent.payment_failed` at `finish()`, `charge.refunded` after a refund,
   `charge.refund.updated` at `finish_refund()`,
-  `charge.dispute.created` / `charge.dispute.closed` at `dispute()` / `close_dispute()`, and any
-  `deliver(type, obj)`. Events that API calls cause are posted from a thread after the answer.
+  `charge.dispute.created` / `charge.dispute.closed` at `dispute()` / `close_dispute()`,
+  `checkout.session.completed` at `complete_checkout(session_id, payment_method)` (the card
+  holder saving a card on the session's page, `<url>/checkout/<id>`, which a browser can also
+  use: a form of the test cards, no script), and any `deliver(type, obj)`. Events that API
+  calls cause are posted from a thread after the answer.
 
 Run it in a thread from tests (`StripeStandIn(...).start()`), or as a process:
 `python -m tests.standin.stripe --port 0 --webhook-url URL --webhook-secret S`. The process takes
 test controls as JSON POSTs under `/_` (`/_finish`, `/_finish_refund`, `/_dispute`,
-`/_close_dispute`, `/_expire_keys`, `/_release`, `/_redeliver {"event": id}`) and tells what it
+`/_close_dispute`, `/_complete_checkout {"session": id, "payment_method": pm}`, `/_expire_keys`,
+`/_release`, `/_redeliver {"event": id}`) and tells what it
 posted to the webhook URL at `GET /_deliveries`. The request log names methods, paths (object ids
 written `{id}`) and statuses only.
 """
@@ -44,6 +49,7 @@ import argparse
 import base64
 import copy
 import functools
+import html
 import http.client
 import json
 import re
@@ -77,6 +83,8 @@ EXAMPLES_FILE = FIXTURES / "fixtures3.json"
 API_VERSION = "2024-04-10"
 SPEC_SERVER = "https://api.stripe.com"
 IDEMPOTENCY_TTL = 24 * 3600
+# Where a Checkout Session's page is, on the stand-in's own origin (`<url>/checkout/<id>`).
+CHECKOUT_PAGE = "/checkout/"
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -383,8 +391,8 @@ def validate(operation_id: str, where: str, params: dict[str, Any]) -> dict[str,
 
 # An object id in a path (`pm_card_visa`, `pm_1Nx...`, `cus_...`, `pi_...`): the segment starts
 # with a short prefix and an underscore, which no collection or action name does
-# (`payment_methods` has seven letters before its underscore).
-_ID_SEGMENT = re.compile(r"(?<=/)[a-z]{1,6}_[^/]*")
+# (`payment_methods` has seven letters before its underscore), but for `setup_intents`.
+_ID_SEGMENT = re.compile(r"(?<=/)(?!setup_intents(?:/|$))[a-z]{1,6}_[^/]*")
 
 
 class _Handler(WSGIRequestHandler):
@@ -423,6 +431,8 @@ class StripeStandIn:
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.disputes: dict[str, dict[str, Any]] = {}
+        self.checkout_sessions: dict[str, dict[str, Any]] = {}
+        self.setup_intents: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.deliveries: list[Delivery] = []
         self._cards: dict[str, str] = {}  # pm id -> its TEST_CARDS name
@@ -584,6 +594,34 @@ class StripeStandIn:
         self._send("charge.dispute.closed", item, None)
         return item
 
+    def complete_checkout(
+        self, session_id: str, payment_method: str = "pm_card_mastercard"
+    ) -> dict[str, Any]:
+        """The card holder types a card on a setup-mode Checkout page and saves it: the
+        session's SetupIntent succeeds with a new payment method (made from the test payment
+        method's name, as Stripe makes a `pm_...` for the card typed) attached to the session's
+        customer; the session is `complete`; `checkout.session.completed` is delivered (when a
+        webhook URL is set). Returns the session."""
+        if payment_method not in TEST_CARDS:
+            raise ValueError(f"{payment_method} is not a test payment method")
+        with self._lock:
+            checkout = self.checkout_sessions[session_id]
+            if checkout["status"] != "open":
+                raise ValueError(f"{session_id} is {checkout['status']}, not open")
+            method = self._payment_method(payment_method, "payment_method", 400)
+            method["customer"] = checkout["customer"]
+            intent = self.setup_intents[checkout["setup_intent"]]
+            intent.update(
+                status="succeeded",
+                payment_method=method["id"],
+                customer=checkout["customer"],
+                latest_attempt=_random_id("setatt_"),
+            )
+            checkout.update(status="complete")
+            checkout = _public(checkout)
+        self._send("checkout.session.completed", checkout, None)
+        return checkout
+
     # -- webhook events --
 
     def sign(self, payload: bytes | str, timestamp: int | None = None) -> str:
@@ -689,6 +727,8 @@ class StripeStandIn:
         request = Request(environ)
         if request.path.startswith("/_"):
             response = self._control(request)
+        elif request.path.startswith(CHECKOUT_PAGE):
+            response = self._checkout_page(request)
         else:
             response = self._answer(request)
         return response(environ, start_response)
@@ -877,6 +917,10 @@ class StripeStandIn:
             elif request.path == "/_release":
                 self.release()
                 result = {"ok": True}
+            elif request.path == "/_complete_checkout":
+                result = self.complete_checkout(
+                    body["session"], body.get("payment_method", "pm_card_mastercard")
+                )
             elif request.path == "/_redeliver":
                 result = {"status": self.redeliver(body["event"])}
             elif request.path == "/_deliveries":  # a GET; also how a test sees it is up
@@ -1177,6 +1221,144 @@ class StripeStandIn:
 
     # -- objects --
 
+    def _op_PostCheckoutSessions(self, _: dict[str, str], params: dict[str, Any]) -> _Reply:
+        """A hosted Checkout Session, `setup` mode only (what saving a card for later uses),
+        with its SetupIntent (`requires_payment_method` until `complete_checkout`). Its `url`
+        is the stand-in's own page (`CHECKOUT_PAGE`)."""
+        if params.get("mode") != "setup":
+            raise _invalid(
+                "The Stripe stand-in answers Checkout Sessions in setup mode only.", param="mode"
+            )
+        if params.get("ui_mode", "hosted") != "hosted":
+            raise _invalid("The Stripe stand-in hosts its pages only.", param="ui_mode")
+        if not params.get("success_url"):
+            raise _invalid(
+                "Missing required param: success_url.",
+                param="success_url",
+                code="parameter_missing",
+            )
+        if not params.get("payment_method_types") and not params.get("currency"):
+            raise _invalid(
+                "currency is required in setup mode when payment_method_types is not set.",
+                param="currency",
+                code="parameter_missing",
+            )
+        if "line_items" in params:
+            raise _invalid("You cannot pass `line_items` in `setup` mode.", param="line_items")
+        customer = params.get("customer")
+        if customer is not None and customer not in self.customers:
+            raise _missing("customer", customer, "customer")
+        metadata = dict(params.get("metadata") or {})
+        _check_metadata(metadata)
+        setup_data = params.get("setup_intent_data") or {}
+        setup_metadata = dict(setup_data.get("metadata") or {})
+        _check_metadata(setup_metadata)
+        now = int(time.time())
+        intent = copy.deepcopy(_examples()["setup_intent"])
+        si_id = _random_id("seti_")
+        intent.update(
+            id=si_id,
+            client_secret=f"{si_id}_secret_{_random_id('', 32)}",
+            created=now,
+            customer=customer,
+            description=setup_data.get("description"),
+            last_setup_error=None,
+            next_action=None,
+            latest_attempt=None,
+            metadata=setup_metadata,
+            payment_method=None,
+            payment_method_types=list(params.get("payment_method_types") or ["card"]),
+            status="requires_payment_method",
+            usage="off_session",
+        )
+        self.setup_intents[si_id] = _shaped("setup_intent", intent)
+        checkout = copy.deepcopy(_examples()["checkout.session"])
+        cs_id = "cs_test_" + _random_id("", 58)
+        checkout.update(
+            id=cs_id,
+            mode="setup",
+            created=now,
+            expires_at=params.get("expires_at", now + 24 * 3600),
+            customer=customer,
+            customer_email=None,
+            customer_details=None,
+            client_reference_id=params.get("client_reference_id"),
+            success_url=params["success_url"],
+            cancel_url=params.get("cancel_url"),
+            locale=params.get("locale"),
+            currency=params.get("currency"),
+            metadata=metadata,
+            payment_intent=None,
+            payment_method_types=list(params.get("payment_method_types") or ["card"]),
+            payment_status="no_payment_required",
+            setup_intent=si_id,
+            status="open",
+            amount_subtotal=None,
+            amount_total=None,
+            shipping_cost=None,
+            shipping_address_collection=None,
+            shipping_options=[],
+            total_details=None,
+            invoice_creation=None,
+            after_expiration=None,
+            ui_mode="hosted",
+            url=f"{self.url}{CHECKOUT_PAGE}{cs_id}",
+        )
+        checkout = _shaped("checkout.session", checkout)
+        self.checkout_sessions[cs_id] = checkout
+        return _Reply(200, self._expand(checkout, params))
+
+    def _op_GetCheckoutSessionsSession(
+        self, path: dict[str, str], params: dict[str, Any]
+    ) -> _Reply:
+        checkout = self.checkout_sessions.get(path["session"])
+        if checkout is None:
+            raise _missing("checkout.session", path["session"], "session", 404)
+        return _Reply(200, self._expand(checkout, params))
+
+    def _op_GetSetupIntentsIntent(self, path: dict[str, str], params: dict[str, Any]) -> _Reply:
+        intent = self.setup_intents.get(path["intent"])
+        if intent is None:
+            raise _missing("setup_intent", path["intent"], "intent", 404)
+        return _Reply(200, self._expand(intent, params))
+
+    def _checkout_page(self, request: Request) -> Response:
+        """Checkout's page as a browser sees it, without script: `GET /checkout/<id>` offers the
+        test cards that save, `POST` saves the choice (`complete_checkout`) and answers 303 to
+        the session's `success_url`; the back link is its `cancel_url`."""
+        session_id = request.path[len(CHECKOUT_PAGE) :]
+        with self._lock:
+            checkout = copy.deepcopy(self.checkout_sessions.get(session_id))
+        if checkout is None:
+            return Response("No such Checkout Session.", status=404, mimetype="text/plain")
+        if request.method == "POST":
+            try:
+                self.complete_checkout(session_id, request.form.get("card", ""))
+            except ValueError as refused:
+                return Response(str(refused), status=400, mimetype="text/plain")
+            return Response(status=303, headers={"Location": checkout["success_url"]})
+        if checkout["status"] != "open":
+            return Response("This Checkout Session is complete.", status=410, mimetype="text/plain")
+        choices = "".join(
+            f'<label><input type="radio" name="card" value="{name}"'
+            f"{' checked' if name == 'pm_card_mastercard' else ''}> "
+            f"{card.brand.title()} ...{card.last4}</label><br>"
+            for name, card in TEST_CARDS.items()
+            if card.outcome == "succeeded"
+        )
+        back = checkout.get("cancel_url") or ""
+        page = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            "<title>Stripe stand-in: save a card</title></head><body><main>"
+            "<h1>Save a card (Stripe stand-in)</h1>"
+            f'<form method="post" action="{CHECKOUT_PAGE}{session_id}">{choices}'
+            '<button type="submit">Save card</button></form>'
+            + (f'<p><a href="{html.escape(back)}">Back</a></p>' if back else "")
+            + "</main></body></html>"
+        )
+        return Response(page, mimetype="text/html")
+
     def _payment_method(self, pm_id: str, param: str, status: int) -> dict[str, Any]:
         """A kept payment method, or a new one for a test payment method's name (as Stripe
         makes a new `pm_...` each time `pm_card_visa` is used)."""
@@ -1357,6 +1539,7 @@ class StripeStandIn:
             "payment_method": self.payment_methods,
             "customer": self.customers,
             "payment_intent": self.payment_intents,
+            "setup_intent": self.setup_intents,
         }
         for name in params.get("expand", []):
             if name not in stores or name not in shown:

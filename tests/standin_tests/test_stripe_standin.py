@@ -702,3 +702,98 @@ def test_runs_as_a_process_and_logs_paths_only(receiver: Receiver) -> None:
     assert "secret-ish" not in log
     assert "query" not in log
     assert "amount" not in log
+
+
+# -- Checkout in setup mode --
+
+
+def setup_session(
+    client: stripe.StripeClient, customer: str, **extra: Any
+) -> stripe.checkout.Session:
+    params: dict[str, Any] = {
+        "mode": "setup",
+        "customer": customer,
+        "payment_method_types": ["card"],
+        "success_url": "https://textpay.example/card/t/done",
+        "cancel_url": "https://textpay.example/card/t",
+        "locale": "en",
+        "metadata": {"textpay_card_link": "ref-1"},
+        "setup_intent_data": {"metadata": {"textpay_card_link": "ref-1"}},
+        **extra,
+    }
+    return client.v1.checkout.sessions.create(params=params)  # type: ignore[arg-type]
+
+
+def test_a_setup_checkout_session_saves_a_card_and_tells_the_webhook(
+    client: stripe.StripeClient, standin: StripeStandIn, receiver: Receiver
+) -> None:
+    customer = client.v1.customers.create(params={"description": "account 42"}).id
+    session = setup_session(client, customer)
+    assert session.id.startswith("cs_test_")
+    assert session.url == f"{standin.url}/checkout/{session.id}"
+    assert (session.mode, session.status, session.customer) == ("setup", "open", customer)
+    conforms("checkout.session", standin.checkout_sessions[session.id])
+    assert session.setup_intent is not None
+    intent = client.v1.setup_intents.retrieve(str(session.setup_intent))
+    assert (intent.status, intent.payment_method) == ("requires_payment_method", None)
+    assert intent.metadata.to_dict() == {"textpay_card_link": "ref-1"}
+
+    completed = standin.complete_checkout(session.id, "pm_card_mastercard")
+    assert completed["status"] == "complete"
+    intent = client.v1.setup_intents.retrieve(str(session.setup_intent))
+    assert intent.status == "succeeded"
+    conforms("setup_intent", standin.setup_intents[intent.id])
+    method = client.v1.payment_methods.retrieve(str(intent.payment_method))
+    assert method.customer == customer
+    assert method.card is not None
+    assert method.card.last4 == "4444"
+    event = wait_until(
+        lambda: next(
+            (e for e in receiver.events() if e["type"] == "checkout.session.completed"), None
+        )
+    )
+    assert event["data"]["object"]["setup_intent"] == intent.id
+    assert event["data"]["object"]["metadata"] == {"textpay_card_link": "ref-1"}
+    with pytest.raises(ValueError, match="not open"):
+        standin.complete_checkout(session.id)
+
+
+def test_checkout_sessions_are_refused_as_stripe_would(client: stripe.StripeClient) -> None:
+    customer = client.v1.customers.create(params={}).id
+    with pytest.raises(stripe.InvalidRequestError) as no_currency:
+        setup_session(client, customer, payment_method_types=None)
+    assert no_currency.value.param == "currency"
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        setup_session(client, customer, card_number="4242424242424242")
+    assert unknown.value.code == "parameter_unknown"
+    with pytest.raises(stripe.InvalidRequestError) as bad_mode:
+        setup_session(client, customer, mode="sideways")
+    assert bad_mode.value.param == "mode"
+    with pytest.raises(stripe.InvalidRequestError) as no_customer:
+        setup_session(client, "cus_nobody")
+    assert no_customer.value.code == "resource_missing"
+
+
+def test_the_checkout_page_works_without_script(
+    client: stripe.StripeClient, standin: StripeStandIn
+) -> None:
+    customer = client.v1.customers.create(params={}).id
+    session = setup_session(client, customer)
+    assert session.url is not None
+    with urllib.request.urlopen(session.url, timeout=5) as page:
+        html = page.read().decode()
+    assert "<script" not in html
+    assert 'value="pm_card_mastercard" checked' in html
+    assert 'href="https://textpay.example/card/t"' in html
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *_: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    form = b"card=pm_card_visa"
+    with pytest.raises(urllib.error.HTTPError) as answered:
+        opener.open(urllib.request.Request(session.url, data=form, method="POST"), timeout=5)
+    assert answered.value.code == 303
+    assert answered.value.headers["Location"] == "https://textpay.example/card/t/done"
+    assert standin.checkout_sessions[session.id]["status"] == "complete"

@@ -4,6 +4,7 @@
 from textpay.payments.gateway import (
     AUTHENTICATION_REQUIRED,
     CardInfo,
+    CardSetup,
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
@@ -22,6 +23,7 @@ __all__ = [
     "AUTHENTICATION_REQUIRED",
     "SANDBOX_CARDS",
     "CardInfo",
+    "CardSetup",
     "ChargeRequest",
     "ChargeResult",
     "ChargeStatus",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textpay.payments.gateway import GatewayRefund
+from textpay.payments.gateway import CardInfo, GatewayRefund
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,23 @@ class DisputeClosed:
 
 
 @dataclass(frozen=True)
+class CardSetupCompleted:
+    """The card holder finished the processor's hosted card page that a card link started
+    (Stripe: `checkout.session.completed` in `setup` mode). `session_id` is the page's session,
+    `setup_ref` what saved the card (Stripe's SetupIntent), `reference` the card link's
+    reference as TextPay put it on the session.
+
+    The event does not describe the card: the webhook asks the gateway (`card_from_setup`)
+    before its transaction and hands the answer over as `card`; `textpay.card_events` applies
+    only a fact whose card is known."""
+
+    session_id: str
+    setup_ref: str
+    reference: str | None
+    card: CardInfo | None = None
+
+
+@dataclass(frozen=True)
 class Ignored:
     """An event TextPay does not act on: a type it does not handle, or one that lacks what it
     would need (`why`, for the log)."""
@@ -75,7 +92,13 @@ class Ignored:
 
 
 CardEvent = (
-    ChargeSucceeded | ChargeFailed | RefundsReported | DisputeOpened | DisputeClosed | Ignored
+    ChargeSucceeded
+    | ChargeFailed
+    | RefundsReported
+    | DisputeOpened
+    | DisputeClosed
+    | CardSetupCompleted
+    | Ignored
 )
 
 

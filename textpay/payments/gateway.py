@@ -74,6 +74,16 @@ class CardInfo:
     token: str | None = None
 
 
+@dataclass(frozen=True)
+class CardSetup:
+    """A hosted page, started at the processor, where the card holder enters a card that
+    TextPay never sees (Stripe: a Checkout Session in `setup` mode). `url` is where the
+    card holder is sent; `session_id` names the page's session in the processor's events."""
+
+    session_id: str
+    url: str
+
+
 class RefundStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the processor refused: nothing went back to the card
@@ -148,6 +158,38 @@ class PaymentGateway(Protocol):
         the operator may describe the card themselves (the sandbox); `UnknownCard` when an
         unknown card must be refused (Stripe); `GatewayTimeout` when the processor cannot be
         reached. It is a network call: callers make it outside any transaction."""
+        ...
+
+    # Whether the processor hosts a page where the card holder enters a card (`start_card_setup`,
+    # `card_from_setup`). False: the card link's page offers the gateway's own cards instead
+    # (the sandbox's test cards, saved with `save_card`).
+    hosted_card_setup: bool
+
+    def start_card_setup(
+        self,
+        *,
+        customer: str | None,
+        account_ref: str,
+        success_url: str,
+        cancel_url: str,
+        reference: str,
+        language: str,
+    ) -> CardSetup:
+        """Start the processor's hosted page that saves a card for off-session charges to
+        `customer` (a processor with customers creates one for `account_ref` when none is
+        given). `reference` names the card link at the processor (on the session and on what it
+        makes, so its completion event can be matched; never a secret) and makes the request
+        idempotent: the same reference answers the same page. `language` is `en` or `es`.
+        Raises `GatewayTimeout` when the processor cannot be reached, `UnknownCard` when it
+        refuses the customer; `NotImplementedError` where `hosted_card_setup` is False. A
+        network call: callers make it outside any transaction."""
+        ...
+
+    def card_from_setup(self, setup_ref: str) -> CardInfo:
+        """The card a completed hosted setup saved (Stripe: the SetupIntent's payment method),
+        `token` the processor's id to charge and `customer` its owner. Raises `GatewayTimeout`
+        when the processor cannot be reached, `UnknownCard` when it knows no such setup or the
+        setup saved no card; `NotImplementedError` where `hosted_card_setup` is False."""
         ...
 
     def refund(

@@ -24,6 +24,7 @@ from textpay.models import SandboxCharge, SandboxRefund
 from textpay.payments.gateway import (
     AUTHENTICATION_REQUIRED,
     CardInfo,
+    CardSetup,
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
@@ -88,6 +89,24 @@ class SandboxGateway:
         self._sleep = sleep
 
     key_lifetime: timedelta | None = None
+    # The sandbox hosts no card page: the card link's page offers its test cards and saves the
+    # choice with `save_card`.
+    hosted_card_setup = False
+
+    def start_card_setup(
+        self,
+        *,
+        customer: str | None,
+        account_ref: str,
+        success_url: str,
+        cancel_url: str,
+        reference: str,
+        language: str,
+    ) -> CardSetup:
+        raise NotImplementedError("the sandbox saves its test cards directly (save_card)")
+
+    def card_from_setup(self, setup_ref: str) -> CardInfo:
+        raise NotImplementedError("the sandbox saves its test cards directly (save_card)")
 
     def save_card(self, token: str, *, customer: str | None, account_ref: str) -> CardInfo | None:
         card = SANDBOX_CARDS.get(token)

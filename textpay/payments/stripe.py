@@ -31,6 +31,7 @@ import stripe
 from textpay.payments.gateway import (
     AUTHENTICATION_REQUIRED,
     CardInfo,
+    CardSetup,
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
@@ -54,6 +55,12 @@ METADATA_KEY = "textpay_key"
 METADATA_VALUE_MAX = 500
 # How long card saving and lookups wait: an operator's request, or the reconciler's.
 LOOKUP_TIMEOUT_SECONDS = 8.0
+
+# The metadata field, on a Checkout Session and its SetupIntent, naming the card link that
+# started it (`reference`: never the link's token). `textpay.payments.stripe_events` reads it.
+CARD_LINK_FIELD = "textpay_card_link"
+# Checkout's languages for ours (Stripe's `locale`).
+_LOCALES = {"en": "en", "es": "es"}
 
 # Errors after which Stripe may or may not have acted: ask again later with the same key.
 _UNKNOWN_OUTCOME = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
@@ -183,6 +190,105 @@ class StripeGateway:
         return results[0]
 
     # -- cards --
+
+    # Stripe hosts the card page: Checkout in `setup` mode.
+    hosted_card_setup = True
+
+    def start_card_setup(
+        self,
+        *,
+        customer: str | None,
+        account_ref: str,
+        success_url: str,
+        cancel_url: str,
+        reference: str,
+        language: str,
+    ) -> CardSetup:
+        """A Checkout Session in `setup` mode for the account's customer (made for the account
+        when there is none, as `save_card` does), cards only: the card holder types the card
+        on Stripe's page, and Stripe's `checkout.session.completed` names the SetupIntent that
+        saved it. `payment_method_types` makes `currency` unnecessary in setup mode.
+
+        Both requests carry idempotency keys made from `reference` (one per card link), so a
+        second press of the button, or a retry after a timeout, gets the same customer and the
+        same session back instead of a second one (the link lives 30 minutes, well inside
+        Stripe's 24 hours). The reference is on the session and on its SetupIntent, so the
+        event can be matched to the link even if the session id was never stored."""
+        client = self._client(LOOKUP_TIMEOUT_SECONDS)
+        metadata = {
+            CARD_LINK_FIELD: reference[:METADATA_VALUE_MAX],
+            "textpay_account": account_ref[:METADATA_VALUE_MAX],
+        }
+        try:
+            if customer is None:
+                made = client.v1.customers.create(
+                    params={
+                        "description": f"TextPay calling account {account_ref}"[:350],
+                        "metadata": {"textpay_account": account_ref[:METADATA_VALUE_MAX]},
+                    },
+                    options={"idempotency_key": f"textpay-card-setup-customer-{reference}"},
+                )
+                customer = made.id
+            found = client.v1.checkout.sessions.create(
+                params={
+                    "mode": "setup",
+                    "customer": customer,
+                    "payment_method_types": ["card"],
+                    "success_url": success_url,
+                    "cancel_url": cancel_url,
+                    "locale": _LOCALES.get(language, "auto"),
+                    "metadata": metadata,
+                    "setup_intent_data": {"metadata": metadata},
+                },  # type: ignore[arg-type]
+                options={"idempotency_key": f"textpay-card-setup-{reference}"},
+            )
+        except stripe.IdempotencyError as error:
+            _log("start_card_setup", error)
+            raise GatewayKeyReuse("this card link's session was first made otherwise") from None
+        except stripe.InvalidRequestError as error:
+            _log("start_card_setup", error)
+            raise UnknownCard(
+                "payment_method.customer", f"was refused by Stripe ({error.code or 'invalid'})"
+            ) from None
+        except stripe.StripeError as error:
+            _log("start_card_setup", error)
+            raise GatewayTimeout(
+                f"Stripe could not start the card page ({type(error).__name__})"
+            ) from None
+        if not found.url:
+            raise GatewayTimeout("Stripe's session has no page to send the card holder to")
+        return CardSetup(session_id=found.id, url=found.url)
+
+    def card_from_setup(self, setup_ref: str) -> CardInfo:
+        """The card a SetupIntent saved: `setup_intents.retrieve`, then its PaymentMethod
+        (already attached to the session's customer by Checkout)."""
+        client = self._client(LOOKUP_TIMEOUT_SECONDS)
+        try:
+            intent = client.v1.setup_intents.retrieve(setup_ref)
+            if str(intent.status) != "succeeded" or _id_of(intent.payment_method) is None:
+                raise UnknownCard("setup_intent", f"saved no card (status {intent.status})")
+            pm_id = _id_of(intent.payment_method)
+            assert pm_id is not None
+            method = client.v1.payment_methods.retrieve(pm_id)
+        except stripe.InvalidRequestError as error:
+            _log("card_from_setup", error)
+            raise UnknownCard("setup_intent", f"is not known to Stripe ({error.code})") from None
+        except stripe.StripeError as error:
+            _log("card_from_setup", error)
+            raise GatewayTimeout(
+                f"Stripe could not say which card was saved ({type(error).__name__})"
+            ) from None
+        card = method.card
+        if card is None:
+            raise UnknownCard("setup_intent", "saved a payment method that is not a card")
+        return CardInfo(
+            brand=str(card.brand),
+            last4=str(card.last4),
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            customer=_id_of(method.customer) or _id_of(intent.customer),
+            token=method.id,
+        )
 
     def save_card(self, token: str, *, customer: str | None, account_ref: str) -> CardInfo | None:
         """Read the PaymentMethod and make it chargeable off-session: attached to the given

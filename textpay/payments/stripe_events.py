@@ -12,6 +12,7 @@ five minutes' tolerance) and translates the event into a `textpay.payments.event
 | `charge.refund.updated` | `RefundsReported` |
 | `charge.dispute.created` | `DisputeOpened` |
 | `charge.dispute.closed` | `DisputeClosed` |
+| `checkout.session.completed` (mode `setup`, a card link's) | `CardSetupCompleted` |
 | anything else | `Ignored` |
 
 Stripe's payloads are read defensively: a signed event that lacks a field, or holds a value of
@@ -29,6 +30,7 @@ import stripe
 
 from textpay.payments.events import (
     CardEvent,
+    CardSetupCompleted,
     ChargeFailed,
     ChargeSucceeded,
     DisputeClosed,
@@ -44,6 +46,9 @@ TOLERANCE_SECONDS = 300
 # The metadata field that carries our idempotency key on a PaymentIntent or a Refund (the same
 # name as `textpay.funding.METADATA_KEY`, which this layer may not import).
 KEY_FIELD = "textpay_key"
+# The metadata field naming the card link that started a Checkout Session (the same name as
+# `textpay.payments.stripe.CARD_LINK_FIELD`).
+CARD_LINK_FIELD = "textpay_card_link"
 # An amount no real charge reaches (a BIGINT column holds it; Stripe's limit is far below).
 _MAX_CENTS = 10**12
 
@@ -124,6 +129,8 @@ def translate(kind: str, data: object) -> CardEvent:
         return _dispute_opened(kind, obj)
     if kind == "charge.dispute.closed":
         return _dispute_closed(kind, obj)
+    if kind == "checkout.session.completed":
+        return _checkout_completed(kind, obj)
     return Ignored(kind)
 
 
@@ -207,6 +214,21 @@ def _dispute_closed(kind: str, dispute: Mapping[str, Any]) -> CardEvent:
     if dispute_id is None or status is None:
         return Ignored(kind, "a dispute without an id or status")
     return DisputeClosed(dispute_id=dispute_id, status=status)
+
+
+def _checkout_completed(kind: str, checkout: Mapping[str, Any]) -> CardEvent:
+    """A Checkout Session a card link started: setup mode, complete, with its SetupIntent and
+    our reference. A payment-mode session (another integration's) is not TextPay's."""
+    if _text(checkout.get("mode")) != "setup":
+        return Ignored(kind, "not a setup-mode session")
+    metadata = checkout.get("metadata")
+    reference = _text(metadata.get(CARD_LINK_FIELD)) if isinstance(metadata, Mapping) else None
+    session_id, setup_ref = _id(checkout), _ref(checkout.get("setup_intent"))
+    if reference is None:
+        return Ignored(kind, "a session no card link started")
+    if session_id is None or setup_ref is None or _text(checkout.get("status")) != "complete":
+        return Ignored(kind, "a session without an id, a SetupIntent, or not complete")
+    return CardSetupCompleted(session_id=session_id, setup_ref=setup_ref, reference=reference)
 
 
 def _text(value: object) -> str | None:
