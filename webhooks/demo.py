@@ -6,6 +6,12 @@ sender), and plays their text conversations as signed Twilio webhooks through th
 printing each exchange with the ledger entries it caused. Nothing here is a canned string: every
 line TextPay "says" is what the engine answered.
 
+A subscriber whose card declines texts CARD and "opens" the link TextPay answers with, as her
+phone's browser would: the demo GETs the card page through the Flask test client, posts its form
+(with the page's CSRF value) choosing another sandbox card, shows the confirmation page and the
+confirmation text, and her next YES pays. On Stripe the card page hands over to Stripe Checkout,
+which a terminal cannot show: the turns marked `sandbox_only` in the fixture are left out there.
+
 With `payments="stripe"` the same story charges cards through Stripe's API: the demo starts the
 test suite's Stripe stand-in (`tests/standin/stripe.py`, which checks each request against
 Stripe's OpenAPI description), enrols Stripe's test payment methods instead of sandbox tokens,
@@ -18,12 +24,14 @@ import contextlib
 import importlib
 import json
 import logging
+import re
 import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,11 +42,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from scheduler import dispatch, scan
-from textpay import ledger
+from textpay import card_links, ledger
 from textpay.config import Settings
 from textpay.db import create_schema, make_engine, unit_of_work
 from textpay.models import Account, LedgerEntry
 from textpay.money import format_cents
+from textpay.payments import SANDBOX_CARDS
 from textpay.phones import to_e164
 from textpay.policy import delivery_rules
 from textpay.sms import ConsoleSender
@@ -100,6 +109,13 @@ class Demo:
         sent = dispatch.run(self.engine, sender, pacer=dispatch.Pacer(0), now=lambda: at)
         return result, sent
 
+    def send(self) -> dispatch.DispatchCounts:
+        """Send what the outbox holds now (the dispatcher alone: no scan, no new offers)."""
+        sender = ConsoleSender(
+            self.out, render=lambda to, body: said(f"TextPay → {self.name(to)}", body)
+        )
+        return dispatch.run(self.engine, sender, pacer=dispatch.Pacer(0), now=utcnow)
+
     def show_ledger(self) -> None:
         with unit_of_work(self.engine) as session:
             entries = session.exec(
@@ -154,6 +170,7 @@ def run(out: TextIO, database: Path | None = None, payments: str = "sandbox") ->
         app = create_app(settings)
         story = json.loads(FIXTURE.read_text(encoding="utf-8"))
         if stripe is not None:
+            story["conversation"] = [t for t in story["conversation"] if not t.get("sandbox_only")]
             for account in story["accounts"]:
                 token = account["payment_method"]["token"]
                 account["payment_method"]["token"] = STRIPE_TEST_CARDS.get(token, token)
@@ -256,24 +273,95 @@ def converse(demo: Demo) -> None:
     heading(demo.out, "4. Subscribers answer by text (signed Twilio webhooks)")
     client = demo.app.test_client()
     later = demo.when + timedelta(hours=73)  # past the 72-hour cooldown: reminders are due
-    for turn in demo.story["conversation"]:
-        number = to_e164(turn["phone"])
-        phone = demo.phones.setdefault(
-            number,
-            Phone(number, base_url="http://localhost", auth_token=AUTH_TOKEN,
-                  transport=in_process(client)),
-        )  # fmt: skip
-        if turn.get("note"):
-            print(f"  ({turn['note']})", file=demo.out)
-        say(demo.out, f"{demo.name(number)} → TextPay", turn["says"])
-        say(demo.out, f"TextPay → {demo.name(number)}", phone.text(turn["says"]) or "(no reply)")
-        demo.show_ledger()
-        if turn["says"].upper() in ("STOP", "START"):
-            _, sent = demo.scan_and_send(later)
-            texts = f"{sent.sent} text{'' if sent.sent == 1 else 's'}"
-            print(f"  (a scan three days later, when a reminder is due: {texts} sent)",
-                  file=demo.out)  # fmt: skip
-        print(file=demo.out)
+    with contextlib.ExitStack() as clock:
+        for turn in demo.story["conversation"]:
+            if turn.get("after_seconds"):  # the subscriber takes her time: the clock moves on
+                clock.enter_context(travel(utcnow() + timedelta(seconds=turn["after_seconds"])))
+            _turn(demo, client, turn, later)
+
+
+def _turn(demo: Demo, client: FlaskClient, turn: dict[str, Any], later: datetime) -> None:
+    """One text of the story, TextPay's answer, and what followed from it."""
+    number = to_e164(turn["phone"])
+    phone = demo.phones.setdefault(
+        number,
+        Phone(number, base_url="http://localhost", auth_token=AUTH_TOKEN,
+              transport=in_process(client)),
+    )  # fmt: skip
+    if turn.get("note"):
+        print(f"  ({turn['note']})", file=demo.out)
+    say(demo.out, f"{demo.name(number)} → TextPay", turn["says"])
+    answer = phone.text(turn["says"])
+    say(demo.out, f"TextPay → {demo.name(number)}", answer or "(no reply)")
+    demo.show_ledger()
+    if turn.get("opens_link"):
+        open_card_link(demo, client, demo.name(number), answer, turn["opens_link"])
+    if turn["says"].upper() in ("STOP", "START"):
+        _, sent = demo.scan_and_send(later)
+        texts = f"{sent.sent} text{'' if sent.sent == 1 else 's'}"
+        print(f"  (a scan three days later, when a reminder is due: {texts} sent)",
+              file=demo.out)  # fmt: skip
+    print(file=demo.out)
+
+
+_LINK = re.compile(r"https?://[^/\s]+(/card/[A-Za-z0-9_-]+)")
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def open_card_link(demo: Demo, client: FlaskClient, who: str, text: str, card: str) -> None:
+    """Open the card link in `text` as the subscriber's phone would, choose the sandbox card
+    `card` on its page, and send the confirmation text the choice queued."""
+    found = _LINK.search(text)
+    if found is None:
+        raise RuntimeError(f"demo step failed: no card link in {text!r}")
+    path = found.group(1)
+    shown = card_links.masked(path)  # the link worked once; the transcript need not keep it
+    page = client.get(path)
+    html = page.get_data(as_text=True)
+    csrf = _CSRF.search(html)
+    if page.status_code != 200 or csrf is None:
+        raise RuntimeError(f"demo step failed: GET {shown} answered {page.status_code}")
+    say(demo.out, f"{who} opens the link (GET {shown} → {page.status_code})", page_words(html))
+    done = client.post(path, data={"csrf": csrf.group(1), "card": card})
+    if done.status_code != 200:
+        raise RuntimeError(f"demo step failed: POST {shown} answered {done.status_code}")
+    chosen = SANDBOX_CARDS[card]
+    name = f"{chosen.brand.title()} ...{chosen.last4}"
+    say(demo.out, f"{who} chooses {name} and saves (POST {shown} → {done.status_code})",
+        page_words(done.get_data(as_text=True)))  # fmt: skip
+    demo.send()
+
+
+class _PageWords(HTMLParser):
+    """A page's words as a phone shows them, without its form's list of cards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._in_main = self._in_form = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_main |= tag == "main"
+        self._in_form |= tag == "form"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_main &= tag != "main"
+        self._in_form &= tag != "form"
+        if tag in ("h1", "h2", "p"):
+            self.parts.append("|")
+
+    def handle_data(self, data: str) -> None:
+        words = " ".join(data.split())
+        if self._in_main and not self._in_form and words:
+            self.parts.append(words)
+
+
+def page_words(html: str) -> str:
+    """`Update your card | Account | ...3344 (Sis) | Card on file | Visa ...0002 ...`"""
+    parser = _PageWords()
+    parser.feed(html)
+    blocks = " ".join(parser.parts).split("|")
+    return " | ".join(b.strip() for b in blocks if b.strip())
 
 
 def standings(demo: Demo) -> bool:

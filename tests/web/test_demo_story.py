@@ -1,6 +1,7 @@
 """`textpay demo` in-process, at any hour: its story plays in the subscribers' daytime whenever
-it is run, so every YES in it funds (it once ran its scan "tomorrow morning" and its YES replies
-at night, before the offers' texts had gone out, and nothing was funded)."""
+it is run, so every YES in it funds, Sis's too once she has put a card that pays on file from
+the card link (it once ran its scan "tomorrow morning" and its YES replies at night, before the
+offers' texts had gone out, and nothing was funded)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,5 @@ def test_the_demo_funds_every_yes_at_any_hour(tmp_path: Path, hour: str) -> None
         assert demo.run(out, tmp_path / "demo.db")
     transcript = " ".join(out.getvalue().split())
     funded = sorted(suffix for _, suffix in FUNDED.findall(transcript))
-    assert funded == ["4821", "5566", "7730", "9012"]
+    assert funded == ["3344", "4821", "5566", "7730", "9012"]  # Sis after a new card by link
     assert "ledger check: every balance equals the sum of its entries" in transcript
