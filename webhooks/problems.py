@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from textpay.errors import FieldError, TextPayError, ValidationFailed
+from textpay.logsafe import mask_card_links
 from textpay.redaction import mask_card_numbers
 
 CONTENT_TYPE = "application/problem+json"
@@ -149,7 +150,9 @@ def problem_response(
         "title": kind.title,
         "status": status or kind.status,
         "detail": detail,
-        "instance": mask_card_numbers(request.path)[0],  # a path may hold a card number
+        # A path may hold a card number, or a card link's token (a PUT to `/card/<token>`):
+        # neither is echoed into a body a proxy or a client's error report may keep.
+        "instance": mask_card_links(mask_card_numbers(request.path)[0]),
     }
     if errors is not None:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
