@@ -221,14 +221,9 @@ class StripeGateway:
         }
         try:
             if customer is None:
-                made = client.v1.customers.create(
-                    params={
-                        "description": f"TextPay calling account {account_ref}"[:350],
-                        "metadata": {"textpay_account": account_ref[:METADATA_VALUE_MAX]},
-                    },
-                    options={"idempotency_key": f"textpay-card-setup-customer-{reference}"},
+                customer = _new_customer(
+                    client, account_ref, idempotency_key=f"textpay-card-setup-customer-{reference}"
                 )
-                customer = made.id
             found = client.v1.checkout.sessions.create(
                 params={
                     "mode": "setup",
@@ -278,16 +273,11 @@ class StripeGateway:
             raise GatewayTimeout(
                 f"Stripe could not say which card was saved ({type(error).__name__})"
             ) from None
-        card = method.card
-        if card is None:
-            raise UnknownCard("setup_intent", "saved a payment method that is not a card")
-        return CardInfo(
-            brand=str(card.brand),
-            last4=str(card.last4),
-            exp_month=card.exp_month,
-            exp_year=card.exp_year,
-            customer=_id_of(method.customer) or _id_of(intent.customer),
-            token=method.id,
+        return _card_info(
+            method,
+            customer=_id_of(intent.customer),
+            field="setup_intent",
+            not_a_card="saved a payment method that is not a card",
         )
 
     def save_card(self, token: str, *, customer: str | None, account_ref: str) -> CardInfo | None:
@@ -301,13 +291,7 @@ class StripeGateway:
             method = client.v1.payment_methods.retrieve(token)
             owner = _id_of(method.customer)
             if customer is None and owner is None:
-                made = client.v1.customers.create(
-                    params={
-                        "description": f"TextPay calling account {account_ref}"[:350],
-                        "metadata": {"textpay_account": account_ref[:METADATA_VALUE_MAX]},
-                    }
-                )
-                customer = made.id
+                customer = _new_customer(client, account_ref)
             if customer is not None and owner != customer:
                 method = client.v1.payment_methods.attach(method.id, params={"customer": customer})
         except stripe.InvalidRequestError as error:
@@ -326,16 +310,8 @@ class StripeGateway:
             raise GatewayTimeout(
                 f"Stripe could not save the card ({type(error).__name__})"
             ) from None
-        card = method.card
-        if card is None:
-            raise UnknownCard("payment_method.token", "is not a card")
-        return CardInfo(
-            brand=str(card.brand),
-            last4=str(card.last4),
-            exp_month=card.exp_month,
-            exp_year=card.exp_year,
-            customer=_id_of(method.customer) or customer,
-            token=method.id,
+        return _card_info(
+            method, customer=customer, field="payment_method.token", not_a_card="is not a card"
         )
 
     # -- refunds --
@@ -400,6 +376,37 @@ class StripeGateway:
             _log("retrieve_refund", error)
             raise GatewayTimeout(f"Stripe gave no answer ({type(error).__name__})") from None
         return _refund_result(refund)
+
+
+def _new_customer(
+    client: stripe.StripeClient, account_ref: str, *, idempotency_key: str | None = None
+) -> str:
+    """A Stripe Customer made for a calling account: its id."""
+    made = client.v1.customers.create(
+        params={
+            "description": f"TextPay calling account {account_ref}"[:350],
+            "metadata": {"textpay_account": account_ref[:METADATA_VALUE_MAX]},
+        },
+        options={"idempotency_key": idempotency_key} if idempotency_key else {},
+    )
+    return str(made.id)
+
+
+def _card_info(method: Any, *, customer: str | None, field: str, not_a_card: str) -> CardInfo:
+    """What to keep of a card PaymentMethod: the id to charge, what may be shown, and its
+    customer (the one it is attached to, else `customer`). A payment method that is not a card
+    is refused as `UnknownCard` on `field`."""
+    card = method.card
+    if card is None:
+        raise UnknownCard(field, not_a_card)
+    return CardInfo(
+        brand=str(card.brand),
+        last4=str(card.last4),
+        exp_month=card.exp_month,
+        exp_year=card.exp_year,
+        customer=_id_of(method.customer) or customer,
+        token=method.id,
+    )
 
 
 def _refund_result(refund: Any) -> RefundResult:
