@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, SQLModel, select
 
 from textpay.db import unit_of_work
 from textpay.models import SandboxCharge, SandboxRefund
@@ -35,6 +36,8 @@ from textpay.payments.gateway import (
     RefundStatus,
 )
 from textpay.timeutil import utcnow
+
+Row = TypeVar("Row", bound=SQLModel)
 
 log = logging.getLogger(__name__)
 
@@ -149,53 +152,37 @@ class SandboxGateway:
         The same key returns the first answer; the same key for another refund is refused."""
         if amount_cents <= 0:
             raise ValueError("amount_cents must be positive")
-        for _attempt in range(2):
-            try:
-                with unit_of_work(self._engine) as session:
-                    existing = session.exec(
-                        select(SandboxRefund).where(
-                            SandboxRefund.idempotency_key == idempotency_key
-                        )
-                    ).first()
-                    if existing is not None:
-                        if (existing.charge_id, existing.amount_cents) != (
-                            charge_id,
-                            amount_cents,
-                        ):
-                            raise GatewayKeyReuse(
-                                f"idempotency key {idempotency_key!r} was first used for "
-                                "another refund"
-                            )
-                        return _refund_result(existing)
-                    charge = session.exec(
-                        select(SandboxCharge)
-                        .where(SandboxCharge.charge_id == charge_id)
-                        .with_for_update()
-                    ).first()
-                    refunded = session.exec(
-                        select(func.coalesce(func.sum(SandboxRefund.amount_cents), 0)).where(
-                            SandboxRefund.charge_id == charge_id,
-                            SandboxRefund.status == RefundStatus.SUCCEEDED.value,
-                        )
-                    ).one()
-                    failure = None
-                    if charge is None or charge.status != ChargeStatus.SUCCEEDED.value:
-                        failure = "charge_not_refundable"
-                    elif int(refunded) + amount_cents > charge.amount_cents:
-                        failure = "amount_too_large"
-                    record = SandboxRefund(
-                        idempotency_key=idempotency_key,
-                        charge_id=charge_id,
-                        amount_cents=amount_cents,
-                        status=(RefundStatus.FAILED if failure else RefundStatus.SUCCEEDED).value,
-                        failure_reason=failure,
-                        refund_id="re_sandbox_" + secrets.token_hex(8),
-                    )
-                    session.add(record)
-                return _refund_result(record)
-            except IntegrityError:
-                continue
-        raise RuntimeError(f"could not record sandbox refund {idempotency_key!r}")
+
+        def new_refund(session: Session) -> SandboxRefund:
+            charge = session.exec(
+                select(SandboxCharge).where(SandboxCharge.charge_id == charge_id).with_for_update()
+            ).first()
+            refunded = session.exec(
+                select(func.coalesce(func.sum(SandboxRefund.amount_cents), 0)).where(
+                    SandboxRefund.charge_id == charge_id,
+                    SandboxRefund.status == RefundStatus.SUCCEEDED.value,
+                )
+            ).one()
+            failure = None
+            if charge is None or charge.status != ChargeStatus.SUCCEEDED.value:
+                failure = "charge_not_refundable"
+            elif int(refunded) + amount_cents > charge.amount_cents:
+                failure = "amount_too_large"
+            return SandboxRefund(
+                idempotency_key=idempotency_key,
+                charge_id=charge_id,
+                amount_cents=amount_cents,
+                status=(RefundStatus.FAILED if failure else RefundStatus.SUCCEEDED).value,
+                failure_reason=failure,
+                refund_id="re_sandbox_" + secrets.token_hex(8),
+            )
+
+        record = self._once(SandboxRefund, idempotency_key, new_refund)
+        if (record.charge_id, record.amount_cents) != (charge_id, amount_cents):
+            raise GatewayKeyReuse(
+                f"idempotency key {idempotency_key!r} was first used for another refund"
+            )
+        return _refund_result(record)
 
     def retrieve_refund(self, refund_id: str, *, timeout_seconds: float) -> RefundResult:
         """The sandbox refund with this id, as recorded (sandbox refunds are final at once).
@@ -223,37 +210,46 @@ class SandboxGateway:
     def _record_once(
         self, token: str, amount_cents: int, idempotency_key: str, initiator: Initiator
     ) -> SandboxCharge:
-        """The charge stored for this key, created on first use. A concurrent first use loses
-        the unique-key race and reads the winner's row."""
+        """The charge stored for this key, created on first use."""
+
+        def new_charge(_session: Session) -> SandboxCharge:
+            card = SANDBOX_CARDS.get(token, _UNKNOWN_TOKEN)
+            now = utcnow()
+            delay = timedelta(seconds=self._slow_seconds if card.slow else 0)
+            return SandboxCharge(
+                idempotency_key=idempotency_key,
+                token=token,
+                amount_cents=amount_cents,
+                initiator=initiator.value,
+                status=card.status.value,
+                decline_reason=card.decline_reason,
+                charge_id="ch_sandbox_" + secrets.token_hex(8),
+                created_at=now,
+                settles_at=now + delay,
+            )
+
+        return self._once(SandboxCharge, idempotency_key, new_charge)
+
+    def _once(self, table: type[Row], idempotency_key: str, make: Callable[[Session], Row]) -> Row:
+        """The row stored for this key in `table`, made by `make` on first use: as a processor
+        keeps the first answer for a key. A concurrent first use loses the unique-key race and
+        reads the winner's row."""
         for _attempt in range(2):
             try:
                 with unit_of_work(self._engine) as session:
                     existing = session.exec(
-                        select(SandboxCharge).where(
-                            SandboxCharge.idempotency_key == idempotency_key
+                        select(table).where(
+                            table.idempotency_key == idempotency_key  # type: ignore[attr-defined]
                         )
                     ).first()
                     if existing is not None:
                         return existing
-                    card = SANDBOX_CARDS.get(token, _UNKNOWN_TOKEN)
-                    now = utcnow()
-                    delay = timedelta(seconds=self._slow_seconds if card.slow else 0)
-                    record = SandboxCharge(
-                        idempotency_key=idempotency_key,
-                        token=token,
-                        amount_cents=amount_cents,
-                        initiator=initiator.value,
-                        status=card.status.value,
-                        decline_reason=card.decline_reason,
-                        charge_id="ch_sandbox_" + secrets.token_hex(8),
-                        created_at=now,
-                        settles_at=now + delay,
-                    )
+                    record = make(session)
                     session.add(record)
                 return record
             except IntegrityError:
                 continue
-        raise RuntimeError(f"could not record sandbox charge {idempotency_key!r}")
+        raise RuntimeError(f"could not record a sandbox {table.__name__} for {idempotency_key!r}")
 
 
 def _refund_result(record: SandboxRefund) -> RefundResult:
