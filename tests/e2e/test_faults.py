@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bench.scan import seed
 from tests.e2e.stack import Stack, http, wait_for
@@ -56,6 +56,21 @@ def sandbox_charges(database_url: str) -> int:
     return found
 
 
+def offers_acceptable(database_url: str) -> int:
+    """Offers the dispatcher has recorded as sent (only those can be accepted by a YES)."""
+    engine = make_engine(database_url)
+    with unit_of_work(engine) as session:
+        found = int(
+            session.exec(
+                select(func.count())
+                .select_from(Prompt)
+                .where(col(Prompt.acceptable_after).is_not(None))
+            ).one()
+        )
+    engine.dispose()
+    return found
+
+
 def settles_at(database_url: str) -> datetime:
     """When the one sandbox charge completes on the processor's side."""
     engine = make_engine(database_url)
@@ -70,6 +85,9 @@ def test_web_killed_while_a_slow_card_is_charged(stack: Stack, database_url: str
     account = low_account(stack, "4821", "(212) 555-0147", "Mom",
                           payment_method={"token": "tok_slow"})  # fmt: skip
     wait_for(lambda: stack.outbound(MOM), what="the offer")
+    # Twilio has the offer before the dispatcher records it as sent, which is what makes a YES
+    # able to accept it: stopping the clock in between left an offer no YES could take.
+    wait_for(lambda: offers_acceptable(database_url) == 1, what="the offer recorded as sent")
     # The clock's reconciler (every minute) would race the one this test runs on a slow machine.
     stack.kill("clock", signal.SIGTERM)
     sid = "SM" + "d" * 32
