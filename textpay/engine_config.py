@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from textpay import replies
 from textpay.config import DEVELOPMENT_LINK_BASE
-from textpay.policy import get_global_settings
+from textpay.policy import cached_global_settings
 
 
 @dataclass(frozen=True)
@@ -31,5 +31,5 @@ class EngineConfig:
 
 
 def voice(session: Session, config: EngineConfig) -> replies.Voice:
-    cap = get_global_settings(session).daily_message_cap
+    cap = cached_global_settings(session).daily_message_cap
     return replies.Voice(program=config.program, support=config.support, messages_per_day=cap)

@@ -17,7 +17,7 @@ from zoneinfo import available_timezones
 from pydantic import StringConstraints
 from sqlmodel import Session, col, select
 
-from textpay import audit
+from textpay import audit, settings_cache
 from textpay.errors import FieldError, NotFound, ValidationFailed
 from textpay.models import SETTING_FIELDS, Facility, GlobalSettings
 from textpay.policy import (
@@ -107,6 +107,7 @@ def update_global_settings(session: Session, patch: SettingsPatch, *, actor: str
                      facility=facility.code)  # fmt: skip
     row.updated_at = utcnow()
     session.add(row)
+    settings_cache.changed(session)
     after = audit.snapshot(row)
     if after != before:
         audit.record(
@@ -174,6 +175,7 @@ def put_facility(
     facility.updated_at = utcnow()
     session.add(facility)
     session.flush()
+    settings_cache.changed(session)
     after = audit.snapshot(facility)
     if after != before:
         audit.record(

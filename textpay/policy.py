@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from textpay import quiet_hours
+from textpay import quiet_hours, settings_cache
 from textpay.errors import FieldError, ValidationFailed
 from textpay.localtime import FALLBACK_ZONE, country_wide, likeliest_zone, place_of
 from textpay.models import SETTING_FIELDS, Account, Facility, GlobalSettings
@@ -76,13 +76,16 @@ class EffectiveSettings:
 
 
 def get_global_settings(session: Session) -> GlobalSettings:
-    """The global settings row, created with the defaults the first time it is needed."""
-    row = session.get(GlobalSettings, 1)
-    if row is None:
-        row = GlobalSettings(id=1)
-        session.add(row)
-        session.flush()
-    return row
+    """The global settings row, created with the defaults the first time it is needed: for code
+    that changes it or must read it as of this transaction. Everything else reads the copy
+    `settings_cache` keeps (`cached_global_settings`)."""
+    return settings_cache.global_row(session)
+
+
+def cached_global_settings(session: Session) -> GlobalSettings:
+    """The global settings as this process last loaded them (at most a few seconds old; see
+    `textpay.settings_cache`). Read only."""
+    return settings_cache.current(session).global_settings
 
 
 def resolve(
@@ -114,8 +117,10 @@ def resolve(
 
 
 def effective_for_account(session: Session, account: Account) -> EffectiveSettings:
-    facility = session.get(Facility, account.facility_id) if account.facility_id else None
-    return resolve(get_global_settings(session), facility, account)
+    """The settings that apply to `account`, from the settings this process holds (at most a
+    few seconds old: `textpay.settings_cache`)."""
+    held = settings_cache.current(session, facility_id=account.facility_id)
+    return resolve(held.global_settings, held.facility(account.facility_id), account)
 
 
 def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
@@ -201,10 +206,9 @@ def stored_place(account: Account) -> tuple[str | None, tuple[str, ...]]:
 
 
 def delivery_rules(session: Session, account: Account) -> DeliveryRules:
-    global_settings = get_global_settings(session)
-    facility = session.get(Facility, account.facility_id) if account.facility_id else None
-    effective = resolve(global_settings, facility, account)
-    return delivery_rules_for(account, effective, state_windows(global_settings))
+    held = settings_cache.current(session, facility_id=account.facility_id)
+    effective = resolve(held.global_settings, held.facility(account.facility_id), account)
+    return delivery_rules_for(account, effective, state_windows(held.global_settings))
 
 
 def delivery_rules_for(
