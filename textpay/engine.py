@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, text
-from sqlmodel import Session, col, select
+from sqlalchemy import text
+from sqlmodel import Session, select
 
 from textpay import (
     card_links,
@@ -58,6 +58,8 @@ from textpay.policy import effective_for_account
 from textpay.redaction import storable
 
 DAY = timedelta(hours=24)
+# The inbound flood limit (`EngineConfig.inbound_per_minute`) counts texts over this window.
+FLOOD_WINDOW = timedelta(minutes=1)
 # First key of the flood limit's per-number advisory locks ("TPIN"), apart from the consent
 # and outbox locks on the same numbers (`consent.CONSENT_LOCK_CLASS`, `outbox.PHONE_LOCK_SPACE`).
 # A turn takes it before any consent lock, and nothing takes them the other way round.
@@ -80,45 +82,41 @@ class Turn:
     reply: str | None
     charge: funding.ChargeOrder | None = None
     replayed: bool = False
+    label: str | None = None  # the charged account's label on the phone, for the receipt
 
 
 def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineConfig) -> Turn:
-    """Phase 1 of a turn: record the text once, decide, apply what needs no card."""
-    seen = messages.find_any(session, sms.sid)
-    if seen is not None and seen.direction != MessageDirection.INBOUND.value:
-        # SIDs are unique across both directions (one column, one key), and Twilio never gives
-        # a text it delivers to us the SID of one we sent: refused, nothing recorded.
-        raise ValidationFailed.single("MessageSid", "is the SID of a text TextPay sent")
-    if seen is not None:
-        assert seen.id is not None
-        return Turn(seen.id, _replay_answer(session, seen, config, now=now), replayed=True)
+    """Phase 1 of a turn: record the text once, decide, apply what needs no card.
 
+    The hot path of every webhook, so it reads the phone once (`facts.gather_for_text`: its
+    accounts, offers, cards, consent, whether this SID was seen, the flood count) and records
+    the text with its answer in one insert; a BAL is three statements."""
     phone = to_e164(sms.sender, default_region=config.default_region, field="From")
-    body = storable(sms.body)
     command = conversation.parse(sms.body)
-    facts = gathered_facts.gather(
+    weighed = command.intent is not conversation.Intent.OPT_OUT
+    if weighed:
+        _lock_number_for_flood_count(session, phone)
+    found = gathered_facts.gather_for_text(
         session,
         phone,
         now=now,
         carrier_answers_keywords=config.carrier_answers_keywords,
         with_deposits=command.intent is conversation.Intent.CONFIRM,
-    )
-    message = messages.record_inbound(
-        session,
         sid=sms.sid,
-        phone=phone,
-        body=body,
-        account_id=facts.accounts[0].account_id if facts.accounts else None,
-        now=now,
+        inbound_since=now - FLOOD_WINDOW if weighed else None,
     )
-    assert message.id is not None
-    if command.intent is not conversation.Intent.OPT_OUT and _flooding(
-        session, phone, now=now, limit=config.inbound_per_minute
-    ):
+    if found.seen_message_id is not None:
+        return _replayed(session, found.seen_message_id, config, now=now)
+    facts = found.facts
+    body = storable(sms.body)
+    account_id = facts.accounts[0].account_id if facts.accounts else None
+    if weighed and found.recent_inbound + 1 > config.inbound_per_minute:
         # Recorded, not answered: a runaway script or a loop between two bots costs nothing.
-        message.reply_body = ""
-        session.add(message)
-        return Turn(message.id, None)
+        message = messages.record_inbound(
+            session, sid=sms.sid, phone=phone, body=body, account_id=account_id, now=now,
+            reply_body="",
+        )  # fmt: skip
+        return Turn(message.id or 0, None)
     decision = conversation.decide(facts, command)
     language = _language(facts, command, decision)
     spoken = voice(session, config)
@@ -141,17 +139,40 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         elif isinstance(effect, OfferAgain):
             answer = _offer_again(session, effect.account_id, facts, now=now, config=config)
         elif isinstance(effect, Fund):
-            charge, answer = _accept(session, effect, facts, now=now, config=config)
+            charge, answer = _accept(session, effect, found, now=now, config=config)
 
     if decision.reply is not None:
         link = _link_for(session, decision.reply, phone=phone, now=now, config=config)
         answer = replies.render(decision.reply, facts, language=language, now=now, voice=spoken,
                                 link=link)  # fmt: skip
-    if charge is None:
-        # Stored with any card link masked: the link works only from the text it went out in.
-        message.reply_body = card_links.masked(answer or "")
-        session.add(message)
-    return Turn(message.id, answer, charge)
+    # Stored with any card link masked: the link works only from the text it went out in. With
+    # a charge, the answer waits for the card (a replay meanwhile hears "processing").
+    message = messages.record_inbound(
+        session,
+        sid=sms.sid,
+        phone=phone,
+        body=body,
+        account_id=account_id,
+        now=now,
+        reply_body=None if charge is not None else card_links.masked(answer or ""),
+    )
+    label = facts.account(charge_account).label if (charge_account := _charged(decision)) else None
+    return Turn(message.id or 0, answer, charge, label=label)
+
+
+def _charged(decision: Decision) -> int | None:
+    return next((e.account_id for e in decision.effects if isinstance(e, Fund)), None)
+
+
+def _replayed(session: Session, message_id: int, config: EngineConfig, *, now: datetime) -> Turn:
+    """A MessageSid seen before: Twilio retried, and gets the answer it got the first time."""
+    seen = session.get(Message, message_id)
+    assert seen is not None
+    if seen.direction != MessageDirection.INBOUND.value:
+        # SIDs are unique across both directions (one column, one key), and Twilio never gives
+        # a text it delivers to us the SID of one we sent: refused, nothing recorded.
+        raise ValidationFailed.single("MessageSid", "is the SID of a text TextPay sent")
+    return Turn(message_id, _replay_answer(session, seen, config, now=now), replayed=True)
 
 
 def finish(
@@ -164,48 +185,33 @@ def finish(
 ) -> str:
     """Phase 3 of a turn: settle the charge (or say it is still processing) and reply. The
     receipt is the reply unless someone else (the reconciler, for a charge this slow) already
-    told the subscriber, or telling failed and will be retried by text."""
+    told the subscriber, or telling failed and will be retried by text. Nothing is said to a
+    number that opted out while its card was charged: its STOP confirmation is the last text."""
     assert turn.charge is not None
-    message = session.get(Message, turn.message_id)
-    attempt = session.get(PaymentAttempt, turn.charge.attempt_id)
-    assert message is not None
-    assert attempt is not None
     if result is None or result.status is ChargeStatus.PENDING:
+        attempt = session.get(PaymentAttempt, turn.charge.attempt_id)
+        assert attempt is not None
         answer = _processing(session, attempt, voice(session, config))
     else:
-        outcome = settlement.settle(session, attempt.id or 0, result, now=now, config=config,
-                                    by_reply=True)  # fmt: skip
+        outcome = settlement.settle(session, turn.charge.attempt_id, result, now=now,
+                                    config=config, by_reply=True, label=turn.label)  # fmt: skip
         answer = outcome.reply or ""
-    message.reply_body = card_links.masked(answer)
-    message.updated_at = now
-    session.add(message)
-    return answer
+    said = messages.record_reply(session, turn.message_id, answer,
+                                 stored=card_links.masked(answer), now=now)  # fmt: skip
+    return answer if said else ""
 
 
-def _flooding(session: Session, phone: str, *, now: datetime, limit: int) -> bool:
-    """More than `limit` texts from `phone` in the last minute, this one included.
-
-    Turns from one number are weighed one at a time, or two turns side by side each miss the
-    other's uncommitted text and both answer (eight parallel senders got 21-24 answers against
-    a limit of 20): on PostgreSQL a transaction-scoped advisory lock per number, taken before
-    counting and held until commit; on SQLite the write lock taken at BEGIN already serialises
-    every turn. STOP never comes here, so it never waits for the lock.
-    """
+def _lock_number_for_flood_count(session: Session, phone: str) -> None:
+    """Weigh turns from one number one at a time for the flood limit, or two turns side by side
+    each miss the other's uncommitted text and both answer (eight parallel senders got 21-24
+    answers against a limit of 20): on PostgreSQL a transaction-scoped advisory lock per number,
+    taken before counting and held until commit; on SQLite the write lock taken at BEGIN
+    already serialises every turn. STOP never takes it, so it never waits."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock(:space, hashtext(:phone))"),
             {"space": INBOUND_LOCK_SPACE, "phone": phone},
         )
-    recent = session.exec(
-        select(func.count())
-        .select_from(Message)
-        .where(
-            Message.phone == phone,
-            Message.direction == "inbound",
-            col(Message.created_at) > now - timedelta(minutes=1),
-        )
-    ).one()
-    return int(recent) > limit
 
 
 def _replay_answer(
@@ -320,14 +326,15 @@ def _link_for(
 
 
 def _accept(
-    session: Session, fund: Fund, facts: Facts, *, now: datetime, config: EngineConfig
-) -> tuple[funding.ChargeOrder | None, str | None]:
+    session: Session, fund: Fund, found: gathered_facts.PhoneFacts, *, now: datetime,
+    config: EngineConfig,
+) -> tuple[funding.ChargeOrder | None, str | None]:  # fmt: skip
     """Win the prompt (pending → accepted) and record the charge to make. A reply that lost the
     race to another one for the same prompt charges nothing and says why."""
+    facts = found.facts
     offer = next(o for o in facts.offers if o.prompt_id == fund.prompt_id)
     if prompts.accept(session, fund.prompt_id, now=now):
-        account = session.get(Account, fund.account_id)
-        assert account is not None
+        account = next(a for a in found.accounts if a.id == fund.account_id)
         order = funding.begin(
             session,
             account,
@@ -336,6 +343,7 @@ def _accept(
             fee_cents=offer.fee_cents,
             initiator=Initiator.CUSTOMER,
             now=now,
+            card=found.cards.get(fund.account_id),
         )
         return order, None
     prompt = session.exec(

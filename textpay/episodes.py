@@ -9,8 +9,10 @@ cooldown); AutoPay charges once and counts its declines. Ending the episode clea
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import and_, case, null, or_
+from sqlmodel import Session, col
 
 from textpay.models import Account
 from textpay.policy import effective_for_account
@@ -33,6 +35,32 @@ def rearm(account: Account, *, now: datetime) -> None:
     account.autopay_failures = 0
     account.autopay_retry_at = None
     account.updated_at = now
+
+
+def rearm_values(*, new_balance: Any, threshold: Any, now: datetime) -> dict[str, Any]:
+    """`rearm`, as the column values of an UPDATE that moves the balance to `new_balance`
+    (an expression): the episode ends in that same statement if the balance reaches
+    `threshold` (an expression too: the account's effective threshold)."""
+    in_episode_now = or_(  # `in_episode`, over the row
+        col(Account.episode_prompts) > 0,
+        col(Account.episode_autopay_charges) > 0,
+        col(Account.autopay_failures) > 0,
+        col(Account.autopay_retry_at).is_not(None),
+    )
+    ends = and_(new_balance >= threshold, in_episode_now)
+
+    def unless_ended(column: Any, ended: Any) -> Any:
+        return case((ends, ended), else_=column)
+
+    return {
+        "episode_seq": unless_ended(col(Account.episode_seq), col(Account.episode_seq) + 1),
+        "episode_prompts": unless_ended(col(Account.episode_prompts), 0),
+        "episode_last_prompt_at": unless_ended(col(Account.episode_last_prompt_at), null()),
+        "episode_autopay_charges": unless_ended(col(Account.episode_autopay_charges), 0),
+        "autopay_failures": unless_ended(col(Account.autopay_failures), 0),
+        "autopay_retry_at": unless_ended(col(Account.autopay_retry_at), null()),
+        "updated_at": unless_ended(col(Account.updated_at), now),
+    }
 
 
 def rearm_if_healthy(session: Session, account: Account, *, now: datetime) -> bool:

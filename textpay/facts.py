@@ -8,15 +8,26 @@ The number's consent comes from `textpay.consent` (it belongs to the number, not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import func, literal, null
 from sqlmodel import Session, col, select
 
 from textpay import consent, funding, labels, prompts
 from textpay.accounts import payment_method_of
 from textpay.conversation import AccountFacts, Facts, OfferFacts
-from textpay.models import Account, AccountStatus, PaymentMethod, Prompt, PromptStatus
+from textpay.models import (
+    Account,
+    AccountStatus,
+    Message,
+    MessageDirection,
+    PaymentMethod,
+    PhoneConsent,
+    Prompt,
+    PromptStatus,
+)
 from textpay.policy import EffectiveSettings, effective_for_account, text_zone
 
 DAY = timedelta(hours=24)
@@ -34,10 +45,12 @@ def account_facts(
     now: datetime,
     with_deposits: bool = True,
     label: str | None = None,
+    with_card: bool = True,
 ) -> AccountFacts:
     """The facts about one account. Today's deposits (two sums) are only looked up when a
     decision may move money: a BAL or HELP does not pay for them. `label` is the account's
-    label among the accounts on its phone, when the caller has worked that out."""
+    label among the accounts on its phone, when the caller has worked that out. `with_card`:
+    read the card on file (words that name the card an attempt charged do not need it)."""
     assert account.id is not None
     deposited = funding.deposited_since(session, account.id, now - DAY) if with_deposits else 0
     if label is None:
@@ -45,7 +58,7 @@ def account_facts(
     return account_facts_from(
         account,
         effective_for_account(session, account),
-        payment_method_of(session, account.id),
+        payment_method_of(session, account.id) if with_card else None,
         deposited_last_24h_cents=deposited,
         label=label,
     )
@@ -122,6 +135,19 @@ def offer_facts(prompt: Prompt, *, now: datetime, card_token: str | None) -> Off
     )
 
 
+@dataclass(frozen=True)
+class PhoneFacts:
+    """What one query found about a phone for an inbound text: the facts `decide` reads, the
+    accounts themselves, and, when asked, whether this MessageSid was seen before and how many
+    texts the number sent in the flood window."""
+
+    facts: Facts
+    accounts: tuple[Account, ...]
+    cards: dict[int, PaymentMethod]
+    seen_message_id: int | None = None
+    recent_inbound: int = 0
+
+
 def gather(
     session: Session,
     phone: str,
@@ -133,39 +159,95 @@ def gather(
     """Everything `decide` needs about a phone: every account on it (closed and suspended ones
     too, so that a YES for them gets a clear answer instead of "no offer"), their latest
     offers, and the number's consent."""
-    owned = [a for a in consent.accounts_of(session, phone) if a.id is not None]
-    names = labels.unique_labels([a.account_number for a in owned])
-    latest = prompts.latest_for(session, (a.id for a in owned if a.id is not None))
-    shown = _shown_first(owned)
-    cards = {
-        m.account_id: m.token
-        for m in session.exec(
-            select(PaymentMethod).where(col(PaymentMethod.account_id).in_(list(latest)))
-        )
-    }
-    return Facts(
-        accounts=tuple(
-            account_facts(
-                session,
-                a,
-                now=now,
-                with_deposits=with_deposits and payable_by_text(a),
-                label=names[a.account_number],
+    return gather_for_text(session, phone, now=now,
+                           carrier_answers_keywords=carrier_answers_keywords,
+                           with_deposits=with_deposits).facts  # fmt: skip
+
+
+def gather_for_text(
+    session: Session,
+    phone: str,
+    *,
+    now: datetime,
+    carrier_answers_keywords: bool,
+    with_deposits: bool = True,
+    sid: str | None = None,
+    inbound_since: datetime | None = None,
+) -> PhoneFacts:
+    """`gather`, in one statement (a text is answered on every webhook: the hot path), with
+    what the turn also needs to know first: whether the text `sid` was recorded before, and
+    how many texts `phone` sent since `inbound_since`.
+
+    One row per account on the phone (or one empty row for a number with no account): the
+    account, its newest offer and its card, today's deposits when a decision may move money,
+    and the number's own values (consent, the SID, the count) repeated on every row. Settings
+    come from the process's copy (`textpay.settings_cache`), not the database."""
+    newest_offer = (
+        select(func.max(Prompt.id))
+        .where(col(Prompt.account_id) == col(Account.id))
+        .correlate(Account)
+        .scalar_subquery()
+    )
+    per_number: list[Any] = [
+        select(PhoneConsent.opted_out).where(PhoneConsent.phone == phone).scalar_subquery(),
+        (
+            select(Message.id).where(Message.twilio_sid == sid).scalar_subquery()
+            if sid is not None
+            else null()
+        ),
+        (
+            select(func.count())
+            .select_from(Message)
+            .where(
+                Message.phone == phone,
+                Message.direction == MessageDirection.INBOUND.value,
+                col(Message.created_at) > inbound_since,
             )
-            for a in shown
+            .scalar_subquery()
+            if inbound_since is not None
+            else null()
+        ),
+    ]
+    deposits: list[Any] = [funding.deposited_since_column(now - DAY)] if with_deposits else [null()]
+    one_row = select(literal(1).label("one")).subquery("one_row")
+    query: Any = select(Account, Prompt, PaymentMethod, *per_number, *deposits)
+    rows: list[Any] = list(session.exec(
+        query
+        .select_from(one_row)
+        .outerjoin(Account, col(Account.phone) == phone)
+        .outerjoin(Prompt, col(Prompt.id) == newest_offer)
+        .outerjoin(PaymentMethod, col(PaymentMethod.account_id) == col(Account.id))
+        .execution_options(populate_existing=True)
+    ))  # fmt: skip
+    opted_out, seen, recent = rows[0][3], rows[0][4], rows[0][5]
+    found = [(row[0], row[1], row[2], row[6]) for row in rows if row[0] is not None]
+    shown = sorted(found, key=lambda r: (r[0].status != AccountStatus.ACTIVE.value, r[0].id or 0))
+    names = labels.unique_labels([account.account_number for account, *_ in shown])
+    facts = Facts(
+        accounts=tuple(
+            account_facts_from(
+                account,
+                effective_for_account(session, account),
+                card,
+                deposited_last_24h_cents=int(deposited or 0) if payable_by_text(account) else 0,
+                label=names[account.account_number],
+            )
+            for account, _, card, deposited in shown
         ),
         # In the accounts' order, not the database's: replies that list offers ("YES 4821 or
         # YES 7730") must read the same every time.
         offers=tuple(
-            offer_facts(latest[a.id], now=now, card_token=cards.get(a.id))
-            for a in shown
-            if a.id in latest
+            offer_facts(offer, now=now, card_token=card.token if card else None)
+            for _, offer, card, _ in shown
+            if offer is not None
         ),
-        opted_out=consent.is_opted_out(session, phone),
+        opted_out=bool(opted_out),
         carrier_answers_keywords=carrier_answers_keywords,
     )
-
-
-def _shown_first(accounts: Sequence[Account]) -> list[Account]:
-    """Active accounts first (in enrolment order): the first one sets the reply's language."""
-    return sorted(accounts, key=lambda a: (a.status != AccountStatus.ACTIVE.value, a.id or 0))
+    return PhoneFacts(
+        facts=facts,
+        accounts=tuple(account for account, *_ in shown),
+        cards={account.id or 0: card for account, _, card, _ in shown if card is not None},
+        seen_message_id=int(seen) if seen is not None else None,
+        recent_inbound=int(recent or 0),
+    )

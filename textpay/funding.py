@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, text, update
+from sqlalchemy import func, literal, text, update
 from sqlmodel import Session, col, select
 
 from textpay import ledger
@@ -37,6 +39,7 @@ from textpay.models import (
     LedgerEntry,
     LedgerKind,
     PaymentAttempt,
+    PaymentMethod,
     fit,
 )
 from textpay.payments import (
@@ -89,8 +92,11 @@ class ChargeOrder:
 class Settlement:
     attempt: PaymentAttempt
     entry: LedgerEntry | None  # the deposit, when the charge succeeded
-    new_balance_cents: int
+    # The balance after the deposit, or as it stands when someone else settled the attempt;
+    # None when this call settled a decline or failure (the balance did not move).
+    new_balance_cents: int | None
     changed: bool  # False when the attempt had already been settled
+    account: Account | None = None  # the account as the deposit left it, with a deposit
 
 
 def new_idempotency_key() -> str:
@@ -108,20 +114,34 @@ def deposit_reference(attempt: PaymentAttempt) -> str:
 def deposited_since(session: Session, account_id: int, since: datetime) -> int:
     """Deposits posted since `since` plus charges still in flight: what counts toward a daily
     limit, so that two quick YESes cannot slip past it together."""
-    posted = session.exec(
-        select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
-            LedgerEntry.account_id == account_id,
+    return int(session.exec(select(_deposited_since(literal(account_id), since))).one())
+
+
+def deposited_since_column(since: datetime) -> Any:
+    """`deposited_since` of each account, as a column of a query over `Account` (the facts of
+    a phone are read in one query)."""
+    return _deposited_since(col(Account.id), since)
+
+
+def _deposited_since(account_id: Any, since: datetime) -> Any:
+    posted = (
+        select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0))
+        .where(
+            col(LedgerEntry.account_id) == account_id,
             LedgerEntry.kind == LedgerKind.DEPOSIT.value,
             col(LedgerEntry.created_at) >= since,
         )
-    ).one()
-    in_flight = session.exec(
-        select(func.coalesce(func.sum(PaymentAttempt.amount_cents), 0)).where(
-            PaymentAttempt.account_id == account_id,
+        .scalar_subquery()
+    )
+    in_flight = (
+        select(func.coalesce(func.sum(PaymentAttempt.amount_cents), 0))
+        .where(
+            col(PaymentAttempt.account_id) == account_id,
             PaymentAttempt.status == AttemptStatus.PENDING.value,
         )
-    ).one()
-    return int(posted) + int(in_flight)
+        .scalar_subquery()
+    )
+    return posted + in_flight
 
 
 def begin(
@@ -134,12 +154,13 @@ def begin(
     initiator: Initiator,
     now: datetime,
     autopay_slot: str | None = None,
+    card: PaymentMethod | None = None,
 ) -> ChargeOrder:
     """Phase 1: record the attempt, with a fresh random idempotency key and the card on file
-    now, which is the card this attempt will ever charge. The caller commits before calling
-    the gateway."""
+    now, which is the card this attempt will ever charge (`card`, when the caller read it in
+    this transaction already). The caller commits before calling the gateway."""
     assert account.id is not None
-    method = payment_method_of(session, account.id)
+    method = card if card is not None else payment_method_of(session, account.id)
     if method is None:
         raise NotFound(f"account {account.id} has no card on file")
     idempotency_key = new_idempotency_key()
@@ -199,9 +220,22 @@ def call_gateway(
     return None if result.status is ChargeStatus.PENDING else result
 
 
-def settle(session: Session, attempt_id: int, result: ChargeResult, *, now: datetime) -> Settlement:
+def settle(
+    session: Session,
+    attempt_id: int,
+    result: ChargeResult,
+    *,
+    now: datetime,
+    attempt_values: Mapping[str, Any] | None = None,
+    account_values: Callable[[PaymentAttempt, Any], Mapping[str, Any]] | None = None,
+) -> Settlement:
     """Phase 3: record the outcome once. Settling an already settled attempt changes nothing
     and returns what was recorded the first time.
+
+    The attempt moves out of pending in one `UPDATE ... RETURNING`; only the caller that moved
+    it posts the deposit. `attempt_values` are other columns the caller sets on the attempt in
+    that statement; `account_values(attempt, new_balance)` gives the columns it sets on the
+    account row in the deposit's statement (`ledger.post`).
 
     The gateway's charge id and decline reason are recorded as their columns can hold them (cut
     to length, NUL removed): whatever a processor returns, the money is settled."""
@@ -223,32 +257,47 @@ def settle(session: Session, attempt_id: int, result: ChargeResult, *, now: date
             charge_id=fit(PaymentAttempt, "charge_id", result.charge_id),
             decline_reason=fit(PaymentAttempt, "decline_reason", result.decline_reason),
             settled_at=now,
+            **(attempt_values or {}),
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
+        .returning(PaymentAttempt)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).scalar_one_or_none()
+    if won is None:
+        return _settled_before(session, attempt_id)
+    if status is not AttemptStatus.SUCCEEDED:
+        return Settlement(won, None, None, changed=True)
+    posting = ledger.post(
+        session,
+        account_id=won.account_id,
+        kind=LedgerKind.DEPOSIT,
+        amount_cents=won.amount_cents,
+        reference=deposit_reference(won),
+        memo=f"card ...{won.card_last4} {won.confirmation}",
+        now=now,
+        new_reference=True,
+        account_values=(lambda new_balance: account_values(won, new_balance))
+        if account_values
+        else None,
+    )
+    return Settlement(won, posting.entry, posting.entry.balance_after_cents, changed=True,
+                      account=posting.account)  # fmt: skip
+
+
+def _settled_before(session: Session, attempt_id: int) -> Settlement:
+    """What an attempt someone else settled came to (this caller changes nothing)."""
     attempt = session.exec(
         select(PaymentAttempt)
         .where(PaymentAttempt.id == attempt_id)
         .execution_options(populate_existing=True)
     ).one()
     entry = None
-    if won and status is AttemptStatus.SUCCEEDED:
-        entry = ledger.post(
-            session,
-            account_id=attempt.account_id,
-            kind=LedgerKind.DEPOSIT,
-            amount_cents=attempt.amount_cents,
-            reference=deposit_reference(attempt),
-            memo=f"card ...{attempt.card_last4} {attempt.confirmation}",
-            now=now,
-        ).entry
-    elif attempt.status == AttemptStatus.SUCCEEDED.value:
+    if attempt.status == AttemptStatus.SUCCEEDED.value:
         entry = session.exec(
             select(LedgerEntry).where(LedgerEntry.reference == deposit_reference(attempt))
         ).first()
     account = session.get(Account, attempt.account_id)
     assert account is not None
-    return Settlement(attempt, entry, account.balance_cents, changed=bool(won))
+    return Settlement(attempt, entry, account.balance_cents, changed=False)
 
 
 def unsettled(session: Session, *, older_than: datetime) -> list[int]:

@@ -9,11 +9,13 @@ moving money twice. `verify` recomputes balances from the entries and reports an
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlalchemy import text, update
+from sqlmodel import Session, col, select
 
 from textpay.errors import IdempotencyConflict, InsufficientBalance, NotFound, ValidationFailed
 from textpay.models import LEDGER_KIND_SIGN, Account, LedgerEntry, LedgerKind
@@ -27,6 +29,8 @@ class Posting:
 
     entry: LedgerEntry
     replayed: bool
+    # The account as the posting left it, when the posting loaded it (`new_reference`).
+    account: Account | None = None
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,28 @@ def post(
     reference: str,
     memo: str = "",
     now: datetime | None = None,
+    new_reference: bool = False,
+    account_values: Callable[[Any], Mapping[str, Any]] | None = None,
 ) -> Posting:
     """Append one entry and move the cached balance with it; idempotent on `reference`.
 
     A reference seen before returns the original entry when the request matches it, and raises
     `IdempotencyConflict` when it does not (same reference, different account, kind or amount).
+
+    `new_reference`: the caller already holds the reference's uniqueness (settlement posts a
+    deposit only when it won the attempt's move out of pending), so it is not looked up: the
+    balance moves in one `UPDATE ... RETURNING` that also takes the row lock, and the unique
+    index stays the backstop. `account_values(new_balance)`: other columns of the account row
+    the caller changes in that same statement, given the new balance as an expression (in an
+    UPDATE every column reads as it was before it).
     """
     _check_amount(kind, amount_cents)
+    if new_reference:
+        return _post_new(session, account_id=account_id, kind=kind, amount_cents=amount_cents,
+                         reference=reference, memo=memo, now=now or utcnow(),
+                         account_values=account_values)  # fmt: skip
+    if account_values:
+        raise ValueError("account_values is only taken with new_reference")
     account = lock_account(session, account_id)
     # Checked under the account lock, so two postings of one reference to one account cannot
     # both miss it; the unique index settles a race across different accounts.
@@ -112,6 +131,53 @@ def post(
     session.add(account)
     session.flush()
     return Posting(entry, replayed=False)
+
+
+def _post_new(
+    session: Session,
+    *,
+    account_id: int,
+    kind: LedgerKind,
+    amount_cents: int,
+    reference: str,
+    memo: str,
+    now: datetime,
+    account_values: Callable[[Any], Mapping[str, Any]] | None,
+) -> Posting:
+    new_balance = col(Account.balance_cents) + amount_cents
+    account = session.execute(
+        update(Account)
+        .where(
+            col(Account.id) == account_id,
+            new_balance >= 0,
+        )
+        .values(
+            balance_cents=new_balance,
+            balance_updated_at=now,
+            **(account_values(new_balance) if account_values else {}),
+        )
+        .returning(Account)
+        # The returned row is the account as it now is: nothing in the session to expire.
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).scalar_one_or_none()
+    if account is None:
+        account = lock_account(session, account_id)  # raises NotFound for no such account
+        raise InsufficientBalance(
+            f"a debit of {-amount_cents} cents exceeds the balance of {account.balance_cents} "
+            "cents; prepaid accounts cannot go below zero"
+        )
+    entry = LedgerEntry(
+        account_id=account_id,
+        kind=kind.value,
+        amount_cents=amount_cents,
+        balance_after_cents=account.balance_cents,
+        reference=reference,
+        memo=memo,
+        created_at=now,
+    )
+    session.add(entry)
+    session.flush()
+    return Posting(entry, replayed=False, account=account)
 
 
 def _check_amount(kind: LedgerKind, amount_cents: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import case, func, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -68,9 +68,11 @@ def record_inbound(
     body: str,
     account_id: int | None,
     now: datetime,
+    reply_body: str | None = None,
 ) -> Message:
-    """Store an inbound text (its body already masked). The unique MessageSid makes a second
-    insert of the same text fail, which the edge turns into a replay."""
+    """Store an inbound text (its body already masked) and, when it is known, the answer given
+    (None while a charge decides it). The unique MessageSid makes a second insert of the same
+    text fail, which the edge turns into a replay."""
     message = Message(
         direction=MessageDirection.INBOUND.value,
         phone=phone,
@@ -79,6 +81,7 @@ def record_inbound(
         kind="inbound",
         status="received",
         twilio_sid=sid,
+        reply_body=reply_body,
         created_at=now,
         updated_at=now,
     )
@@ -140,6 +143,29 @@ def outbound_row(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def record_reply(
+    session: Session, message_id: int, words: str, *, stored: str, now: datetime
+) -> bool:
+    """Record the answer to an inbound text whose answer waited for a card (`stored`: the words
+    as they may be kept, card links masked). False, and nothing kept as said, when the number
+    has opted out since the text came in: after STOP the only text is its confirmation."""
+    opted_out = (
+        select(PhoneConsent.opted_out)
+        .where(col(PhoneConsent.phone) == col(Message.phone))
+        .correlate(Message)
+        .scalar_subquery()
+    )
+    held = func.coalesce(opted_out, False)
+    found = session.execute(
+        update(Message)
+        .where(col(Message.id) == message_id)
+        .values(reply_body=case((held, ""), else_=stored), updated_at=now)
+        .returning(held)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return found is not None and not found[0] and bool(words)
 
 
 def number_opted_out(session: Session, phone: str) -> bool:

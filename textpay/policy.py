@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from textpay import quiet_hours, settings_cache
 from textpay.errors import FieldError, ValidationFailed
@@ -121,6 +122,20 @@ def effective_for_account(session: Session, account: Account) -> EffectiveSettin
     few seconds old: `textpay.settings_cache`)."""
     held = settings_cache.current(session, facility_id=account.facility_id)
     return resolve(held.global_settings, held.facility(account.facility_id), account)
+
+
+def low_balance_threshold_column(session: Session) -> Any:
+    """Each account's effective low-balance threshold as a SQL expression over `account`: its
+    own, else its facility's, else the global one (from this process's copy). For statements
+    that must compare a balance with it without loading the account first."""
+    facility_threshold = (
+        select(Facility.low_balance_threshold_cents)
+        .where(col(Facility.id) == col(Account.facility_id))
+        .correlate(Account)
+        .scalar_subquery()
+    )
+    default = settings_cache.current(session).global_settings.low_balance_threshold_cents
+    return func.coalesce(col(Account.threshold_cents), facility_threshold, default)
 
 
 def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:

@@ -18,8 +18,10 @@ In the caller's transaction it
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text, update
 from sqlmodel import Session, col, select
@@ -35,7 +37,7 @@ from textpay.models import (
     PaymentAttempt,
 )
 from textpay.payments import AUTHENTICATION_REQUIRED, ChargeResult, Initiator
-from textpay.policy import delivery_rules
+from textpay.policy import delivery_rules, low_balance_threshold_column
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 class Outcome:
     attempt: PaymentAttempt
     changed: bool  # this call settled the attempt (False: someone else already had)
-    new_balance_cents: int
+    new_balance_cents: int | None  # None: this call settled a decline (the balance is as was)
     reply: str | None = None  # the words for the caller's reply, when it asked to tell by reply
     queued: Message | None = None  # the text queued, when it asked to tell by text
 
@@ -57,16 +59,63 @@ def settle(
     now: datetime,
     config: EngineConfig,
     by_reply: bool,
+    label: str | None = None,
 ) -> Outcome:
     """Finish a charge whose outcome is `result`. With `by_reply` the caller answers the
     subscriber itself (the webhook's TwiML) and gets the words in `Outcome.reply`; otherwise
-    the outcome is queued as a text."""
-    settlement = funding.settle(session, attempt_id, result, now=now)
+    the outcome is queued as a text. `label`: the account's label on its phone, when the caller
+    already knows it (the webhook read it a moment ago).
+
+    A YES answered by reply is the hot path, so its telling is claimed in the statement that
+    settles the attempt, and a deposit re-arms the episode in the statement that moves the
+    balance; the reply is held back if the number opts out meanwhile by the caller
+    (`messages.record_reply`), which records it after this returns."""
+    attempt_values = {"notified_at": now} if by_reply else None
+
+    def rearm(attempt: PaymentAttempt, new_balance: Any) -> Mapping[str, Any]:
+        # AutoPay's deposits re-arm after its schedule moves (`_follow_up`), so not here.
+        if attempt.initiator != Initiator.CUSTOMER.value:
+            return {}
+        threshold = low_balance_threshold_column(session)
+        return episodes.rearm_values(new_balance=new_balance, threshold=threshold, now=now)
+
+    settlement = funding.settle(session, attempt_id, result, now=now,
+                                attempt_values=attempt_values, account_values=rearm)  # fmt: skip
     attempt = settlement.attempt
     if settlement.changed:
         _follow_up(session, attempt, now=now, config=config)
     outcome = Outcome(attempt, settlement.changed, settlement.new_balance_cents)
+    if settlement.changed and by_reply:
+        return _reply(session, outcome, now=now, config=config, label=label,
+                      account=settlement.account)  # fmt: skip
     return tell(session, outcome, now=now, config=config, by_reply=by_reply)
+
+
+def _reply(
+    session: Session,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    config: EngineConfig,
+    label: str | None,
+    account: Account | None,
+) -> Outcome:
+    """The words of a reply whose telling was claimed when the attempt was settled. If they
+    cannot be made, the claim is given back and `tell_untold` texts them later."""
+    attempt = outcome.attempt
+    try:
+        words, _, _ = _words(session, attempt, now=now, config=config, live_link=True,
+                             label=label, account=account)  # fmt: skip
+    except Exception:
+        log.exception("telling the outcome of payment attempt %s failed", attempt.id)
+        session.execute(
+            update(PaymentAttempt)
+            .where(col(PaymentAttempt.id) == attempt.id)
+            .values(notified_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return outcome
+    return replace(outcome, reply=words)
 
 
 def tell(
@@ -143,18 +192,20 @@ def words_for(session: Session, attempt: PaymentAttempt, *, now: datetime,
 def _follow_up(
     session: Session, attempt: PaymentAttempt, *, now: datetime, config: EngineConfig
 ) -> None:
+    """The offer and AutoPay's schedule after this call settled `attempt`. A subscriber's
+    deposit already re-armed the episode, if the balance is back, in its own statement."""
     succeeded = attempt.status == AttemptStatus.SUCCEEDED.value
     if attempt.prompt_id is not None:
         prompts.settle(session, attempt.prompt_id, funded=succeeded, now=now)
-    account = session.get(Account, attempt.account_id)
-    assert account is not None
     if attempt.initiator == Initiator.MERCHANT.value:
+        account = session.get(Account, attempt.account_id)
+        assert account is not None
         autopay.advance_schedule(
             session, account, succeeded=succeeded, retry_days=config.autopay_retry_days, now=now
         )
-    if succeeded:
-        episodes.rearm_if_healthy(session, account, now=now)
-    session.add(account)
+        if succeeded:
+            episodes.rearm_if_healthy(session, account, now=now)
+        session.add(account)
 
 
 def _claim_telling(session: Session, attempt_id: int, *, now: datetime) -> bool:
@@ -178,6 +229,8 @@ def _words(
     now: datetime,
     config: EngineConfig,
     live_link: bool,
+    label: str | None = None,
+    account: Account | None = None,
 ) -> tuple[str, str, bool]:
     """The words, the outbox kind, and whether the text is TextPay's own initiative (AutoPay:
     held for quiet hours) rather than the answer to the subscriber's YES.
@@ -185,11 +238,16 @@ def _words(
     A failure's words carry a card link. `live_link`: a working one, made now (the words are
     the webhook's reply); else the link is masked (`/card/[link]`) and the dispatcher makes it
     when the text leaves, so that the token is never stored and its 30 minutes start when the
-    subscriber can read it (a text held for quiet hours included)."""
-    account = session.get(Account, attempt.account_id)
+    subscriber can read it (a text held for quiet hours included). `account`: the account as
+    the caller already holds it, if it does."""
+    account = account or session.get(Account, attempt.account_id)
     assert account is not None
     spoken = voice(session, config)
-    known = replace(facts.account_facts(session, account, now=now), language=attempt.language)
+    known = replace(
+        facts.account_facts(session, account, now=now, with_deposits=False, with_card=False,
+                            label=label),
+        language=attempt.language,
+    )  # fmt: skip
     merchant = attempt.initiator == Initiator.MERCHANT.value
     if attempt.status == AttemptStatus.SUCCEEDED.value:
         key = "autopay_receipt" if merchant else "receipt"
