@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,56 @@ def test_loading_the_web_app_loads_no_scheduler_module() -> None:
         "print('scheduler modules:', ','.join(loaded))\n"
     )
     assert run_probe(probe).splitlines()[-1] == "scheduler modules:"
+
+
+def sources() -> list[Path]:
+    return sorted([*ROOT.glob("textpay/**/*.py"), *ROOT.glob("scheduler/**/*.py"),
+                   *ROOT.glob("webhooks/**/*.py")])  # fmt: skip
+
+
+def test_offers_are_made_in_one_place() -> None:
+    """`textpay.offers` makes every offer, the scan's and the one a subscriber's text gets
+    (issue 10 §1: `make_offer` and `make_offers` differed in small ways): no other module
+    inserts an offer row or calls the row builders in `textpay.prompts`."""
+    makers = re.compile(r"insert\(Prompt\)|prompts\.offer(_row)?\(|\bPrompt\(")
+    found = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in sources()
+        if makers.search(re.sub(r"class Prompt\(", "", path.read_text(encoding="utf-8")))
+    )
+    assert found == ["textpay/offers.py", "textpay/prompts.py"]
+
+
+def test_account_facts_are_gathered_in_one_place() -> None:
+    """What the conversation knows of an account is built by `textpay.facts` alone (issue 10
+    §1); the webhook, the scan, settlement and the card pages all ask it."""
+    builders = re.compile(r"(?<!class )\b(AccountFacts|OfferFacts)\(")
+    found = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in sources()
+        if builders.search(path.read_text(encoding="utf-8"))
+    )
+    assert found == ["textpay/facts.py"]
+
+
+def test_the_code_cites_the_architecture_document_and_it_holds_what_is_cited() -> None:
+    """The code once cited sections of a DESIGN file outside the repository (issue 10, Also).
+    It cites docs/architecture.md now: each section named exists, and so does each module the
+    document names."""
+    document = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    headings = [line.lstrip("#").strip() for line in document.splitlines()
+                if line.startswith("#")]  # fmt: skip
+    for wanted in ("Layers", "Flows", "Settlement", "Invariants"):
+        assert any(h.startswith(wanted) for h in headings), wanted
+    outside = "DESIGN" + " §"
+    cited: list[str] = []
+    for path in [*sources(), *sorted(ROOT.glob("tests/**/*.py"))]:
+        source = path.read_text(encoding="utf-8")
+        assert outside not in source, path.relative_to(ROOT).as_posix()
+        cited += re.findall(r"docs/architecture\.md, \"?([A-Z][A-Za-z]+)", source)
+    assert cited  # the code does cite it
+    for section in cited:
+        assert any(h.startswith(section) for h in headings), section
+    named = set(re.findall(r"\b(?:textpay|scheduler|webhooks)/[\w/]+\.py\b", document))
+    assert named  # the document names the modules that enforce its rules
+    assert sorted(n for n in named if not (ROOT / n).is_file()) == []

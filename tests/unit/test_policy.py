@@ -134,6 +134,18 @@ def test_toll_free_numbers_keep_the_facilitys_hours_when_it_has_a_zone() -> None
     )
 
 
+def test_a_number_without_a_usable_area_code_is_texted_in_the_accounts_zone() -> None:
+    """Issue 10 §4: numbers without a usable area code use the account's zone, else the
+    facility's; the account's own zone wins for any number."""
+    toll_free = _account("+18005550100", timezone="America/Denver")
+    in_chicago = resolve(GlobalSettings(), Facility(code="F1", timezone="America/Chicago"))
+    assert delivery_rules_for(toll_free, in_chicago, {}).zones == ("America/Denver",)
+    anywhere = resolve(GlobalSettings(), Facility(code="F2"))
+    assert delivery_rules_for(toll_free, anywhere, {}).zones == ("America/Denver",)
+    alaska = _account("+19075550100", timezone="America/Adak")
+    assert delivery_rules_for(alaska, in_chicago, {}).zones == ("America/Adak",)
+
+
 def test_a_window_that_leaves_no_sending_time_is_named_where() -> None:
     table = dict(DEFAULT_STATE_WINDOWS)
     assert not closed_places("08:00", "21:00", table, facility_zone=None, year=2026)
