@@ -68,6 +68,7 @@ PAGES = [  # path, its page-size limit, its cursor
     ("/admin/messages", 1000, "before"),
     ("/admin/audit", 1000, "before"),
     ("/admin/accounts/{id}/ledger", 1000, "before"),
+    ("/admin/scans", 100, "before"),
 ]
 
 
@@ -143,6 +144,33 @@ def test_an_id_no_row_can_have_is_not_found_on_every_route(admin: AdminClient) -
     # Nothing was posted by the refused requests: the real account's credit and usage only.
     entries = admin.get(f"/admin/accounts/{account['id']}/ledger").get_json()["entries"]
     assert [entry["kind"] for entry in entries] == ["usage", "credit"]
+
+
+def test_an_id_no_row_can_have_is_not_found_on_the_scan_and_card_refund_routes(
+    admin: AdminClient,
+) -> None:
+    """The routes added after the list above (queued scans, card refunds) take the same ids."""
+    account = admin.enrol()
+    scan = admin.post("/admin/scan")
+    assert scan.status_code == 202
+    refund = {"deposit_id": 1, "amount_cents": 1, "reason": "r"}
+    routes: list[tuple[str, str, int, dict[str, Any]]] = [
+        ("GET", "/admin/scans/{}", scan.get_json()["id"], {}),
+        ("GET", "/admin/accounts/{}/card-refunds", account["id"], {}),
+        ("POST", "/admin/accounts/{}/card-refunds", account["id"],
+         {"json": refund, "headers": {"Idempotency-Key": "k1"}}),
+    ]  # fmt: skip
+    ids = [str(ID_MAX), *IDS_BEYOND_COLUMNS, "0", "007", "-1", "²", "1" * 5000, *FOREIGN_DIGITS]
+    for method, template, real, kwargs in routes:
+        for given in ids:
+            problem(admin.request(method, template.format(given), **kwargs), 404, "not-found")
+        if method == "GET":  # the real row still answers
+            assert admin.get(template.format(real)).status_code == 200
+    url = f"/admin/accounts/{account['id']}/card-refunds"
+    for bad in [*MALFORMED, "0", "101", *IDS_BEYOND_COLUMNS]:
+        body = problem(admin.get(url, query_string={"limit": bad}), 422, "validation-error")
+        assert fields(body) == {"limit"}, bad[:20]
+    assert admin.get(url, query_string={"limit": "100"}).status_code == 200
 
 
 def test_the_openapi_document_bounds_ids_to_the_columns(admin: AdminClient) -> None:
