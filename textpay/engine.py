@@ -112,11 +112,11 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
     account_id = facts.accounts[0].account_id if facts.accounts else None
     if weighed and found.recent_inbound + 1 > config.inbound_per_minute:
         # Recorded, not answered: a runaway script or a loop between two bots costs nothing.
-        message = messages.record_inbound(
+        message_id = messages.record_inbound(
             session, sid=sms.sid, phone=phone, body=body, account_id=account_id, now=now,
             reply_body="",
         )  # fmt: skip
-        return Turn(message.id or 0, None)
+        return Turn(message_id, None)
     decision = conversation.decide(facts, command)
     language = _language(facts, command, decision)
     spoken = voice(session, config)
@@ -147,7 +147,7 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
                                 link=link)  # fmt: skip
     # Stored with any card link masked: the link works only from the text it went out in. With
     # a charge, the answer waits for the card (a replay meanwhile hears "processing").
-    message = messages.record_inbound(
+    message_id = messages.record_inbound(
         session,
         sid=sms.sid,
         phone=phone,
@@ -157,7 +157,7 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         reply_body=None if charge is not None else card_links.masked(answer or ""),
     )
     label = facts.account(charge_account).label if (charge_account := _charged(decision)) else None
-    return Turn(message.id or 0, answer, charge, label=label)
+    return Turn(message_id, answer, charge, label=label)
 
 
 def _charged(decision: Decision) -> int | None:

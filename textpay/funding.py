@@ -117,13 +117,13 @@ def deposited_since(session: Session, account_id: int, since: datetime) -> int:
     return int(session.exec(select(_deposited_since(literal(account_id), since))).one())
 
 
-def deposited_since_column(since: datetime) -> Any:
+def deposited_since_column(since: Any) -> Any:
     """`deposited_since` of each account, as a column of a query over `Account` (the facts of
-    a phone are read in one query)."""
+    a phone are read in one query). `since`: a moment, or a bound parameter for one."""
     return _deposited_since(col(Account.id), since)
 
 
-def _deposited_since(account_id: Any, since: datetime) -> Any:
+def _deposited_since(account_id: Any, since: Any) -> Any:
     posted = (
         select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0))
         .where(

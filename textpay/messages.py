@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, update
+from sqlalchemy import Table, case, func, insert, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -69,25 +69,34 @@ def record_inbound(
     account_id: int | None,
     now: datetime,
     reply_body: str | None = None,
-) -> Message:
+) -> int:
     """Store an inbound text (its body already masked) and, when it is known, the answer given
-    (None while a charge decides it). The unique MessageSid makes a second insert of the same
-    text fail, which the edge turns into a replay."""
-    message = Message(
-        direction=MessageDirection.INBOUND.value,
-        phone=phone,
-        account_id=account_id,
-        body=body[:2000],
-        kind="inbound",
-        status="received",
-        twilio_sid=sid,
-        reply_body=reply_body,
-        created_at=now,
-        updated_at=now,
+    (None while a charge decides it); its id. The unique MessageSid makes a second insert of
+    the same text fail, which the edge turns into a replay. One prepared insert: every text
+    comes through here."""
+    return int(
+        session.execute(
+            _INSERT_INBOUND,
+            {
+                "direction": MessageDirection.INBOUND.value,
+                "phone": phone,
+                "account_id": account_id,
+                "body": body[:2000],
+                "kind": "inbound",
+                "status": "received",
+                "engine_initiated": False,
+                "attempts": 0,
+                "twilio_sid": sid,
+                "reply_body": reply_body,
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
     )
-    session.add(message)
-    session.flush()
-    return message
+
+
+_MESSAGE_TABLE: Table = Message.__table__  # type: ignore[attr-defined]
+_INSERT_INBOUND = insert(_MESSAGE_TABLE).returning(_MESSAGE_TABLE.c.id)
 
 
 def queue_outbound(
