@@ -203,7 +203,7 @@ def worker_count(env: dict[str, str]) -> int:
 
 def measure(
     app: str, spec: str, *, env: dict[str, str], phones: Sequence[str], restarts: int,
-    workdir: Path,
+    workdir: Path, gunicorn_args: Sequence[str],
 ) -> Run:  # fmt: skip
     port = free_port()
     slug = app.lower().replace(" ", "-")
@@ -213,7 +213,7 @@ def measure(
         env["TEXTPAY_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     extra = ["--no-control-socket"] if hasattr(gunicorn_config, "ControlSocketDisable") else []
     command = [str(BIN / "gunicorn"), "--config", "bench/boot_conf.py",
-               "--bind", f"127.0.0.1:{port}", *extra, spec]  # fmt: skip
+               "--bind", f"127.0.0.1:{port}", *extra, *gunicorn_args, spec]  # fmt: skip
     workers = worker_count(env)
     run = Run(app)
     with log.open("w") as log_file:
@@ -312,6 +312,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="backend to measure (repeat for both; default sqlite)")  # fmt: skip
     parser.add_argument("--restarts", type=int, default=8,
                         help="workers stopped and replaced per server")  # fmt: skip
+    parser.add_argument("--gunicorn-arg", action="append", default=[], metavar="ARG",
+                        help="another gunicorn argument for both servers (repeatable), e.g. "
+                        "--gunicorn-arg=--preload")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     if args.restarts < 1:
@@ -327,8 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-boot-"))
     print(f"Machine: {machine()}")
     print(f"Command: {shlex.join(sys.orig_argv)}")
-    print("Servers: gunicorn --config bench/boot_conf.py (gunicorn.conf.py + timing hooks), "
-          "bound to 127.0.0.1; times from each worker's fork\n")  # fmt: skip
+    print("Servers: gunicorn --config bench/boot_conf.py (gunicorn.conf.py + timing hooks)"
+          f"{''.join(' ' + a for a in args.gunicorn_arg)}, bound to 127.0.0.1; times from each "
+          "worker's fork\n")  # fmt: skip
     try:
         for kind in args.database:
             url = prepare(kind, workdir)
@@ -339,9 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = [
                 measure("floor", "bench.boot_floor:floor_app()",
                         env=server_env({"DATABASE_URL": url}), phones=phones,
-                        restarts=args.restarts, workdir=workdir),
+                        restarts=args.restarts, workdir=workdir, gunicorn_args=args.gunicorn_arg),
                 measure("TextPay", "wsgi:app", env=textpay_env(url), phones=phones,
-                        restarts=args.restarts, workdir=workdir),
+                        restarts=args.restarts, workdir=workdir, gunicorn_args=args.gunicorn_arg),
             ]  # fmt: skip
             print_table(runs)
     except KeyboardInterrupt:
