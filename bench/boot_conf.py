@@ -4,7 +4,8 @@ that write down when each worker was forked, had loaded its app and had answered
 Every time is read from CLOCK_BOOTTIME, the clock the kernel keeps a process's start time on
 (`/proc/<pid>/stat`, field 22, in clock ticks), so the three can be compared. The arbiter imports
 nothing more than the project's settings do: what a worker inherits is what it inherits in
-production. The project's own hooks, should it have any, still run (first).
+production. The project's own hooks still run (first) when the app served is TextPay's
+(`wsgi:app`); the floor has no database for them to look after.
 
 Each record also holds the CPU time the worker has used since its fork (user and system; a forked
 process starts at zero), which other work on the machine disturbs far less than wall time.
@@ -41,19 +42,20 @@ def _record(event: str, detail: str = "-") -> None:
         os.close(descriptor)
 
 
-def _chained(name: str) -> Any:
-    return _PROJECT.get(name)
+def _chained(name: str, worker: Any) -> Any:
+    """The project's hook `name`, when the worker serves the project's app."""
+    return _PROJECT.get(name) if worker.app.app_uri == "wsgi:app" else None
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    if hook := _chained("post_fork"):
+    if hook := _chained("post_fork", worker):
         hook(server, worker)
     _record("forked")
 
 
 def post_worker_init(worker: Any) -> None:
-    """After the worker imported the app (`wsgi:app`): the import is the boot."""
-    if hook := _chained("post_worker_init"):
+    """After the worker has its app: imported it, or inherited it (preload_app)."""
+    if hook := _chained("post_worker_init", worker):
         hook(worker)
     _record("loaded")
 
@@ -61,7 +63,7 @@ def post_worker_init(worker: Any) -> None:
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
     """After the response was written to the client's socket."""
     global _answered  # noqa: PLW0603  (one flag per worker process)
-    if hook := _chained("post_request"):
+    if hook := _chained("post_request", worker):
         hook(worker, req, environ, resp)
     if not _answered:
         _answered = True
