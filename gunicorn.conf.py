@@ -45,7 +45,7 @@ max_requests = 50_000
 max_requests_jitter = 5_000
 
 # The app is loaded once, in the arbiter, and every worker is forked from it: a new worker
-# (recycled above, killed by the timeout, or at start) answers its first webhook about 0.15 s
+# (recycled above, killed by the timeout, or at start) answers its first webhook 0.1-0.3 s
 # after its fork instead of 1.5 s of importing the app (`bench/boot.py`), and the workers share
 # the app's memory until they write to it. The price: `kill -HUP` starts workers from the code
 # already loaded, so new code (or a changed .env) needs a restart of gunicorn. An app that
