@@ -198,3 +198,68 @@ def test_the_code_cites_the_architecture_document_and_it_holds_what_is_cited() -
     named = set(re.findall(r"\b(?:textpay|scheduler|webhooks)/[\w/]+\.py\b", document))
     assert named  # the document names the modules that enforce its rules
     assert sorted(n for n in named if not (ROOT / n).is_file()) == []
+
+
+# What a web worker need not import to answer a webhook (issue 14: a worker ready in under 1 s
+# after fork): Stripe's SDK unless Stripe is the gateway, Alembic (migrations run from the CLI),
+# libphonenumber's geocoder (asked at enrolment only) and Twilio's REST client (the clock sends).
+NOT_FOR_THE_WEB = ("stripe", "alembic", "phonenumbers.geocoder", "twilio.rest", "requests")
+
+
+def loaded_by_the_web_app(settings: str = "", *, texts: bool = False) -> list[str]:
+    """The modules of NOT_FOR_THE_WEB that a fresh interpreter has loaded after
+    `create_app(Settings(..., <settings>))` and, when `texts`, after a BAL and a YES from a
+    mobile number and from a toll-free one (whose zones `policy` works out again on every text)
+    through Twilio's webhook."""
+    probe = (
+        "import sys\n"
+        "import webhooks\n"
+        "from textpay.config import Settings\n"
+        "settings = Settings(_env_file=None, database_url='sqlite://', validate_signatures=False,"
+        f" {settings})\n"
+        "app = webhooks.create_app(settings)\n"
+    )
+    if texts:
+        probe += (
+            "from textpay.db import create_schema, unit_of_work\n"
+            "from textpay.models import Account\n"
+            "engine = app.extensions['textpay'].engine\n"
+            "create_schema(engine)\n"
+            "for key in list(sys.modules):\n"
+            "    if key.split('.')[0] in ('alembic', 'mako', 'pygments'):\n"
+            "        del sys.modules[key]  # the migration's, not the app's\n"
+            "with unit_of_work(engine) as session:\n"
+            "    session.add(Account(account_number='A1', phone='+12125550100', phone_state='NY',"
+            " phone_zones='America/New_York'))\n"
+            "    session.add(Account(account_number='A2', phone='+18005550100'))\n"
+            "client = app.test_client()\n"
+            "for number, (phone, body) in enumerate([(p, b) for p in ('+12125550100',"
+            " '+18005550100') for b in ('BAL', 'YES')]):\n"
+            "    answer = client.post('/twilio/sms', data={'MessageSid': f'SM{number:032x}',"
+            " 'From': phone, 'To': '+12125550199', 'Body': body})\n"
+            "    assert answer.status_code == 200, answer.get_data(as_text=True)\n"
+        )
+    probe += (
+        f"heavy = {NOT_FOR_THE_WEB!r}\n"
+        "print('loaded:', ','.join(sorted(m for m in sys.modules"
+        " if any(m == h or m.startswith(h + '.') for h in heavy))))\n"
+    )
+    loaded = run_probe(probe).splitlines()[-1].removeprefix("loaded:").strip()
+    return [name for name in loaded.split(",") if name]
+
+
+def test_the_web_app_on_the_sandbox_loads_neither_stripe_nor_migrations_nor_the_geocoder() -> None:
+    assert loaded_by_the_web_app() == []
+
+
+def test_texts_through_the_webhook_load_nothing_the_web_app_put_off() -> None:
+    assert loaded_by_the_web_app(texts=True) == []
+
+
+def test_the_web_app_on_stripe_loads_stripes_sdk_when_it_starts() -> None:
+    """Not at the first charge: a worker is ready when it has started."""
+    loaded = loaded_by_the_web_app(
+        "payments_backend='stripe', stripe_api_key='sk_test_boot', admin_token='boot'"
+    )
+    assert "stripe" in loaded
+    assert "alembic" not in loaded

@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -121,6 +119,11 @@ class SchemaError(Exception):
 def create_schema(engine: Engine) -> None:
     """Upgrade the database to the newest migration and make sure the global settings row
     exists. Safe to run again (it is what `textpay init-db` and the `release` phase do)."""
+    # Alembic (with Mako and Pygments behind it) is imported here, not with this module: the web
+    # app and the clock use the engine and never migrate.
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config as AlembicConfig  # noqa: PLC0415
+
     with engine.begin() as connection:
         tables = set(inspect(connection).get_table_names())
         if tables & set(SQLModel.metadata.tables) and "alembic_version" not in tables:

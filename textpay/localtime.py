@@ -4,6 +4,11 @@ The zones come from the phone number's area code (libphonenumber's geocoding); w
 text or the sending window uses is `textpay.policy`'s decision. Times are written the way people
 text them: `2:05pm`, `2:05pm tomorrow`, `Nov 28 2:05pm`, and with the zone named (`8:00am CT`)
 when the recipient's zone is only a guess.
+
+libphonenumber's geocoder holds the names of places in every language (some 40 MB of Python:
+half a second and 100 MB of memory to import), so it is imported the first time a number's state
+is asked for: at enrolment or a change of number, never for an inbound text (accounts store
+their number's place).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-from phonenumbers import geocoder
 from phonenumbers import timezone as phone_timezones
 from phonenumbers.tzdata import TIMEZONE_DATA
 
@@ -76,7 +80,13 @@ _STATE_CODES = {
 @lru_cache(maxsize=65_536)
 def place_of(e164: str) -> tuple[str | None, tuple[str, ...]]:
     """Where a number's area code is: its US state (if any) and every IANA zone it spans.
-    One parse for both, remembered: the scan asks this for every low account."""
+    One parse for both, remembered: the scan asks this for every low account.
+
+    A North American number whose zones are every zone of the plan (toll-free, or no area code
+    libphonenumber knows) has no state, and the geocoder is not asked: it would only name the
+    country (`tests/unit/test_quiet_hours.py` checks this against its data). Accounts store
+    their number's place, except such numbers' zones, which `policy.stored_place` asks again.
+    """
     try:
         parsed = phonenumbers.parse(e164)
     except phonenumbers.NumberParseException:
@@ -87,14 +97,20 @@ def place_of(e164: str) -> tuple[str | None, tuple[str, ...]]:
         if name != phone_timezones.UNKNOWN_TIMEZONE
     )
     state = None
-    if parsed.country_code == 1:
-        place = geocoder.description_for_number(parsed, "en")
-        if ", " in place:
-            code = place.rsplit(", ", 1)[1]
-            state = code if len(code) == 2 else None
-        else:
-            state = _STATE_CODES.get(place)
+    if parsed.country_code == 1 and not country_wide(zones):
+        state = geocoded_state(parsed)
     return state, zones
+
+
+def geocoded_state(parsed: phonenumbers.PhoneNumber) -> str | None:
+    """The US state (two letters) libphonenumber's geocoder names for a North American number."""
+    from phonenumbers import geocoder  # noqa: PLC0415  (see the module's docstring)
+
+    place = geocoder.description_for_number(parsed, "en")
+    if ", " in place:
+        code = place.rsplit(", ", 1)[1]
+        return code if len(code) == 2 else None
+    return _STATE_CODES.get(place)
 
 
 def country_wide(zones: tuple[str, ...]) -> bool:

@@ -10,6 +10,9 @@ Twilio takes no idempotency key for creating a message, so a text whose send was
 never simply sent again: `find` first asks Twilio for it (the Messages list, filtered by `To`
 and `DateSent`, matched on the body), and only a lookup that answers and finds nothing lets the
 outbox send it again (`textpay.outbox.send_or_find`).
+
+Twilio's REST client and `requests` under it are imported when a `TwilioSender` is made (the
+clock, the CLI), not with this module: the web app uses its vocabulary and never sends.
 """
 
 from __future__ import annotations
@@ -21,15 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
 
 from textpay.logsafe import mask_card_links
 from textpay.phones import masked_phone
+
+if TYPE_CHECKING:
+    import requests
 
 TWILIO_API_URL = "https://api.twilio.com"
 RATE_LIMITED = "20429"  # Twilio: too many requests
@@ -88,21 +91,25 @@ def classify(http_status: int, code: int | str | None) -> SendResult:
     return SendResult(SendOutcome.FAILED, error_code=error or str(http_status))
 
 
-class _RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]
+def _rebased_http_client(api_url: str, timeout: tuple[float, float]) -> Any:
     """Twilio's own HTTP client, sending to `api_url` instead of api.twilio.com (a local
     stand-in in tests, a proxy in some deployments)."""
+    from twilio.http.http_client import TwilioHttpClient  # noqa: PLC0415  (see the docstring)
 
-    def __init__(self, api_url: str, timeout: tuple[float, float]) -> None:
-        super().__init__()
-        # Connect and read timeouts apart: a refused connection is safe to retry, a read that
-        # times out means the request went out and its outcome is unknown.
-        self.timeout = timeout
-        self._api_url = api_url.rstrip("/")
+    class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            # Connect and read timeouts apart: a refused connection is safe to retry, a read
+            # that times out means the request went out and its outcome is unknown.
+            self.timeout = timeout
+            self._api_url = api_url.rstrip("/")
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        if url.startswith(TWILIO_API_URL):
-            url = self._api_url + url[len(TWILIO_API_URL) :]
-        return super().request(method, url, *args, **kwargs)
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if url.startswith(TWILIO_API_URL):
+                url = self._api_url + url[len(TWILIO_API_URL) :]
+            return super().request(method, url, *args, **kwargs)
+
+    return RebasedHttpClient()
 
 
 class TwilioSender:
@@ -121,14 +128,18 @@ class TwilioSender:
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("a sender needs a from number or a messaging service")
+        from twilio.rest import Client  # noqa: PLC0415  (see the module's docstring)
+
         self._from = from_number
         self._service = messaging_service_sid
-        http = _RebasedHttpClient(api_url, (connect_timeout, read_timeout))
+        http = _rebased_http_client(api_url, (connect_timeout, read_timeout))
         self._client = Client(account_sid, auth_token, http_client=http)
         # The client logs whole requests at INFO, phone numbers and bodies included.
         logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
     def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult:
+        import requests  # noqa: PLC0415  (loaded already by the client: a dictionary look-up)
+
         sender: dict[str, Any] = (
             {"messaging_service_sid": self._service} if self._service else {"from_": self._from}
         )
@@ -154,6 +165,8 @@ class TwilioSender:
         sent to `to` on or after the day of `since` (Twilio filters `DateSent` by whole UTC
         days), newest first; the match has our body and was created no earlier than `since`
         (less `CLOCK_SKEW`)."""
+        import requests  # noqa: PLC0415  (as in `send`)
+
         earliest = since - CLOCK_SKEW
         day = datetime.combine(earliest.date(), time(), tzinfo=earliest.tzinfo)
         try:

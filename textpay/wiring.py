@@ -14,7 +14,6 @@ from textpay.config import DEVELOPMENT_LINK_BASE, ConfigError, Settings
 from textpay.db import make_engine
 from textpay.engine_config import EngineConfig
 from textpay.payments import PaymentGateway, SandboxGateway
-from textpay.payments.stripe import StripeGateway
 from textpay.sms import ConsoleSender, SmsSender, TwilioSender
 
 
@@ -49,6 +48,10 @@ def make_gateway(settings: Settings, db: Engine) -> PaymentGateway:
     settings.check_payments()
     if settings.payments_backend == "stripe":
         assert settings.stripe_api_key is not None  # check_payments refused it missing
+        # Imported only here: Stripe's SDK (and the HTTP clients it loads) is a fifth of a web
+        # worker's start-up, and a sandbox never needs it.
+        from textpay.payments.stripe import StripeGateway  # noqa: PLC0415
+
         return StripeGateway(
             settings.stripe_api_key,
             api_url=settings.stripe_api_url,

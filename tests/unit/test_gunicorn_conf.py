@@ -1,13 +1,17 @@
 """gunicorn.conf.py's trust in proxies follows TEXTPAY_TRUSTED_PROXIES (tests/e2e/test_proxy.py
-shows the effect on a running gunicorn)."""
+shows the effect on a running gunicorn), and its workers are forked from the loaded app."""
 
 from __future__ import annotations
 
 import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
+
+from textpay.config import Settings
+from webhooks import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,3 +69,30 @@ def test_a_dotenv_file_counts_as_the_app_reads_it(
 ) -> None:
     (tmp_path / ".env").write_text("TEXTPAY_TRUSTED_PROXIES=1\n")
     assert trust(monkeypatch, tmp_path)[0] == ["127.0.0.1", "::1"]
+
+
+def test_workers_are_forked_from_the_loaded_app_each_with_a_pool_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """preload_app: gunicorn loads the app once and forks workers ready to serve. Its
+    `post_fork` gives each worker an empty connection pool, so no connection the arbiter
+    opened is ever used from two processes, and leaves the arbiter's connections open."""
+    monkeypatch.chdir(tmp_path)
+    namespace = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert namespace["preload_app"] is True
+    app = create_app(Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/boot.db"))
+    engine = app.extensions["textpay"].engine
+    held = engine.connect()  # the arbiter's, in use
+    with engine.connect() as idle:  # the arbiter's, back in the pool
+        pooled = idle.connection.dbapi_connection
+    server = SimpleNamespace(cfg=SimpleNamespace(preload_app=True))
+    worker = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: app))
+
+    namespace["post_fork"](server, worker)
+
+    with engine.connect() as mine:
+        assert mine.connection.dbapi_connection is not pooled
+    assert pooled is not None
+    assert pooled.execute("SELECT 1").fetchone() == (1,)  # still open for the arbiter
+    assert held.exec_driver_sql("SELECT 1").scalar_one() == 1
+    held.close()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+import phonenumbers
 import pytest
 
-from textpay.localtime import place_of
+from textpay.localtime import country_wide, geocoded_state, place_of
 from textpay.quiet_hours import (
     DEFAULT_STATE_WINDOWS,
     allowed,
@@ -93,3 +94,23 @@ def test_a_short_common_window_is_always_found(day: datetime) -> None:
         found = next_allowed(moment, anywhere, window)
         assert allowed(found, anywhere, window)
         assert moment <= found < moment + timedelta(days=1)
+
+
+def test_place_of_names_the_geocoders_state_without_asking_it_for_toll_free_numbers() -> None:
+    """`place_of` leaves libphonenumber's geocoder (half a second and 100 MB to import) unasked
+    when a North American number's zones are every zone of the plan, as a toll-free number's
+    are (and such an account's number is placed again on every text). Checked against every
+    North American prefix the geocoder knows: the states are the geocoder's own."""
+    from phonenumbers.geodata import GEOCODE_DATA  # noqa: PLC0415  (the 100 MB, here only)
+
+    for prefix in GEOCODE_DATA:
+        if prefix.startswith("1") and len(prefix) <= 11:
+            for fill in "05":
+                number = "+" + prefix + fill * (11 - len(prefix))
+                state, _ = place_of(number)
+                assert state == geocoded_state(phonenumbers.parse(number)), number
+    for toll_free in ("+18005550100", "+18885550100", "+18335550100", "+15005550006"):
+        state, zones = place_of(toll_free)
+        assert country_wide(zones)
+        assert state is None
+        assert geocoded_state(phonenumbers.parse(toll_free)) is None
