@@ -59,9 +59,13 @@ def post_fork(server: Any, worker: Any) -> None:
     PostgreSQL socket, or SQLite's locks on a handle inherited across fork). `close=False`:
     those connections are the arbiter's, and closing one from a worker ends it for the arbiter
     too (a PostgreSQL connection says goodbye to the server). The app opens none while it loads
-    today; this keeps that harmless whatever loading does one day."""
-    if server.cfg.preload_app:
-        worker.app.wsgi().extensions["textpay"].engine.dispose(close=False)
+    today; this keeps that harmless whatever loading does one day. (Another app served with
+    this file, such as the benchmarks' floors, has no TextPay engine to reset.)"""
+    if not server.cfg.preload_app:
+        return
+    services = getattr(worker.app.wsgi(), "extensions", {}).get("textpay")
+    if services is not None:
+        services.engine.dispose(close=False)
 
 
 accesslog = "-"

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from flask import Flask
 from gunicorn.config import Config
 
 from textpay.config import Settings
@@ -96,3 +97,16 @@ def test_workers_are_forked_from_the_loaded_app_each_with_a_pool_of_its_own(
     assert pooled.execute("SELECT 1").fetchone() == (1,)  # still open for the arbiter
     assert held.exec_driver_sql("SELECT 1").scalar_one() == 1
     held.close()
+
+
+def test_another_app_served_with_the_same_file_boots(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The benchmarks serve their floors (plain Flask apps) with this file too: a worker of an
+    app without TextPay's engine boots (its `post_fork` once failed every such worker)."""
+    monkeypatch.chdir(tmp_path)
+    namespace = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    other = Flask("floor")
+    server = SimpleNamespace(cfg=SimpleNamespace(preload_app=True))
+    worker = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: other))
+    namespace["post_fork"](server, worker)  # no error
