@@ -37,10 +37,11 @@ def rearm(account: Account, *, now: datetime) -> None:
     account.updated_at = now
 
 
-def rearm_values(*, new_balance: Any, threshold: Any, now: datetime) -> dict[str, Any]:
+def rearm_values(*, new_balance: Any, threshold: Any, now: Any) -> dict[str, Any]:
     """`rearm`, as the column values of an UPDATE that moves the balance to `new_balance`
     (an expression): the episode ends in that same statement if the balance reaches
-    `threshold` (an expression too: the account's effective threshold)."""
+    `threshold` (an expression too: the account's effective threshold). `now`: a moment, or
+    a bound parameter for one."""
     in_episode_now = or_(  # `in_episode`, over the row
         col(Account.episode_prompts) > 0,
         col(Account.episode_autopay_charges) > 0,

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, literal, text, update
+from sqlalchemy import bindparam, func, literal, text, update
 from sqlmodel import Session, col, select
 
 from textpay import ledger
@@ -226,16 +227,16 @@ def settle(
     result: ChargeResult,
     *,
     now: datetime,
-    attempt_values: Mapping[str, Any] | None = None,
-    account_values: Callable[[PaymentAttempt, Any], Mapping[str, Any]] | None = None,
+    claim_telling: bool = False,
+    deposit_also: Callable[[PaymentAttempt], ledger.RowChanges | None] | None = None,
 ) -> Settlement:
     """Phase 3: record the outcome once. Settling an already settled attempt changes nothing
     and returns what was recorded the first time.
 
     The attempt moves out of pending in one `UPDATE ... RETURNING`; only the caller that moved
-    it posts the deposit. `attempt_values` are other columns the caller sets on the attempt in
-    that statement; `account_values(attempt, new_balance)` gives the columns it sets on the
-    account row in the deposit's statement (`ledger.post`).
+    it posts the deposit. `claim_telling`: also stamp `notified_at` in that statement (the
+    caller tells the outcome itself, now). `deposit_also(attempt)`: other columns the caller
+    changes on the account row in the deposit's statement (`ledger.post`).
 
     The gateway's charge id and decline reason are recorded as their columns can hold them (cut
     to length, NUL removed): whatever a processor returns, the money is settled."""
@@ -247,20 +248,14 @@ def settle(
         ChargeStatus.FAILED: AttemptStatus.FAILED,
     }[result.status]
     won = session.execute(
-        update(PaymentAttempt)
-        .where(
-            col(PaymentAttempt.id) == attempt_id,
-            col(PaymentAttempt.status) == AttemptStatus.PENDING.value,
-        )
-        .values(
-            status=status.value,
-            charge_id=fit(PaymentAttempt, "charge_id", result.charge_id),
-            decline_reason=fit(PaymentAttempt, "decline_reason", result.decline_reason),
-            settled_at=now,
-            **(attempt_values or {}),
-        )
-        .returning(PaymentAttempt)
-        .execution_options(populate_existing=True, synchronize_session=False)
+        _settle_attempt(claim_telling=claim_telling),
+        {
+            "attempt_id": attempt_id,
+            "status": status.value,
+            "charge_id": fit(PaymentAttempt, "charge_id", result.charge_id),
+            "decline_reason": fit(PaymentAttempt, "decline_reason", result.decline_reason),
+            "now": now,
+        },
     ).scalar_one_or_none()
     if won is None:
         return _settled_before(session, attempt_id)
@@ -275,12 +270,33 @@ def settle(
         memo=f"card ...{won.card_last4} {won.confirmation}",
         now=now,
         new_reference=True,
-        account_values=(lambda new_balance: account_values(won, new_balance))
-        if account_values
-        else None,
+        also=deposit_also(won) if deposit_also else None,
     )
     return Settlement(won, posting.entry, posting.entry.balance_after_cents, changed=True,
                       account=posting.account)  # fmt: skip
+
+
+@cache
+def _settle_attempt(*, claim_telling: bool) -> Any:
+    """The UPDATE that moves an attempt out of pending, built once with bound parameters."""
+    values: dict[str, Any] = {
+        "status": bindparam("status"),
+        "charge_id": bindparam("charge_id"),
+        "decline_reason": bindparam("decline_reason"),
+        "settled_at": bindparam("now"),
+    }
+    if claim_telling:
+        values["notified_at"] = bindparam("now")
+    return (
+        update(PaymentAttempt)
+        .where(
+            col(PaymentAttempt.id) == bindparam("attempt_id"),
+            col(PaymentAttempt.status) == AttemptStatus.PENDING.value,
+        )
+        .values(**values)
+        .returning(PaymentAttempt)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
 
 
 def _settled_before(session: Session, attempt_id: int) -> Settlement:

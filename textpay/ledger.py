@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import bindparam, text, update
 from sqlmodel import Session, col, select
 
 from textpay.errors import IdempotencyConflict, InsufficientBalance, NotFound, ValidationFailed
@@ -31,6 +32,18 @@ class Posting:
     replayed: bool
     # The account as the posting left it, when the posting loaded it (`new_reference`).
     account: Account | None = None
+
+
+@dataclass(frozen=True)
+class RowChanges:
+    """Other columns of the account row a caller changes in the statement that moves its
+    balance. `values(new_balance)` gives them as expressions (the new balance is one; in an
+    UPDATE every column reads as it was before it) with bound parameters, whose values are
+    `params`. `values` must be a function defined once (a module's), not a new lambda per
+    call: the statement is built once per function and reused."""
+
+    values: Callable[[Any], Mapping[str, Any]]
+    params: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ def post(
     memo: str = "",
     now: datetime | None = None,
     new_reference: bool = False,
-    account_values: Callable[[Any], Mapping[str, Any]] | None = None,
+    also: RowChanges | None = None,
 ) -> Posting:
     """Append one entry and move the cached balance with it; idempotent on `reference`.
 
@@ -81,17 +94,16 @@ def post(
     `new_reference`: the caller already holds the reference's uniqueness (settlement posts a
     deposit only when it won the attempt's move out of pending), so it is not looked up: the
     balance moves in one `UPDATE ... RETURNING` that also takes the row lock, and the unique
-    index stays the backstop. `account_values(new_balance)`: other columns of the account row
-    the caller changes in that same statement, given the new balance as an expression (in an
-    UPDATE every column reads as it was before it).
+    index stays the backstop. `also`: other columns of the account row the caller changes in
+    that same statement.
     """
     _check_amount(kind, amount_cents)
     if new_reference:
         return _post_new(session, account_id=account_id, kind=kind, amount_cents=amount_cents,
                          reference=reference, memo=memo, now=now or utcnow(),
-                         account_values=account_values)  # fmt: skip
-    if account_values:
-        raise ValueError("account_values is only taken with new_reference")
+                         also=also)  # fmt: skip
+    if also is not None:
+        raise ValueError("`also` is only taken with new_reference")
     account = lock_account(session, account_id)
     # Checked under the account lock, so two postings of one reference to one account cannot
     # both miss it; the unique index settles a race across different accounts.
@@ -142,23 +154,11 @@ def _post_new(
     reference: str,
     memo: str,
     now: datetime,
-    account_values: Callable[[Any], Mapping[str, Any]] | None,
+    also: RowChanges | None,
 ) -> Posting:
-    new_balance = col(Account.balance_cents) + amount_cents
+    params = {"account_id": account_id, "amount_cents": amount_cents, "now": now}
     account = session.execute(
-        update(Account)
-        .where(
-            col(Account.id) == account_id,
-            new_balance >= 0,
-        )
-        .values(
-            balance_cents=new_balance,
-            balance_updated_at=now,
-            **(account_values(new_balance) if account_values else {}),
-        )
-        .returning(Account)
-        # The returned row is the account as it now is: nothing in the session to expire.
-        .execution_options(populate_existing=True, synchronize_session=False)
+        _move_balance(also.values if also else None), {**params, **(also.params if also else {})}
     ).scalar_one_or_none()
     if account is None:
         account = lock_account(session, account_id)  # raises NotFound for no such account
@@ -178,6 +178,25 @@ def _post_new(
     session.add(entry)
     session.flush()
     return Posting(entry, replayed=False, account=account)
+
+
+@lru_cache(maxsize=16)
+def _move_balance(values: Callable[[Any], Mapping[str, Any]] | None) -> Any:
+    """The balance-moving UPDATE, built once (per `RowChanges.values`) with bound parameters:
+    building it anew took longer than running it."""
+    new_balance = col(Account.balance_cents) + bindparam("amount_cents")
+    return (
+        update(Account)
+        .where(col(Account.id) == bindparam("account_id"), new_balance >= 0)
+        .values(
+            balance_cents=new_balance,
+            balance_updated_at=bindparam("now"),
+            **(values(new_balance) if values else {}),
+        )
+        .returning(Account)
+        # The returned row is the account as it now is: nothing in the session to expire.
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
 
 
 def _check_amount(kind: LedgerKind, amount_cents: int) -> None:

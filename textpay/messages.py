@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, func, insert, update
+from sqlalchemy import Table, bindparam, case, func, insert, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -99,6 +99,26 @@ _MESSAGE_TABLE: Table = Message.__table__  # type: ignore[attr-defined]
 _INSERT_INBOUND = insert(_MESSAGE_TABLE).returning(_MESSAGE_TABLE.c.id)
 
 
+def _record_reply_statement() -> Any:
+    opted_out = (
+        select(PhoneConsent.opted_out)
+        .where(col(PhoneConsent.phone) == col(Message.phone))
+        .correlate(Message)
+        .scalar_subquery()
+    )
+    held = func.coalesce(opted_out, False)
+    return (
+        update(Message)
+        .where(col(Message.id) == bindparam("message_id"))
+        .values(reply_body=case((held, ""), else_=bindparam("stored")), updated_at=bindparam("now"))
+        .returning(held)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_RECORD_REPLY = _record_reply_statement()
+
+
 def queue_outbound(
     session: Session,
     *,
@@ -160,19 +180,8 @@ def record_reply(
     """Record the answer to an inbound text whose answer waited for a card (`stored`: the words
     as they may be kept, card links masked). False, and nothing kept as said, when the number
     has opted out since the text came in: after STOP the only text is its confirmation."""
-    opted_out = (
-        select(PhoneConsent.opted_out)
-        .where(col(PhoneConsent.phone) == col(Message.phone))
-        .correlate(Message)
-        .scalar_subquery()
-    )
-    held = func.coalesce(opted_out, False)
     found = session.execute(
-        update(Message)
-        .where(col(Message.id) == message_id)
-        .values(reply_body=case((held, ""), else_=stored), updated_at=now)
-        .returning(held)
-        .execution_options(synchronize_session=False)
+        _RECORD_REPLY, {"message_id": message_id, "stored": stored, "now": now}
     ).first()
     return found is not None and not found[0] and bool(words)
 

@@ -124,17 +124,16 @@ def effective_for_account(session: Session, account: Account) -> EffectiveSettin
     return resolve(held.global_settings, held.facility(account.facility_id), account)
 
 
-def low_balance_threshold_column(session: Session) -> Any:
+def low_balance_threshold_column(*, default: Any) -> Any:
     """Each account's effective low-balance threshold as a SQL expression over `account`: its
-    own, else its facility's, else the global one (from this process's copy). For statements
-    that must compare a balance with it without loading the account first."""
+    own, else its facility's, else `default` (the global one, or a bound parameter for it). For
+    statements that must compare a balance with it without loading the account first."""
     facility_threshold = (
         select(Facility.low_balance_threshold_cents)
         .where(col(Facility.id) == col(Account.facility_id))
         .correlate(Account)
         .scalar_subquery()
     )
-    default = settings_cache.current(session).global_settings.low_balance_threshold_cents
     return func.coalesce(col(Account.threshold_cents), facility_threshold, default)
 
 

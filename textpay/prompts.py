@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlmodel import Session, col, select
 
 from textpay.models import OPEN_PROMPT_STATUSES, Account, Prompt, PromptStatus
@@ -130,6 +131,12 @@ def _move(
     ids = list(prompt_ids)
     if not ids:
         return 0
+    if len(ids) == 1 and not expired_only:  # every text's YES, and its settlement
+        moved = session.execute(
+            _move_one(from_statuses, to, live_only=live_only),
+            {"prompt_id": ids[0], "now": now},
+        )
+        return int(moved.rowcount)  # type: ignore[attr-defined]
     statement = (
         update(Prompt)
         .where(col(Prompt.id).in_(ids), col(Prompt.status).in_(from_statuses))
@@ -143,6 +150,22 @@ def _move(
     if expired_only:
         statement = statement.where(col(Prompt.expires_at) <= now)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+@cache
+def _move_one(from_statuses: tuple[str, ...], to: PromptStatus, *, live_only: bool) -> Any:
+    """`_move` of one prompt, built once per transition with bound parameters."""
+    now: Any = bindparam("now")
+    statement = (
+        update(Prompt)
+        .where(col(Prompt.id) == bindparam("prompt_id"), col(Prompt.status).in_(from_statuses))
+        .values(status=to.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if live_only:
+        statement = statement.where(col(Prompt.expires_at) > now,
+                                    col(Prompt.acceptable_after) <= now)  # fmt: skip
+    return statement
 
 
 def accept(session: Session, prompt_id: int, *, now: datetime) -> bool:

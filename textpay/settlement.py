@@ -18,15 +18,24 @@ In the caller's transaction it
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import bindparam, text, update
 from sqlmodel import Session, col, select
 
-from textpay import autopay, card_links, episodes, facts, funding, messages, prompts, replies
+from textpay import (
+    autopay,
+    card_links,
+    episodes,
+    facts,
+    funding,
+    ledger,
+    messages,
+    prompts,
+    replies,
+)
 from textpay.engine_config import EngineConfig, voice
 from textpay.localtime import when
 from textpay.models import (
@@ -37,7 +46,7 @@ from textpay.models import (
     PaymentAttempt,
 )
 from textpay.payments import AUTHENTICATION_REQUIRED, ChargeResult, Initiator
-from textpay.policy import delivery_rules, low_balance_threshold_column
+from textpay.policy import cached_global_settings, delivery_rules, low_balance_threshold_column
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +79,17 @@ def settle(
     settles the attempt, and a deposit re-arms the episode in the statement that moves the
     balance; the reply is held back if the number opts out meanwhile by the caller
     (`messages.record_reply`), which records it after this returns."""
-    attempt_values = {"notified_at": now} if by_reply else None
+    default_threshold = cached_global_settings(session).low_balance_threshold_cents
 
-    def rearm(attempt: PaymentAttempt, new_balance: Any) -> Mapping[str, Any]:
+    def rearm(attempt: PaymentAttempt) -> ledger.RowChanges | None:
         # AutoPay's deposits re-arm after its schedule moves (`_follow_up`), so not here.
         if attempt.initiator != Initiator.CUSTOMER.value:
-            return {}
-        threshold = low_balance_threshold_column(session)
-        return episodes.rearm_values(new_balance=new_balance, threshold=threshold, now=now)
+            return None
+        return ledger.RowChanges(_rearm_if_back, {"default_threshold": default_threshold,
+                                                  "rearmed_at": now})  # fmt: skip
 
-    settlement = funding.settle(session, attempt_id, result, now=now,
-                                attempt_values=attempt_values, account_values=rearm)  # fmt: skip
+    settlement = funding.settle(session, attempt_id, result, now=now, claim_telling=by_reply,
+                                deposit_also=rearm)  # fmt: skip
     attempt = settlement.attempt
     if settlement.changed:
         _follow_up(session, attempt, now=now, config=config)
@@ -89,6 +98,14 @@ def settle(
         return _reply(session, outcome, now=now, config=config, label=label,
                       account=settlement.account)  # fmt: skip
     return tell(session, outcome, now=now, config=config, by_reply=by_reply)
+
+
+def _rearm_if_back(new_balance: Any) -> dict[str, Any]:
+    """The episode ends in the deposit's own statement if the balance is back at the account's
+    threshold (its own, its facility's, else `:default_threshold`)."""
+    threshold = low_balance_threshold_column(default=bindparam("default_threshold"))
+    return episodes.rearm_values(new_balance=new_balance, threshold=threshold,
+                                 now=bindparam("rearmed_at"))  # fmt: skip
 
 
 def _reply(
