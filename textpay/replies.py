@@ -28,7 +28,7 @@ from datetime import datetime
 from textpay.conversation import AccountFacts, Facts, Reply
 from textpay.localtime import when
 from textpay.money import format_cents
-from textpay.segments import fold, segments
+from textpay.segments import fold, is_gsm7, segments
 
 MAX_SEGMENTS = 2
 
@@ -327,6 +327,8 @@ def fit(*versions: str) -> str:
 
 def cheaper(text: str) -> str:
     """`text` folded when folding saves a segment, else as written."""
+    if is_gsm7(text):
+        return text  # nothing to fold
     folded = fold(text)
     return folded if segments(folded) < segments(text) else text
 

@@ -62,9 +62,12 @@ _FOLDS_TO = {
 _FOLD = {char: folded for folded, chars in _FOLDS_TO.items() for char in chars}
 
 
+_GSM7_ANY = GSM7_BASIC | GSM7_EXTENSION
+
+
 def is_gsm7(text: str) -> bool:
     """Whether every character of `text` is in the GSM-7 alphabet or its extension table."""
-    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
+    return _GSM7_ANY.issuperset(text)
 
 
 def encoding(text: str) -> Encoding:
@@ -76,6 +79,8 @@ def segments(text: str) -> int:
     """How many SMS segments `text` is sent as (what carriers bill). An empty text is one:
     a message is never less than one segment."""
     if is_gsm7(text):
+        if GSM7_EXTENSION.isdisjoint(text):  # every character one unit: no packing to do
+            return 1 if len(text) <= SINGLE_GSM7 else -(-len(text) // PART_GSM7)
         units = [2 if c in GSM7_EXTENSION else 1 for c in text]
         single, part = SINGLE_GSM7, PART_GSM7
     else:
@@ -110,4 +115,6 @@ def fold_char(char: str) -> str:
 def fold(text: str) -> str:
     """`text` with every character Smart Encoding would replace replaced. The result is GSM-7
     unless the text holds something with no look-alike (an emoji, Chinese)."""
+    if is_gsm7(text):
+        return text
     return "".join(fold_char(c) for c in text)
