@@ -32,6 +32,7 @@ from sqlmodel import Session, col, select
 
 from textpay import ledger
 from textpay.accounts import payment_method_of
+from textpay.db import insert_returning_id
 from textpay.errors import NotFound
 from textpay.models import (
     UNSETTLED_ATTEMPT,
@@ -182,11 +183,9 @@ def begin(
         language=account.language,
         created_at=now,
     )
-    session.add(attempt)
-    session.flush()
-    assert attempt.id is not None
+    attempt_id = insert_returning_id(session, attempt)
     return ChargeOrder(
-        attempt_id=attempt.id,
+        attempt_id=attempt_id,
         idempotency_key=idempotency_key,
         token=method.token,
         total_cents=amount_cents + fee_cents,

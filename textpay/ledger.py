@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, text, update
 from sqlmodel import Session, col, select
 
+from textpay.db import insert_returning_id
 from textpay.errors import IdempotencyConflict, InsufficientBalance, NotFound, ValidationFailed
 from textpay.models import LEDGER_KIND_SIGN, Account, LedgerEntry, LedgerKind
 from textpay.policy import MAX_AMOUNT_CENTS
@@ -175,8 +176,7 @@ def _post_new(
         memo=memo,
         created_at=now,
     )
-    session.add(entry)
-    session.flush()
+    insert_returning_id(session, entry)
     return Posting(entry, replayed=False, account=account)
 
 
