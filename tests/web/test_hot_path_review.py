@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,10 @@ from tests.conftest import AdminClient
 from tests.web.conftest import MOM, charges, deposits
 from tests.web.twilio_client import TwilioClient, new_sid
 from textpay import funding, ledger, replies, settlement
-from textpay.db import unit_of_work
+from textpay.db import create_schema, make_engine, unit_of_work
 from textpay.models import Account, ConsentEvent, Message, PaymentAttempt
+from textpay.operator_settings import SettingsPatch, update_global_settings
+from textpay.policy import cached_global_settings
 
 
 def ledger_is_sound(engine: Engine) -> None:
@@ -308,3 +311,48 @@ def test_a_charge_the_reconciler_settled_first_gets_no_second_receipt(
         assert account is not None
         assert account.balance_cents == 2810
     ledger_is_sound(engine)
+
+
+# --- the settings copy: never a change that was not committed, never another database's -----
+
+
+def cap_seen(engine: Engine) -> int:
+    with unit_of_work(engine) as session:
+        return cached_global_settings(session).daily_message_cap
+
+
+def test_a_settings_change_rolled_back_is_never_served_from_the_copy(engine: Engine) -> None:
+    assert cap_seen(engine) == 3
+
+    def change_then_fail() -> None:
+        with unit_of_work(engine) as session:
+            update_global_settings(session, SettingsPatch(daily_message_cap=7), actor="test")
+            assert cached_global_settings(session).daily_message_cap == 7  # its own change
+            raise RuntimeError("the request failed after the change")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
+    assert cap_seen(engine) == 3
+
+
+def test_a_settings_change_in_a_session_closed_without_commit_is_never_served(
+    engine: Engine,
+) -> None:
+    """Closing a session that never committed ends its transaction without a rollback event."""
+    assert cap_seen(engine) == 3
+    with Session(engine) as session:
+        update_global_settings(session, SettingsPatch(daily_message_cap=7), actor="test")
+        assert cached_global_settings(session).daily_message_cap == 7
+    assert cap_seen(engine) == 3
+
+
+def test_each_database_s_settings_are_its_own(engine: Engine, tmp_path: Path) -> None:
+    other = make_engine(f"sqlite:///{tmp_path}/other.db")
+    try:
+        create_schema(other)
+        with unit_of_work(other) as session:
+            update_global_settings(session, SettingsPatch(daily_message_cap=9), actor="test")
+        for _ in range(2):  # loaded, then served from the copies
+            assert (cap_seen(engine), cap_seen(other)) == (3, 9)
+    finally:
+        other.dispose()
