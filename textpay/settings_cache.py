@@ -78,13 +78,15 @@ def current(session: Session, *, facility_id: int | None = None) -> Snapshot:
 def changed(session: Session) -> None:
     """Settings were changed in `session`: forget the copies now (later reads in this
     transaction see the change), and again when the transaction ends, so that a copy read
-    while it was uncommitted, or rolled back, is not kept."""
+    while it was uncommitted, or rolled back, is not kept. "Ends": committed, rolled back, or
+    closed without either (a closed session fires no rollback event); a savepoint's end too.
+    The listener stays with the session (registered once however often this is called): at
+    worst a later transaction of the same session reloads the copy once more."""
     invalidate()
-    event.listen(session, "after_commit", _forget_on_end, once=True)
-    event.listen(session, "after_rollback", _forget_on_end, once=True)
+    event.listen(session, "after_transaction_end", _forget_on_end)
 
 
-def _forget_on_end(session: Session) -> None:
+def _forget_on_end(session: Session, transaction: object) -> None:
     invalidate()
 
 

@@ -118,11 +118,16 @@ def _reply(
     account: Account | None,
 ) -> Outcome:
     """The words of a reply whose telling was claimed when the attempt was settled. If they
-    cannot be made, the claim is given back and `tell_untold` texts them later."""
+    cannot be made, the claim is given back and `tell_untold` texts them later.
+
+    The words are made in a savepoint: a statement of theirs that fails (a timeout, say) aborts
+    a PostgreSQL transaction, and without the savepoint the settled deposit would be rolled back
+    with it after the card was charged."""
     attempt = outcome.attempt
     try:
-        words, _, _ = _words(session, attempt, now=now, config=config, live_link=True,
-                             label=label, account=account)  # fmt: skip
+        with session.begin_nested():
+            words, _, _ = _words(session, attempt, now=now, config=config, live_link=True,
+                                 label=label, account=account)  # fmt: skip
     except Exception:
         log.exception("telling the outcome of payment attempt %s failed", attempt.id)
         session.execute(
