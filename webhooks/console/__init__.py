@@ -10,9 +10,10 @@ CSRF value. A disabled operator is signed out at their next request.
 
 The contract for console pages (Find, Account, Overview, Settings, Scans, Consent):
 
-- Register routes on `bp` (this module's blueprint); render templates that extend
-  `console/base.html` (its nav: `NAV`; the signed-in operator's name and role; sign-out) and
-  fill `{% block content %}`; set `title`.
+- Register routes on `bp` (this module's blueprint), or on a blueprint of a page's own under
+  `/console/...` (the rules below hold for every path under `/console`). Render templates that
+  extend `console/base.html` (its nav: `NAV`; the signed-in operator's name and role;
+  sign-out) and fill `{% block content %}`; set `title`.
 - Guard every view with `@requires(OperatorRole.X)`: an anonymous browser is sent (303) to
   sign-in and back afterwards; a signed-in operator below the role gets a 403 page. Pages that
   read need `VIEWER`; an action that changes an account or moves money needs `AGENT`;
@@ -105,12 +106,19 @@ def register(app: Flask, settings: Settings) -> None:
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     app.register_blueprint(bp)
+    # App-wide, for every path under /console: a page's view may live in a blueprint of its own.
+    app.before_request(_check_csrf)
+    app.context_processor(_template_helpers)
 
     @app.after_request
     def _secure(response: Response) -> Response:
-        if request.path == PATH or request.path.startswith(PATH + "/"):
+        if in_console():
             response.headers.update(SECURITY_HEADERS)
         return response
+
+
+def in_console() -> bool:
+    return request.path == PATH or request.path.startswith(PATH + "/")
 
 
 def current_operator() -> SignedIn | None:
@@ -162,14 +170,14 @@ def requires(role: OperatorRole) -> Callable[[View], View]:
     return decorate
 
 
-@bp.context_processor
 def _template_helpers() -> dict[str, Any]:
+    if not in_console():
+        return {}
     return {"operator": current_operator(), "can": can, "csrf_token": csrf_token, "nav": NAV}
 
 
-@bp.before_request
 def _check_csrf() -> tuple[str, int] | None:
-    if request.method != "POST":
+    if request.method != "POST" or not in_console():
         return None
     if tokens.matches(session.get("csrf"), request.form.get("csrf")):
         return None
