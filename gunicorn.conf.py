@@ -99,6 +99,7 @@ logsafe.register_secrets(
         os.environ.get(name)
         for name in (
             "TEXTPAY_ADMIN_TOKEN",
+            "TEXTPAY_SECRET_KEY",
             "TWILIO_AUTH_TOKEN",
             "STRIPE_API_KEY",
             "STRIPE_WEBHOOK_SECRET",

@@ -28,10 +28,7 @@ Pure database work: no Flask, no network. The gateway call that makes a chosen c
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -39,7 +36,7 @@ from enum import StrEnum
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from textpay import audit, episodes, facts, messages, replies
+from textpay import audit, episodes, facts, messages, replies, tokens
 from textpay.accounts import account_snapshot, payment_method_of, put_card
 from textpay.engine_config import EngineConfig, voice
 from textpay.models import Account, AccountStatus, CardLink, Message, PaymentMethod
@@ -83,8 +80,7 @@ class Redeemed:
     confirmation: Message
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+hash_token = tokens.hash_token
 
 
 def url(base: str, token: str) -> str:
@@ -107,14 +103,14 @@ def issue(
 ) -> str:
     """A new link's raw token, for `account`, texted to `phone`. Only its hash is stored."""
     assert account.id is not None
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = tokens.new(TOKEN_BYTES)
     session.add(
         CardLink(
             token_hash=hash_token(token),
             phone=phone,
             account_id=account.id,
             language=language or account.language,
-            csrf=secrets.token_urlsafe(24),
+            csrf=tokens.new(24),
             created_at=now,
             expires_at=now + LIFETIME,
         )
@@ -155,9 +151,7 @@ def open_link(session: Session, token: str, *, now: datetime) -> Opened | Refusa
 
 
 def csrf_matches(opened: Opened, offered: str | None) -> bool:
-    return bool(offered) and hmac.compare_digest(
-        opened.link.csrf.encode(), (offered or "").encode("utf-8", "replace")
-    )
+    return tokens.matches(opened.link.csrf, offered)
 
 
 def redeem(

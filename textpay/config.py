@@ -17,6 +17,11 @@ DEFAULT_DATABASE_URL = "sqlite:///textpay.db"
 # the embedded default works out of the box. Never used in production (`check_production`).
 DEVELOPMENT_ADMIN_TOKEN = "dev-token"  # noqa: S105
 DEVELOPMENT_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"  # noqa: S105
+# Signs the console's session cookie in development when TEXTPAY_SECRET_KEY is unset (anyone can
+# read this line, so anyone could forge a development session: production refuses to start
+# without a key of its own).
+DEVELOPMENT_SECRET_KEY = "textpay-development-secret-key-not-for-production"  # noqa: S105
+SECRET_KEY_MIN_LENGTH = 32
 
 
 class ConfigError(Exception):
@@ -57,6 +62,12 @@ class Settings(BaseSettings):
     )
     admin_token: str | None = Field(
         default=None, validation_alias=AliasChoices("TEXTPAY_ADMIN_TOKEN", "admin_token")
+    )
+    secret_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEXTPAY_SECRET_KEY", "secret_key"),
+        description="Signs the operator console's session cookies (and their CSRF values); "
+        "at least 32 random characters, required in production.",
     )
     twilio_account_sid: str | None = Field(
         default=None,
@@ -227,6 +238,16 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def session_secret(self) -> str:
+        """The key that signs console sessions: TEXTPAY_SECRET_KEY, or in development a fixed
+        well-known one (`check_production` keeps production from starting without its own)."""
+        if self.secret_key:
+            return self.secret_key
+        if self.is_production:
+            raise ConfigError("TEXTPAY_SECRET_KEY is required when TEXTPAY_ENV=production")
+        return DEVELOPMENT_SECRET_KEY
+
     def with_development_secrets(self) -> Settings:
         """These settings, with the well-known development tokens filled in where none is set
         (development only: production settings are returned unchanged)."""
@@ -248,12 +269,18 @@ class Settings(BaseSettings):
             return
         required = {
             "TEXTPAY_ADMIN_TOKEN": self.admin_token,
+            "TEXTPAY_SECRET_KEY": self.secret_key,
             "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
             "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
         }
         for variable, value in required.items():
             if not value:
                 raise ConfigError(f"{variable} is required when TEXTPAY_ENV=production")
+        if len(self.secret_key or "") < SECRET_KEY_MIN_LENGTH:
+            raise ConfigError(
+                f"TEXTPAY_SECRET_KEY must be at least {SECRET_KEY_MIN_LENGTH} characters "
+                "when TEXTPAY_ENV=production"
+            )
         if not (self.twilio_from_number or self.twilio_messaging_service_sid):
             raise ConfigError(
                 "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID is required "

@@ -755,3 +755,53 @@ class CardLink(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Stripe's Checkout Session (setup mode) started from this link, when there is one.
     checkout_session_id: str | None = Field(default=None, max_length=255)
+
+
+class OperatorRole(StrEnum):
+    """What an operator may do, each role everything the one before may: `viewer` reads,
+    `agent` also changes accounts and moves money (credits, usage, card refunds, scans),
+    `admin` also changes settings, facilities and operators."""
+
+    VIEWER = "viewer"
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+class Operator(SQLModel, table=True):
+    """A person who signs in to the console or calls the admin API (`textpay.operators`).
+
+    The email is stored lower-cased, so the unique key makes it unique whatever its case. Only
+    a salted scrypt hash of the password is kept. `failed_sign_ins` counts wrong passwords in a
+    row; the fifth locks sign-in until `locked_until`. A disabled operator keeps its row (the
+    audit trail names it) and can do nothing.
+    """
+
+    __tablename__ = "operator"
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'agent', 'admin')", name="ck_operator_role"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True)
+    name: str = Field(default="", max_length=100)
+    role: str = Field(max_length=8)
+    password_hash: str = Field(max_length=255)
+    failed_sign_ins: int = Field(default=0)
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _timestamp()
+    disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OperatorToken(SQLModel, table=True):
+    """An operator's API token: only the SHA-256 of the random token is kept (the token itself
+    is shown once, when minted). `last_used_at` is refreshed at most once a minute."""
+
+    __tablename__ = "operator_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    operator_id: int = Field(sa_column_args=[ForeignKey("operator.id")], index=True)
+    name: str = Field(default="", max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = _timestamp()
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -224,3 +224,31 @@ class CardRefundIn(StrictInput):
     deposit_id: Annotated[int, Field(ge=1, le=ID_MAX)]
     amount_cents: PositiveCents
     reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+# An operator's email: ASCII only (lower-casing it never changes its length), short enough that
+# `operator:<email>` fits the audit trail's 100-character actor.
+OperatorEmail = Annotated[
+    str,
+    StringConstraints(
+        min_length=3,
+        max_length=90,
+        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$",
+    ),
+]
+
+
+class OperatorIn(StrictInput):
+    """A new operator (`textpay.operators.create_operator`); the password is made for them."""
+
+    email: OperatorEmail
+    name: Annotated[str, StringConstraints(max_length=100)] = ""
+    role: Literal["viewer", "agent", "admin"]
+
+
+class TokenIn(StrictInput):
+    """A new API token. `operator_id` is for the bootstrap owner (TEXTPAY_ADMIN_TOKEN), which
+    mints a token on an operator's behalf; an operator's own token mints for itself."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    operator_id: Annotated[int, Field(ge=1, le=ID_MAX)] | None = None

@@ -2,7 +2,7 @@
 
 `create_app` wires settings, the database engine and the payment gateway into one Flask app with
 its blueprints: health, the admin JSON API, Twilio's and Stripe's webhooks, the card link's
-page, and problem documents. Views open the transactions;
+page, the operator console, and problem documents. Views open the transactions;
 the domain core in `textpay/` does the work.
 """
 
@@ -16,7 +16,7 @@ from textpay import logsafe
 from textpay.config import Settings, load_settings
 from textpay.models import ID_MAX
 from textpay.wiring import build
-from webhooks import card_page, health, problems, stripe_webhook, twilio
+from webhooks import card_page, console, health, problems, stripe_webhook, twilio
 from webhooks.admin import bp as admin_bp
 from webhooks.services import Services
 
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # gunicorn.conf.py, `textpay serve`).
     logsafe.register_secrets(
         settings.admin_token,
+        settings.secret_key,
         settings.twilio_auth_token,
         settings.stripe_api_key,
         settings.stripe_webhook_secret,
@@ -88,4 +89,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(twilio.bp)
     app.register_blueprint(stripe_webhook.bp)
     card_page.register(app)
+    console.register(app, settings)
     return app

@@ -1,4 +1,4 @@
-"""The `textpay` command: set up the database, serve, and check the ledger.
+"""The `textpay` command: set up the database, serve, check the ledger, manage operators.
 
 Each command is an edge: it reads settings, opens its own transactions and turns errors into one
 clear line and an exit status that scripts can test.
@@ -11,22 +11,29 @@ import json
 import os
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
+from sqlmodel import Session
 from werkzeug.serving import run_simple
 
 from scheduler import clock
 from scheduler import reconcile as reconcile_job
 from scheduler import scan as scan_job
-from textpay import ledger, logsafe
+from textpay import ledger, logsafe, operators
 from textpay.config import ConfigError, Settings, load_settings
 from textpay.db import SchemaError, create_schema, make_engine, unit_of_work
-from textpay.errors import ValidationFailed
+from textpay.errors import TextPayError, ValidationFailed
+from textpay.models import OperatorRole
 from textpay.phones import to_e164
+from textpay.schemas import OperatorIn
 from textpay.sms import ConsoleSender, SmsSender
+from textpay.timeutil import utcnow
 from textpay.wiring import build, make_sender
 from webhooks import chat, create_app
 from webhooks import demo as demo_story
@@ -245,6 +252,82 @@ def verify_ledger() -> None:
         click.echo(f"ledger drift on {len(drifts)} account(s)", err=True)
         sys.exit(1)
     click.echo("ledger ok: every balance equals the sum of its entries")
+
+
+@cli.group("operators")
+def operators_group() -> None:
+    """Add, list and disable the people who use the console and the admin API."""
+
+
+CLI_ACTOR = "cli"  # the audit trail's name for changes made with this command
+
+
+@operators_group.command("add")
+@click.argument("email")
+@click.option(
+    "--role",
+    type=click.Choice([role.value for role in OperatorRole]),
+    required=True,
+    help="viewer reads; agent also acts on accounts and money; admin also changes settings, "
+    "facilities and operators.",
+)
+@click.option("--name", default="", help="How the console and the audit trail name them.")
+def operators_add(email: str, role: str, name: str) -> None:
+    """Create an operator and print their one-time password (shown once, never stored)."""
+    try:
+        data = OperatorIn.model_validate({"email": email, "role": role, "name": name})
+    except ValidationError as error:
+        fields = ", ".join(str(item["loc"][0]) for item in error.errors(include_input=False))
+        raise click.ClickException(f"invalid {fields}") from None
+    now = utcnow()
+    with _operator_work() as session:
+        operator, password = operators.create_operator(
+            session, data.email, role=data.role, name=data.name, actor=CLI_ACTOR, now=now
+        )
+    # Printed, never logged: this line is the only place the password ever exists.
+    click.echo(f"operator {operator.email} ({operator.role}) added")
+    click.echo(f"one-time password: {password}")
+
+
+@operators_group.command("list")
+def operators_list() -> None:
+    """Every operator: id, email, role, state and name."""
+    now = utcnow()
+    with _operator_work() as session:
+        found = operators.list_operators(session)
+    for operator in found:
+        state = "disabled" if operator.disabled_at else "active"
+        if operator.locked_until is not None and operator.locked_until > now:
+            state += ", locked"
+        click.echo(f"{operator.id}\t{operator.email}\t{operator.role}\t{state}\t{operator.name}")
+    if not found:
+        click.echo("no operators yet: textpay operators add EMAIL --role admin")
+
+
+@operators_group.command("disable")
+@click.argument("email")
+def operators_disable(email: str) -> None:
+    """Disable an operator: their sign-in and API tokens stop working at once."""
+    with _operator_work() as session:
+        operator = operators.find_by_email(session, email) if email.isprintable() else None
+        if operator is None:
+            raise click.ClickException(f"no operator with email {email}")
+        operators.disable_operator(session, operator, actor=CLI_ACTOR, now=utcnow())
+    click.echo(f"operator {operator.email} disabled")
+
+
+@contextmanager
+def _operator_work() -> Iterator[Session]:
+    """One transaction on the configured database; a domain refusal is one line and exit 1."""
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with unit_of_work(engine) as session:
+            yield session
+    except TextPayError as error:
+        raise click.ClickException(error.detail) from None
+    finally:
+        engine.dispose()
 
 
 def _sender(settings: Settings) -> SmsSender:

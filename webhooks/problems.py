@@ -40,12 +40,16 @@ CATALOGUE: dict[str, ProblemType] = {
     "unauthorized": ProblemType(
         401,
         "Missing or wrong bearer token",
-        "Send Authorization: Bearer <TEXTPAY_ADMIN_TOKEN>.",
+        "Send Authorization: Bearer <TEXTPAY_ADMIN_TOKEN> or an operator's API token. A "
+        "revoked token, or the token of a disabled operator, is refused.",
     ),
     "forbidden": ProblemType(
         403,
         "Forbidden",
-        "Twilio webhooks must carry a valid X-Twilio-Signature for TWILIO_AUTH_TOKEN.",
+        "The caller is known but may not do this: an operator's token below the role the "
+        "admin endpoint needs (viewer reads; agent changes accounts and moves money; admin "
+        "changes settings, facilities and operators), or a Twilio webhook without a valid "
+        "X-Twilio-Signature for TWILIO_AUTH_TOKEN.",
     ),
     "bad-webhook": ProblemType(
         400,

@@ -58,6 +58,7 @@ def test_sms_backend_follows_credentials_unless_set() -> None:
 COMPLETE = {
     "env": "production",
     "admin_token": "a",
+    "secret_key": "s" * 32,
     "twilio_account_sid": "AC1",
     "twilio_auth_token": "t",
     "twilio_from_number": "+12125550100",
@@ -68,6 +69,7 @@ COMPLETE = {
     ("missing", "variable"),
     [
         ("admin_token", "TEXTPAY_ADMIN_TOKEN"),
+        ("secret_key", "TEXTPAY_SECRET_KEY"),
         ("twilio_account_sid", "TWILIO_ACCOUNT_SID"),
         ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
         ("twilio_from_number", "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"),
@@ -88,6 +90,11 @@ def test_production_accepts_a_messaging_service_and_refuses_unsigned_webhooks() 
     with pytest.raises(ConfigError, match="TEXTPAY_VALIDATE_SIGNATURES"):
         settings(**COMPLETE, validate_signatures=False).check_production()
     settings(validate_signatures=False).check_production()  # fine in development
+
+
+def test_production_refuses_a_short_secret_key() -> None:
+    with pytest.raises(ConfigError, match="TEXTPAY_SECRET_KEY must be at least 32"):
+        settings(**{**COMPLETE, "secret_key": "short"}).check_production()
 
 
 def test_cli_in_production_without_secrets_prints_one_line() -> None:
@@ -143,7 +150,8 @@ def test_production_with_stripe_refuses_to_start_without_its_secrets(
 
 def test_wsgi_in_production_with_stripe_and_no_key_exits_naming_it(tmp_path: Path) -> None:
     env = {"TEXTPAY_ENV": "production", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-           "TEXTPAY_ADMIN_TOKEN": "a", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
+           "TEXTPAY_ADMIN_TOKEN": "a", "TEXTPAY_SECRET_KEY": "s" * 32,
+           "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
            "TWILIO_FROM_NUMBER": "+12125550100", "TEXTPAY_PAYMENTS_BACKEND": "stripe",
            "STRIPE_WEBHOOK_SECRET": "whsec_1", "DATABASE_URL": "sqlite://"}  # fmt: skip
     result = subprocess.run(

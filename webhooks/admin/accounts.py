@@ -15,8 +15,9 @@ from textpay.accounts import (
     save_card,
     update_account,
 )
+from textpay.models import OperatorRole
 from textpay.schemas import AccountCreate, AccountUpdate, PaymentMethodIn
-from webhooks.admin import bp
+from webhooks.admin import bp, requires
 from webhooks.admin.requests import actor, body, id_arg, int_arg
 from webhooks.admin.serializers import account_json
 from webhooks.services import services
@@ -40,6 +41,7 @@ def _enrolment(card: PaymentMethodIn | None = None, account_ref: str = "") -> En
 
 
 @bp.post("/accounts")
+@requires(OperatorRole.AGENT)
 def create() -> tuple[Response, int, dict[str, str]]:
     data = body(AccountCreate)
     context = _enrolment(data.payment_method, data.account_number)
@@ -83,6 +85,7 @@ def show(account_id: int) -> Response:
 
 
 @bp.patch("/accounts/<id:account_id>")
+@requires(OperatorRole.AGENT)
 def change(account_id: int) -> Response:
     data = body(AccountUpdate)
     context = _enrolment()

@@ -17,12 +17,12 @@ from sqlmodel import Session
 
 from textpay import card_refunds
 from textpay.accounts import get_account
-from textpay.models import CardRefundStatus
+from textpay.models import CardRefundStatus, OperatorRole
 from textpay.money import format_cents
 from textpay.payments import RefundResult
 from textpay.schemas import CardRefundIn
 from textpay.timeutil import utcnow
-from webhooks.admin import bp
+from webhooks.admin import bp, requires
 from webhooks.admin.money import idempotency_key
 from webhooks.admin.requests import actor, body, int_arg
 from webhooks.admin.serializers import card_refund_json
@@ -32,6 +32,7 @@ from webhooks.transactions import in_transaction
 
 
 @bp.post("/accounts/<id:account_id>/card-refunds")
+@requires(OperatorRole.AGENT)
 def card_refund(account_id: int) -> tuple[Response, int]:
     key = idempotency_key()
     data = body(CardRefundIn)

@@ -14,9 +14,9 @@ from textpay import ledger
 from textpay.accounts import get_account
 from textpay.balances import issue_credit, record_usage
 from textpay.ledger import Posting
-from textpay.models import LedgerKind
+from textpay.models import LedgerKind, OperatorRole
 from textpay.schemas import CreditIn, UsageIn
-from webhooks.admin import bp
+from webhooks.admin import bp, requires
 from webhooks.admin.requests import actor, body, id_arg, int_arg
 from webhooks.admin.serializers import ledger_entry_json
 from webhooks.problems import Problem
@@ -34,6 +34,7 @@ def _posted(posting: Posting) -> tuple[Response, int]:
 
 
 @bp.post("/accounts/<id:account_id>/usage")
+@requires(OperatorRole.AGENT)
 def usage(account_id: int) -> tuple[Response, int]:
     data = body(UsageIn)
     return _posted(
@@ -60,6 +61,7 @@ def idempotency_key() -> str:
 
 
 @bp.post("/accounts/<id:account_id>/credits")
+@requires(OperatorRole.AGENT)
 def credit(account_id: int) -> tuple[Response, int]:
     key = idempotency_key()
     data = body(CreditIn)

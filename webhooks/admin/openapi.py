@@ -20,7 +20,9 @@ from textpay.schemas import (
     AccountUpdate,
     CardRefundIn,
     CreditIn,
+    OperatorIn,
     SettingsPatch,
+    TokenIn,
     UsageIn,
 )
 from webhooks.admin import bp
@@ -252,15 +254,54 @@ class ScanRunPage(Out):
     next_before: int | None
 
 
+class OperatorOut(Out):
+    id: int
+    email: str
+    name: str
+    role: Literal["viewer", "agent", "admin"]
+    # Sign-in is locked for a while after repeated wrong passwords.
+    locked: bool
+    created_at: str
+    disabled_at: str | None
+
+
+class OperatorCreated(OperatorOut):
+    # The one-time password: shown here once, stored only as a hash.
+    password: str
+
+
+class OperatorList(Out):
+    operators: list[OperatorOut]
+
+
+class TokenOut(Out):
+    id: int
+    operator_id: int
+    name: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class TokenCreated(TokenOut):
+    # The bearer token itself: shown here once, stored only as a hash.
+    token: str
+
+
+class TokenList(Out):
+    tokens: list[TokenOut]
+
+
 def _components() -> dict[str, Any]:
     inputs: list[type[BaseModel]] = [
         AccountCreate, AccountUpdate, UsageIn, CreditIn, CardRefundIn, SettingsPatch,
-        FacilityIn,
+        FacilityIn, OperatorIn, TokenIn,
     ]  # fmt: skip
     outputs: list[type[BaseModel]] = [
         ProblemOut, SettingsOut, FacilityOut, FacilityList, AccountOut, AccountList,
         LedgerEntryOut, LedgerPage, CardRefundOut, CardRefundList, AuditPage, MessagePage,
-        ScanRunOut, ScanRunPage,
+        ScanRunOut, ScanRunPage, OperatorOut, OperatorCreated, OperatorList, TokenOut,
+        TokenCreated, TokenList,
     ]  # fmt: skip
     validation: Literal["validation"] = "validation"
     serialization: Literal["serialization"] = "serialization"
@@ -375,6 +416,10 @@ CODE = {"name": "code", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}}  # fmt: skip
 SCAN_ID = {"name": "scan_id", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 1, "maximum": ID_MAX}}  # fmt: skip
+OPERATOR_ID = {"name": "operator_id", "in": "path", "required": True,
+               "schema": {"type": "integer", "minimum": 1, "maximum": ID_MAX}}  # fmt: skip
+TOKEN_ID = {"name": "token_id", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": ID_MAX}}  # fmt: skip
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": True,
                    "schema": {"type": "string", "pattern": "^[!-~]{1,150}$"}}  # fmt: skip
 
@@ -493,6 +538,43 @@ def document() -> dict[str, Any]:
             },
             "/admin/scans/{scan_id}": {
                 "get": _operation("A scan and its counts", 200, "ScanRunOut", params=[SCAN_ID]),
+            },
+            "/admin/operators": {
+                "post": _operation(
+                    "Add an operator (admin); answers its one-time password",
+                    201,
+                    "OperatorCreated",
+                    body="OperatorIn",
+                ),
+                "get": _operation("Operators (admin)", 200, "OperatorList"),
+            },
+            "/admin/operators/{operator_id}/disable": {
+                "post": _operation(
+                    "Disable an operator (admin): its tokens and sign-in stop working",
+                    200,
+                    "OperatorOut",
+                    params=[OPERATOR_ID],
+                ),
+            },
+            "/admin/tokens": {
+                "post": _operation(
+                    "Mint an API token for the calling operator (with TEXTPAY_ADMIN_TOKEN: for "
+                    "`operator_id`); answers the token, once",
+                    201,
+                    "TokenCreated",
+                    body="TokenIn",
+                ),
+                "get": _operation(
+                    "The calling operator's tokens (an admin may name `operator_id`)",
+                    200,
+                    "TokenList",
+                    params=[_cursor("operator_id")],
+                ),
+            },
+            "/admin/tokens/{token_id}": {
+                "delete": _operation(
+                    "Revoke a token (your own; an admin any)", 200, "TokenOut", params=[TOKEN_ID]
+                ),
             },
         },
     }

@@ -12,6 +12,7 @@ from textpay.errors import FieldError
 from textpay.models import ID_MAX
 from textpay.redaction import has_card_number
 from textpay.schemas import CARD_NUMBER_REFUSED
+from webhooks.admin import caller
 from webhooks.problems import Problem, field_errors
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -63,11 +64,14 @@ def id_arg(name: str) -> int | None:
 
 
 def actor() -> str:
-    """Who is acting, for the audit trail: the `X-TextPay-Actor` header, else `admin`.
-
-    The bearer token is shared by all operators, so this is a declared name, not proof of
-    identity; it tells colleagues who made a change.
+    """Who is acting, for the audit trail. With an operator's token, that operator
+    (`operator:<email>`: proven, so `X-TextPay-Actor` is ignored). With TEXTPAY_ADMIN_TOKEN, the
+    `X-TextPay-Actor` header, else `admin`: that token is shared, so this is a declared name,
+    not proof of identity; it tells colleagues who made a change.
     """
+    signed_in = caller().operator
+    if signed_in is not None:
+        return signed_in.actor
     name = request.headers.get(ACTOR_HEADER, "").strip()
     if _CONTROL.search(name):  # PostgreSQL refuses NUL in text; no name needs the others
         raise Problem(

@@ -10,8 +10,8 @@ from typing import Any
 from flask import Response, jsonify, url_for
 
 from textpay import scan_runs
-from textpay.models import ScanRun
-from webhooks.admin import bp
+from textpay.models import OperatorRole, ScanRun
+from webhooks.admin import bp, requires
 from webhooks.admin.requests import actor, int_arg
 from webhooks.admin.serializers import iso
 from webhooks.transactions import in_transaction
@@ -37,6 +37,7 @@ def scan_json(run: ScanRun) -> dict[str, Any]:
 
 
 @bp.post("/scan")
+@requires(OperatorRole.AGENT)
 def queue_scan() -> tuple[Response, int, dict[str, str]]:
     """Queue a low-balance scan (with AutoPay) for the clock; answers at once."""
     who = actor()

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, jsonify
 from sqlmodel import Session
 
-from textpay.models import Facility
+from textpay.models import Facility, OperatorRole
 from textpay.operator_settings import (
     FacilityIn,
     get_facility,
@@ -17,7 +17,7 @@ from textpay.operator_settings import (
 )
 from textpay.policy import get_global_settings
 from textpay.schemas import SettingsPatch
-from webhooks.admin import bp
+from webhooks.admin import bp, requires
 from webhooks.admin.requests import actor, body
 from webhooks.admin.serializers import facility_json, settings_json
 from webhooks.transactions import in_transaction
@@ -29,6 +29,7 @@ def show_settings() -> Response:
 
 
 @bp.patch("/settings")
+@requires(OperatorRole.ADMIN)
 def change_settings() -> Response:
     patch = body(SettingsPatch)
     who = actor()
@@ -58,6 +59,7 @@ def show_facility(code: str) -> Response:
 
 
 @bp.put("/facilities/<code>")
+@requires(OperatorRole.ADMIN)
 def replace_facility(code: str) -> tuple[Response, int]:
     data = body(FacilityIn)
     who = actor()
