@@ -17,6 +17,13 @@ from webhooks import create_app
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _metrics_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR for the process it runs in: set it here
+    so that it is undone after each test."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+
+
 def trust(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str
 ) -> tuple[list[str], dict[str, str]]:
