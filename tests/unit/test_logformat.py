@@ -42,7 +42,7 @@ def test_no_field_of_a_json_line_holds_a_number_a_card_or_a_token() -> None:
         logging.ERROR,
         __file__,
         1,
-        "charged 4111 1111 1111 1111 for %s with Bearer %s\nforged line",
+        "charged 4111 1111 1111 1111 for %s\nforged line with Bearer %s",
         ("+12125550147", TOKEN),
         None,
     )
