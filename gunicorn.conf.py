@@ -15,20 +15,83 @@ the only peer gunicorn then believes about the scheme (`forwarded_allow_ips` bel
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from textpay import logsafe
+from textpay import logformat, logsafe
 from textpay.config import Settings
 
 
-def _trusted_proxies() -> int:
-    """TEXTPAY_TRUSTED_PROXIES as the app reads it (`.env` included), so that gunicorn and the
-    app's ProxyFix never disagree; 0 when the settings are invalid (the app then refuses to
-    start and names the variable)."""
+def _settings() -> Settings | None:
+    """The app's settings (`.env` included), so that gunicorn and the app never disagree; None
+    when they are invalid (the app then refuses to start and names the variable)."""
     try:
-        return Settings().trusted_proxies
+        return Settings()
     except ValueError:
-        return 0
+        return None
+
+
+def _trusted_proxies() -> int:
+    """TEXTPAY_TRUSTED_PROXIES as the app reads it (its ProxyFix), 0 when the settings are
+    invalid."""
+    settings = _settings()
+    return settings.trusted_proxies if settings else 0
+
+
+# Prometheus' multiprocess mode (textpay/metrics.py): every worker writes its counts to files in
+# PROMETHEUS_MULTIPROC_DIR and a scrape of any worker sums them all. It must be set before the
+# app (and prometheus_client) is imported, hence here, at the top of the arbiter. Set it
+# yourself to a directory the clock shares (same host: the clock's scan, AutoPay and dispatch
+# counts then show in the web's /metrics too) and have it emptied at boot (a tmpfs such as
+# /run); unset, gunicorn makes a private one and removes it when it exits.
+_OWN_METRICS_DIR: str | None = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="textpay-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+_PID_IN_NAME = re.compile(r"_(\d+)\.db$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def on_starting(server: Any) -> None:
+    """Forget the live gauges of processes that died before this start (a crash, a kill -9):
+    what `child_exit` below would have done for them. Their counters stay, summed as before."""
+    from prometheus_client import multiprocess  # noqa: PLC0415 (after the directory is set)
+
+    for path in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        found = _PID_IN_NAME.search(path.name)
+        if found and not _alive(int(found.group(1))):
+            multiprocess.mark_process_dead(int(found.group(1)))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited (recycled, killed by the timeout, crashed): its live gauges go with it."""
+    from prometheus_client import multiprocess  # noqa: PLC0415 (after the directory is set)
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """The request id is the request's: cleared once gunicorn has written the access line that
+    carries it (webhooks/operations.py sets it)."""
+    logformat.set_request_id(None)
 
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
@@ -69,6 +132,10 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 accesslog = "-"
+# TEXTPAY_LOG_FORMAT=json: gunicorn's lines and the app's, one JSON object each, with the
+# request id (textpay/logformat.py); text: gunicorn's own format, as before.
+_LOG_FORMAT = (_settings() or Settings.model_construct()).log_format
+logconfig_dict = logformat.gunicorn_logconfig(_LOG_FORMAT)
 # The path without its query string: `/admin/accounts?phone=...` must not put phone numbers in
 # the log. No headers either: the admin token is never logged. A card link's path
 # (`/card/<token>`) is written `/card/[link]` by `textpay.logsafe`, installed below.
@@ -103,6 +170,7 @@ logsafe.register_secrets(
             "TWILIO_AUTH_TOKEN",
             "STRIPE_API_KEY",
             "STRIPE_WEBHOOK_SECRET",
+            "TEXTPAY_METRICS_TOKEN",
         )
     )
 )

@@ -1,11 +1,12 @@
 """The clock process: runs TextPay's jobs on a schedule (`python -m scheduler.clock`).
 
 APScheduler 3 in UTC with `coalesce=True` and `max_instances=1`, so a slow run is never doubled
-and missed runs collapse into one. Jobs: the low-balance scan with AutoPay (every
-TEXTPAY_SCAN_INTERVAL_SECONDS), the scans operators queue with `POST /admin/scan` (looked for
-every few seconds), offer expiry and the reconciler (every minute), and the outbox dispatcher
-(every second). Never run inside gunicorn workers: run one or more clock processes
-beside them (on PostgreSQL several are safe), or `textpay serve` for the embedded default.
+and missed runs collapse into one. Jobs: the heartbeat (every 15 s, `textpay.heartbeat`), the
+low-balance scan with AutoPay (every TEXTPAY_SCAN_INTERVAL_SECONDS), the scans operators queue
+with `POST /admin/scan` (looked for every few seconds), offer expiry and the reconciler (every
+minute), and the outbox dispatcher (every second). Never run inside gunicorn workers: run one or
+more clock processes beside them (on PostgreSQL several are safe), or `textpay serve` for the
+embedded default.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy.engine import Engine
 
 from scheduler import dispatch, expire, queued_scans, reconcile, scan
-from textpay import logsafe
+from textpay import heartbeat, logformat, logsafe
 from textpay.config import load_settings
+from textpay.db import unit_of_work
 from textpay.sms import SmsSender
+from textpay.timeutil import utcnow
 from textpay.wiring import Parts, build, make_sender
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,13 @@ def add_jobs(scheduler: BaseScheduler, parts: Parts, sender: SmsSender) -> None:
         id="queued_scans",
         next_run_time=soon,
     )
+    scheduler.add_job(
+        lambda: beat(parts.db),
+        "interval",
+        seconds=heartbeat.BEAT_SECONDS,
+        id="heartbeat",
+        next_run_time=datetime.now(UTC),
+    )
     scheduler.add_job(lambda: expire.run(parts.db), "interval", seconds=60, id="expire")
     scheduler.add_job(
         lambda: reconcile.run(
@@ -84,6 +95,13 @@ def add_jobs(scheduler: BaseScheduler, parts: Parts, sender: SmsSender) -> None:
     )
 
 
+def beat(db: Engine) -> None:
+    """The clock's heartbeat (`textpay.heartbeat`): a job of its own, so that it says the
+    scheduler runs jobs, and is not held up by a long scan or a draining outbox."""
+    with unit_of_work(db) as session:
+        heartbeat.beat(session, now=utcnow())
+
+
 def background(parts: Parts, sender: SmsSender) -> BackgroundScheduler:
     """A scheduler in a thread of this process (for `textpay serve`)."""
     scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
@@ -93,17 +111,18 @@ def background(parts: Parts, sender: SmsSender) -> BackgroundScheduler:
 
 def main() -> None:
     logsafe.install()  # no number, card or token in any line, one line each (textpay/logsafe.py)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+    logformat.configure(settings.log_format)  # text, or one JSON object a line
     # A dispatcher still draining a long queue makes APScheduler warn every second that the
     # next run is skipped (max_instances=1, as intended): only errors are worth a line.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    settings = load_settings()
     settings.check_production()
     logsafe.register_secrets(
         settings.admin_token,
         settings.twilio_auth_token,
         settings.stripe_api_key,
         settings.stripe_webhook_secret,
+        settings.metrics_token,
     )
     parts = build(settings)
     scheduler = BlockingScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)

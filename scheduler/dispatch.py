@@ -23,7 +23,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from textpay import outbox
+from textpay import metrics, outbox
 from textpay.db import unit_of_work
 from textpay.phones import masked_phone
 from textpay.sms import SendOutcome, SmsSender
@@ -109,9 +109,13 @@ def run(
                       item.message_id, masked_phone(item.phone), type(error).__name__)  # fmt: skip
             with lock:
                 counts.errors += 1
+            metrics.SMS_DISPATCH.labels(outcome="error", error_code="").inc()
             return
         with lock:
             counts.add(result.outcome)
+        metrics.SMS_DISPATCH.labels(
+            outcome=result.outcome.value, error_code=metrics.error_code_label(result.error_code)
+        ).inc()
 
     if workers <= 1:
         for item in claimed:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from textpay import autopay, funding, lowbalance, offers, settlement
+from textpay import autopay, funding, lowbalance, metrics, offers, settlement
 from textpay.db import is_postgresql, unit_of_work
 from textpay.engine_config import EngineConfig
 from textpay.lowbalance import Action
@@ -96,6 +96,7 @@ def run(
     with _leadership(db) as lease:
         if lease is None:
             result.leader = False
+            metrics.SCANS.labels(role="stepped_aside").inc()
             return result
         if dry_run:
             try:
@@ -108,6 +109,7 @@ def run(
             except _DryRun:
                 return result
         log.info("scan started")
+        begun = time.monotonic()
         orders = _offers_and_claims(db, result, clock=clock, config=config, lease=lease)
         for done, order in enumerate(orders):
             if not lease.renew():
@@ -116,8 +118,18 @@ def run(
                 break
             _charge(db, gateway, order, result, clock=clock, config=config,
                     timeout=gateway_timeout)  # fmt: skip
+        _count(result, seconds=time.monotonic() - begun)
     log.info("scan: %s", result.counts())
     return result
+
+
+def _count(result: ScanResult, *, seconds: float) -> None:
+    """A finished scan in the metrics (`textpay.metrics`): its time and what it did."""
+    metrics.SCANS.labels(role="leader").inc()
+    metrics.SCAN_SECONDS.observe(seconds)
+    for name, value in result.counts().items():
+        if value:
+            metrics.SCAN_ACCOUNTS.labels(result=name).inc(value)
 
 
 def _charge(

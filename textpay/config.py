@@ -183,6 +183,18 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TEXTPAY_TRUSTED_PROXIES", "trusted_proxies"),
         description="How many reverse proxies set X-Forwarded-* headers in front of TextPay.",
     )
+    metrics_token: str | None = Field(
+        default=None,
+        min_length=16,
+        validation_alias=AliasChoices("TEXTPAY_METRICS_TOKEN", "metrics_token"),
+        description="Bearer token Prometheus sends to scrape `GET /metrics`; unset, the "
+        "endpoint is not there (404).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        validation_alias=AliasChoices("TEXTPAY_LOG_FORMAT", "log_format"),
+        description="`text`, or `json`: one JSON object per log line, with the request id.",
+    )
 
     scan_interval_seconds: int = Field(
         default=300,

@@ -71,6 +71,7 @@ class InboundSms:
     sid: str
     sender: str
     body: str
+    request_id: str | None = None  # the web request's id, kept on the message for its logs
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Turn:
     charge: funding.ChargeOrder | None = None
     replayed: bool = False
     label: str | None = None  # the charged account's label on the phone, for the receipt
+    intent: str = "replay"  # what the words asked (`conversation.Intent`), for the metrics
 
 
 def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineConfig) -> Turn:
@@ -114,9 +116,9 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         # Recorded, not answered: a runaway script or a loop between two bots costs nothing.
         message_id = messages.record_inbound(
             session, sid=sms.sid, phone=phone, body=body, account_id=account_id, now=now,
-            reply_body="",
+            reply_body="", request_id=sms.request_id,
         )  # fmt: skip
-        return Turn(message_id, None)
+        return Turn(message_id, None, intent="flood")
     decision = conversation.decide(facts, command)
     language = _language(facts, command, decision)
     spoken = voice(session, config)
@@ -155,9 +157,10 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         account_id=account_id,
         now=now,
         reply_body=None if charge is not None else card_links.masked(answer or ""),
+        request_id=sms.request_id,
     )
     label = facts.account(charge_account).label if (charge_account := _charged(decision)) else None
-    return Turn(message_id, answer, charge, label=label)
+    return Turn(message_id, answer, charge, label=label, intent=command.intent.value)
 
 
 def _charged(decision: Decision) -> int | None:

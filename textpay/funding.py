@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, literal, text, update
 from sqlmodel import Session, col, select
 
-from textpay import ledger
+from textpay import ledger, metrics
 from textpay.accounts import payment_method_of
 from textpay.db import insert_returning_id
 from textpay.errors import NotFound
@@ -213,10 +213,13 @@ def call_gateway(
 ) -> ChargeResult | None:
     """Phase 2, outside any transaction. None means the outcome is not known yet (no answer in
     time, or the processor is still processing): a webhook or the reconciler settles it."""
+    backend = metrics.backend_label(gateway)
     try:
         result = gateway.charge(order.request(), timeout_seconds=timeout_seconds)
     except GatewayTimeout:
+        metrics.CHARGES.labels(backend=backend, outcome="timeout").inc()
         return None
+    metrics.CHARGES.labels(backend=backend, outcome=result.status.value).inc()
     return None if result.status is ChargeStatus.PENDING else result
 
 
@@ -271,8 +274,15 @@ def settle(
         new_reference=True,
         also=deposit_also(won) if deposit_also else None,
     )
+    deposited = won.amount_cents
+    metrics.on_commit(session, lambda: _count_deposit(deposited))
     return Settlement(won, posting.entry, posting.entry.balance_after_cents, changed=True,
                       account=posting.account)  # fmt: skip
+
+
+def _count_deposit(cents: int) -> None:
+    metrics.DEPOSITS.inc()
+    metrics.DEPOSITS_CENTS.inc(cents)
 
 
 @cache

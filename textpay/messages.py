@@ -69,6 +69,7 @@ def record_inbound(
     account_id: int | None,
     now: datetime,
     reply_body: str | None = None,
+    request_id: str | None = None,
 ) -> int:
     """Store an inbound text (its body already masked) and, when it is known, the answer given
     (None while a charge decides it); its id. The unique MessageSid makes a second insert of
@@ -88,6 +89,7 @@ def record_inbound(
                 "attempts": 0,
                 "twilio_sid": sid,
                 "reply_body": reply_body,
+                "request_id": request_id,
                 "created_at": now,
                 "updated_at": now,
             },

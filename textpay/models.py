@@ -63,6 +63,8 @@ def _cents(*, nullable: bool = False, default: int | None = None) -> Any:
 SCANNABLE_ACCOUNT = "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
 ACCOUNT_IN_EPISODE = "episode_prompts > 0 OR autopay_failures > 0 OR episode_autopay_charges > 0"
 WAITING_MESSAGE = "direction = 'outbound' AND status = 'pending'"
+# Outbound texts not yet settled with Twilio: what `/metrics` counts as the outbox's depth.
+OPEN_OUTBOUND_MESSAGE = "direction = 'outbound' AND status IN ('pending', 'dispatching', 'unknown')"
 UNSETTLED_ATTEMPT = "status = 'pending'"
 UNTOLD_ATTEMPT = "status <> 'pending' AND notified_at IS NULL"
 
@@ -499,6 +501,12 @@ class Message(SQLModel, table=True):
             postgresql_where=text(WAITING_MESSAGE),
             sqlite_where=text(WAITING_MESSAGE),
         ),
+        Index(
+            "ix_message_open_outbound",
+            "status",
+            postgresql_where=text(OPEN_OUTBOUND_MESSAGE),
+            sqlite_where=text(OPEN_OUTBOUND_MESSAGE),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -520,6 +528,8 @@ class Message(SQLModel, table=True):
     twilio_sid: str | None = Field(default=None, max_length=64, unique=True)
     error_code: str | None = Field(default=None, max_length=10)
     reply_body: str | None = Field(default=None, max_length=2000)
+    # The web request that recorded an inbound text (its `X-Request-Id`), to find its log lines.
+    request_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 

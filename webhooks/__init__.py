@@ -16,7 +16,7 @@ from textpay import logsafe
 from textpay.config import Settings, load_settings
 from textpay.models import ID_MAX
 from textpay.wiring import build
-from webhooks import card_page, console, health, problems, stripe_webhook, twilio
+from webhooks import card_page, console, health, operations, problems, stripe_webhook, twilio
 from webhooks.admin import bp as admin_bp
 from webhooks.services import Services
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.twilio_auth_token,
         settings.stripe_api_key,
         settings.stripe_webhook_secret,
+        settings.metrics_token,
     )
 
     app = Flask(__name__)
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
 
     problems.register(app)
+    operations.register(app)  # request ids, request times, /metrics, /readyz
     app.register_blueprint(health.bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(twilio.bp)

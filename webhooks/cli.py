@@ -25,7 +25,7 @@ from werkzeug.serving import run_simple
 from scheduler import clock
 from scheduler import reconcile as reconcile_job
 from scheduler import scan as scan_job
-from textpay import ledger, logsafe, operators
+from textpay import ledger, logformat, logsafe, operators
 from textpay.config import ConfigError, Settings, load_settings
 from textpay.db import SchemaError, create_schema, make_engine, unit_of_work
 from textpay.errors import TextPayError, ValidationFailed
@@ -78,6 +78,8 @@ def serve(host: str, port: int) -> None:
     """Run the development server on the embedded default (creates the database if needed)."""
     logsafe.install()  # the development server's request log and errors (textpay/logsafe.py)
     configured = _settings()
+    if configured.log_format == "json":  # werkzeug's request lines and the jobs' too
+        logformat.configure("json")
     settings = configured.with_development_secrets()
     create_schema(make_engine(settings.database_url))
     app = create_app(settings)

@@ -15,10 +15,11 @@ from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from textpay import engine, funding, outbox
+from textpay import engine, funding, metrics, outbox
 from textpay.errors import ValidationFailed
 from textpay.phones import masked_phone
 from textpay.timeutil import utcnow
+from webhooks import operations
 from webhooks.problems import Problem
 from webhooks.services import request_engine_config, services
 from webhooks.transactions import in_transaction
@@ -66,7 +67,8 @@ def inbound() -> Response:
     sid = request.form.get("MessageSid", "").strip() or _required("SmsSid")
     if not _SID.match(sid):
         raise Problem("bad-webhook", "MessageSid is not a Twilio SID.")
-    sms = engine.InboundSms(sid=sid, sender=_required("From"), body=request.form.get("Body", ""))
+    sms = engine.InboundSms(sid=sid, sender=_required("From"), body=request.form.get("Body", ""),
+                            request_id=operations.request_id())  # fmt: skip
     found = services()
     config = request_engine_config()
 
@@ -76,6 +78,7 @@ def inbound() -> Response:
         )
     except ValidationFailed as error:
         raise Problem("bad-webhook", error.detail) from None
+    metrics.INBOUND_TEXTS.labels(intent=turn.intent).inc()  # committed: counted once
     answer = turn.reply
     if turn.charge is not None:
         order = turn.charge
@@ -115,4 +118,7 @@ def status() -> Response:
             session, sid=sid, status=new_status, error_code=error_code, now=utcnow()
         )
     )
+    metrics.SMS_STATUS.labels(
+        status=metrics.status_label(new_status), error_code=metrics.error_code_label(error_code)
+    ).inc()
     return Response(status=204)

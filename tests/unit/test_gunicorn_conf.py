@@ -3,7 +3,10 @@ shows the effect on a running gunicorn), and its workers are forked from the loa
 
 from __future__ import annotations
 
+import os
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +18,13 @@ from textpay.config import Settings
 from webhooks import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _metrics_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR for the process it runs in: set it here
+    so that it is undone after each test."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
 
 
 def trust(
@@ -110,3 +120,26 @@ def test_another_app_served_with_the_same_file_boots(
     server = SimpleNamespace(cfg=SimpleNamespace(preload_app=True))
     worker = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: other))
     namespace["post_fork"](server, worker)  # no error
+
+
+def test_a_dead_worker_s_live_gauges_are_forgotten_and_its_counts_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`child_exit` (and `on_starting`, for workers that died before a restart) mark the worker
+    dead for prometheus_client's multiprocess mode: its live gauges go, its counters stay in
+    the sums a scrape reads."""
+    monkeypatch.chdir(tmp_path)
+    namespace = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    directory = Path(namespace["os"].environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert directory == tmp_path / "metrics"
+    assert directory.is_dir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that existed and is no more
+    for name in ("gauge_livesum_4242.db", "counter_4242.db", f"gauge_livesum_{gone.pid}.db",
+                 f"gauge_livesum_{os.getpid()}.db"):  # fmt: skip
+        (directory / name).write_bytes(b"")
+    namespace["child_exit"](SimpleNamespace(), SimpleNamespace(pid=4242))
+    assert "gauge_livesum_4242.db" not in {p.name for p in directory.iterdir()}
+    namespace["on_starting"](SimpleNamespace())  # the dead process's live gauge goes too
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        ["counter_4242.db", f"gauge_livesum_{os.getpid()}.db"])  # fmt: skip
