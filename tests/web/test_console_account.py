@@ -25,8 +25,9 @@ from tests.conftest import AdminClient
 from tests.web.conftest import MOM
 from tests.web.operators_helpers import MadeOperator, make_operator
 from tests.web.test_console_sign_in import sign_in
+from tests.web.test_statement_budget import counted
 from tests.web.twilio_client import TwilioClient
-from textpay import messages
+from textpay import account_story, messages
 from textpay.db import unit_of_work
 from textpay.models import (
     Account,
@@ -402,3 +403,18 @@ def test_a_form_without_the_csrf_value_changes_nothing(
     )
     assert forged.status_code == 400
     assert account_row(engine, seeded.account_id).balance_cents == before
+
+
+def test_the_story_takes_a_bounded_number_of_statements_however_long_the_history(
+    seeded: Seeded, admin: AdminClient, engine: Engine
+) -> None:
+    def statements() -> int:
+        with unit_of_work(engine) as session, counted(engine) as seen:
+            account_story.tell(session, seeded.account_id, now=utcnow())
+        return len(seen.ours)
+
+    few = statements()
+    for n in range(60):
+        assert admin.credit(seeded.account_id, 1, f"long-{n}").status_code == 201
+    assert statements() == few
+    assert few <= 16, few  # 14, and the settings cache's reload when its copy is old
