@@ -11,6 +11,8 @@ Owns the link's life and the rules that make it safe to text:
 - `redeem` uses a link once (a conditional update on `used_at IS NULL`, so two posts of the same
   form change the card at most once), replaces the account's card on file, audits the change
   (actor `subscriber`) and queues the confirmation text.
+- `resend`: an operator texts the link again (the console's Account page), as CARD answers:
+  queued masked, audited with the operator.
 - On a processor that hosts the card page (Stripe's Checkout in setup mode), `start_checkout`
   records the page's session on the link, and `redeem_checkout` uses the link the same way
   when the processor's signed event says the page was completed (found by the session id,
@@ -39,6 +41,7 @@ from sqlmodel import Session, col, select
 from textpay import audit, episodes, facts, messages, replies, tokens
 from textpay.accounts import account_snapshot, payment_method_of, put_card
 from textpay.engine_config import EngineConfig, voice
+from textpay.errors import ValidationFailed
 from textpay.models import Account, AccountStatus, CardLink, Message, PaymentMethod
 from textpay.payments import CardInfo
 from textpay.schemas import PaymentMethodIn
@@ -130,6 +133,30 @@ def fill_in(session: Session, body: str, *, account_id: int | None, phone: str,
         return body
     token = issue(session, account, phone=phone, now=now)
     return body.replace(MASKED, PATH + token)
+
+
+def resend(
+    session: Session, account: Account, *, now: datetime, config: EngineConfig, actor: str
+) -> Message:
+    """An operator sends the card link again (the support desk, while the family is on the
+    phone): the text CARD would have answered, queued for the account's number and audited.
+    Stored with the link masked; the dispatcher makes a fresh link as it sends it, so its 30
+    minutes start then. The subscriber asked for it (by calling), so, like CARD's answer, it is
+    not held for quiet hours; a number that has opted out is refused (no text may go to it)."""
+    assert account.id is not None
+    if messages.number_opted_out(session, account.phone):
+        raise ValidationFailed.single(
+            "phone", "this number has opted out (STOP): no text can be sent to it"
+        )
+    words = replies.fill("card_link", account.language, voice(session, config),
+                         label=_label(session, account),
+                         link=placeholder_url(config.link_base))  # fmt: skip
+    queued = messages.queue_outbound(session, phone=account.phone, account_id=account.id,
+                                     body=masked(words), kind="card_link", now=now)  # fmt: skip
+    audit.record(session, actor=actor, action="account.card_link_sent", entity_type="account",
+                 entity_id=account.id, before=None,
+                 after={"message_id": queued.id, "phone": account.phone}, now=now)  # fmt: skip
+    return queued
 
 
 def well_formed(token: str) -> bool:
