@@ -44,6 +44,7 @@ from textpay.engine_config import EngineConfig, voice
 from textpay.errors import ValidationFailed
 from textpay.models import Account, AccountStatus, CardLink, Message, PaymentMethod
 from textpay.payments import CardInfo
+from textpay.policy import delivery_rules
 from textpay.schemas import PaymentMethodIn
 
 LIFETIME = timedelta(minutes=30)
@@ -141,8 +142,10 @@ def resend(
     """An operator sends the card link again (the support desk, while the family is on the
     phone): the text CARD would have answered, queued for the account's number and audited.
     Stored with the link masked; the dispatcher makes a fresh link as it sends it, so its 30
-    minutes start then. The subscriber asked for it (by calling), so, like CARD's answer, it is
-    not held for quiet hours; a number that has opted out is refused (no text may go to it)."""
+    minutes start then. It is the operator's text, not the answer to one the subscriber sent,
+    so it keeps to the number's sending window and daily cap like any text TextPay starts
+    (sent at night, it goes in the morning); a number that has opted out is refused (no text
+    may go to it)."""
     assert account.id is not None
     if messages.number_opted_out(session, account.phone):
         raise ValidationFailed.single(
@@ -152,7 +155,9 @@ def resend(
                          label=_label(session, account),
                          link=placeholder_url(config.link_base))  # fmt: skip
     queued = messages.queue_outbound(session, phone=account.phone, account_id=account.id,
-                                     body=masked(words), kind="card_link", now=now)  # fmt: skip
+                                     body=masked(words), kind="card_link", now=now,
+                                     send_after=delivery_rules(session, account).next_allowed(now),
+                                     engine_initiated=True)  # fmt: skip
     audit.record(session, actor=actor, action="account.card_link_sent", entity_type="account",
                  entity_id=account.id, before=None,
                  after={"message_id": queued.id, "phone": account.phone}, now=now)  # fmt: skip

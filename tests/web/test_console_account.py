@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,8 +27,9 @@ from tests.web.operators_helpers import MadeOperator, make_operator
 from tests.web.test_console_sign_in import sign_in
 from tests.web.test_statement_budget import counted
 from tests.web.twilio_client import TwilioClient
-from textpay import account_story, messages
+from textpay import account_story, card_links, messages
 from textpay.db import unit_of_work
+from textpay.engine_config import EngineConfig
 from textpay.models import (
     Account,
     AuditLogEntry,
@@ -418,3 +419,19 @@ def test_the_story_takes_a_bounded_number_of_statements_however_long_the_history
         assert admin.credit(seeded.account_id, 1, f"long-{n}").status_code == 201
     assert statements() == few
     assert few <= 16, few  # 14, and the settings cache's reload when its copy is old
+
+
+def test_a_card_link_resent_at_night_waits_for_the_morning(
+    admin: AdminClient, engine: Engine
+) -> None:
+    """The resent link is the operator's text, not an answer to the subscriber's: sent at 3am
+    in New York it goes at 8am (the sending window), as any text TextPay starts."""
+    account_id = admin.enrol(account_number="ACCT-4821", phone="(212) 555-0147")["id"]
+    three_am = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)  # 03:00 in New York
+    with unit_of_work(engine) as session:
+        account = session.get(Account, account_id)
+        assert account is not None
+        queued = card_links.resend(session, account, now=three_am, config=EngineConfig(),
+                                   actor="operator:ann@example.org")  # fmt: skip
+        assert queued.engine_initiated is True
+        assert queued.send_after == datetime(2026, 11, 27, 13, 0, tzinfo=UTC)  # 08:00 there
