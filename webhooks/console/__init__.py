@@ -243,3 +243,6 @@ def _next_page() -> str:
     if wanted.startswith(PATH + "/") and "//" not in wanted and "\\" not in wanted:
         return wanted
     return url_for("console.index")
+
+
+from webhooks.console import consent, overview, scans, settings as settings_page  # noqa: E402, F401, I001
