@@ -9,6 +9,7 @@ has it waiting for its retry. The offers themselves are made by `textpay.offers`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,11 +76,25 @@ def low_accounts(session: Session, *, ceiling: int) -> list[Account]:
 
 def plan(session: Session, *, now: datetime) -> Plan:
     """Decide, without writing anything but re-armed episodes, what the scan should do."""
+    rearmed = _rearm_recovered(session, now=now)
+    result = _decide(session, now=now)
+    result.rearmed = rearmed
+    return result
+
+
+def eligible_now(session: Session, *, now: datetime) -> Counter[Action]:
+    """How many accounts a scan run now would act on, by action (an offer, a reminder, an
+    AutoPay charge): the scan's own decision, read-only. (The scan first re-arms episodes whose
+    balance is back at its threshold; those accounts are not below it, so they count for
+    nothing either way.) The console's settings preview compares this before and after a
+    change, in a transaction it rolls back."""
+    return Counter(candidate.action for candidate in _decide(session, now=now).candidates)
+
+
+def _decide(session: Session, *, now: datetime) -> Plan:
     global_settings = get_global_settings(session)
     facilities = {f.id: f for f in session.exec(select(Facility))}
     result = Plan()
-    result.rearmed = _rearm_recovered(session, now=now)
-
     highest_override = session.exec(select(func.max(Account.threshold_cents))).one() or 0
     ceiling = max(
         [global_settings.low_balance_threshold_cents, highest_override]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -26,3 +26,20 @@ def in_transaction(work: Callable[[Session], T]) -> T:
             raise
     with unit_of_work(engine) as session:
         return work(session)
+
+
+def rolled_back(work: Callable[[Session], T]) -> T:
+    """Run `work` in a transaction that is always rolled back: what a change would do, without
+    making it (the console's settings preview)."""
+    with Session(services().engine, expire_on_commit=False) as session:
+        try:
+            return work(session)
+        finally:
+            session.rollback()
+
+
+def streamed(work: Callable[[Session], Iterator[str]]) -> Iterator[str]:
+    """`work`'s output, read in one transaction held open while the response streams (a CSV
+    export of any length never sits in memory whole). Wrap in `stream_with_context`."""
+    with unit_of_work(services().engine) as session:
+        yield from work(session)

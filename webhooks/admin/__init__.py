@@ -126,6 +126,7 @@ from webhooks.admin import (  # noqa: E402, F401
     accounts,
     audit,
     card_refunds,
+    consent,
     money,
     openapi,
     operators,

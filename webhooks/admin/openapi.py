@@ -351,6 +351,24 @@ def _query(name: str, kind: str = "string", *, maximum: int = ID_MAX) -> dict[st
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
+def _consent_csv() -> dict[str, Any]:
+    day = {
+        "type": "string",
+        "format": "date",
+        "description": "A UTC day, YYYY-MM-DD (both ends included).",
+    }
+    operation = _operation("The consent record as CSV (TCPA evidence)", 200, "ProblemOut",
+                           params=[{**_query("from"), "schema": day},
+                                   {**_query("to"), "schema": day}])  # fmt: skip
+    operation["responses"]["200"] = {
+        "description": "A header line (id, time_utc, phone, kind, words, source, account_id), "
+        "then one line per consent change in the range, oldest first: phone in E.164, words as "
+        "recorded",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+    return operation
+
+
 def _queued_scan() -> dict[str, Any]:
     operation = _operation("Queue a low-balance scan (the clock runs it)", 202, "ScanRunOut")
     operation["responses"]["202"].update(
@@ -527,6 +545,7 @@ def document() -> dict[str, Any]:
                     params=[_query("phone"), _query("status"), _limit(1000), _cursor("before")],
                 ),
             },
+            "/admin/consent-events.csv": {"get": _consent_csv()},
             "/admin/scan": {"post": _queued_scan()},
             "/admin/scans": {
                 "get": _operation(

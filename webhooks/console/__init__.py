@@ -245,4 +245,7 @@ def _next_page() -> str:
     return url_for("console.index")
 
 
-from webhooks.console import account, find  # noqa: E402, F401  (their routes register on `bp`)
+# The pages: their routes register on `bp` (`settings` is imported by another name: `register`
+# takes a `settings` argument).
+from webhooks.console import account, consent, find, overview, scans  # noqa: E402, F401
+from webhooks.console import settings as settings_page  # noqa: E402, F401
