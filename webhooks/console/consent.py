@@ -84,6 +84,6 @@ def consent_csv() -> Response | WerkzeugResponse:
             request.args.get("from"), request.args.get("to"), names=("from", "to")
         )
     except ValidationFailed:
-        kept = {name: request.args.get(name, "")[:_LONGEST] for name in ("from", "to")}
+        kept: dict[str, Any] = {n: request.args.get(n, "")[:_LONGEST] for n in ("from", "to")}
         return redirect(url_for("console.consent_page", **kept), code=303)
     return csv_response(days)
