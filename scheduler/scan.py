@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from textpay import autopay, funding, lowbalance, metrics, offers, settlement
 from textpay.db import is_postgresql, unit_of_work
@@ -303,16 +303,8 @@ def _still_due(
     """The candidates whose action still stands on their fresh rows, locked (on PostgreSQL)
     until this batch commits: a top-up, a STOP, an AutoPay change or another scanner's offer or
     charge since the plan cancels the action."""
-    ids = [c.account.id for c in chunk if c.account.id is not None]
-    current = {
-        a.id: a
-        for a in session.exec(
-            select(Account)
-            .where(col(Account.id).in_(ids))
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    }
+    ids = [c.account.id for c in chunk]
+    current = lowbalance.locked(session, ids)
     busy = lowbalance.busy_accounts(session, ids)
     fresh = []
     for candidate in chunk:
@@ -352,7 +344,10 @@ def _take(
     for candidate in candidates:
         if candidate.action is not Action.AUTOPAY:
             continue
-        account = candidate.account
+        # A charge changes the account: it takes the ORM object (its row is locked already).
+        account = session.get(Account, candidate.account.id, populate_existing=True)
+        if account is None:
+            continue
         if not autopay.within_limits(session, account, candidate.settings, now):
             result.skipped += 1
             continue

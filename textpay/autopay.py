@@ -12,6 +12,7 @@ off and the account falls back to TextPay offers. What the subscriber is told is
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlmodel import Session
 
@@ -26,7 +27,18 @@ def slot(account: Account) -> str:
     return f"{account.id}:e{account.episode_seq}:a{account.autopay_failures}"
 
 
-def due(account: Account, *, now: datetime) -> bool:
+class AutoPayState(Protocol):
+    """What `due` reads of an account: an `Account`, or the scan's plain row of one."""
+
+    @property
+    def autopay_enabled(self) -> bool: ...
+    @property
+    def episode_autopay_charges(self) -> int: ...
+    @property
+    def autopay_retry_at(self) -> datetime | None: ...
+
+
+def due(account: AutoPayState, *, now: datetime) -> bool:
     """Whether AutoPay should charge this (low) account now."""
     if not account.autopay_enabled or account.episode_autopay_charges > 0:
         return False

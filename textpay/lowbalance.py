@@ -5,17 +5,24 @@ is range-scanned below the highest threshold in force, then each account is chec
 own effective threshold. An account gets one offer per low-balance episode and one reminder
 after the cooldown; an AutoPay account is charged instead, once per episode, unless a decline
 has it waiting for its retry. The offers themselves are made by `textpay.offers`.
+
+The scan reads the low accounts as plain rows (`LowAccount`), not ORM objects: it reads tens of
+thousands of them, and building and tracking an ORM object per account cost more than the
+database did. On PostgreSQL a list of ids goes as one array parameter (`= ANY`), so that the
+statement stays short and the same for every batch.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import BigInteger, ColumnElement, String, any_, bindparam, func, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -40,6 +47,59 @@ from textpay.policy import (
 _CHUNK = 500
 
 
+@dataclass(frozen=True, slots=True)
+class LowAccount:
+    """What the scan reads of a low account: what decides its action, its settings and its
+    offer's words and sending time. A plain row, read with `low_account_columns`."""
+
+    id: int
+    account_number: str
+    phone: str
+    phone_state: str | None
+    phone_zones: str
+    nickname: str
+    language: str
+    timezone: str | None
+    facility_id: int | None
+    textpay_enabled: bool
+    autopay_enabled: bool
+    preset_amount_cents: int | None
+    threshold_cents: int | None
+    status: str
+    opted_out: bool
+    balance_cents: int
+    balance_updated_at: datetime
+    episode_prompts: int
+    episode_last_prompt_at: datetime | None
+    episode_autopay_charges: int
+    autopay_retry_at: datetime | None
+
+
+def low_account_columns() -> list[Any]:
+    """The account columns `LowAccount` is made of, in its order."""
+    table = Account.__table__  # type: ignore[attr-defined]
+    return [table.c[f.name] for f in fields(LowAccount)]
+
+
+def id_in(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column IN ids`: on PostgreSQL one array parameter (`= ANY`), whose statement psycopg
+    converts once instead of parsing 500 placeholders for every batch."""
+    if _on_postgresql(session):
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger)))  # type: ignore[no-any-return]
+    return col(column).in_(list(ids))
+
+
+def text_in(session: Session, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+    """`column IN values` for strings, as `id_in`."""
+    if _on_postgresql(session):
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))  # type: ignore[no-any-return]
+    return col(column).in_(list(values))
+
+
+def _on_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 class Action(StrEnum):
     PROMPT = "prompt"
     REMINDER = "reminder"
@@ -48,7 +108,7 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Candidate:
-    account: Account
+    account: LowAccount
     settings: EffectiveSettings
     action: Action
 
@@ -70,8 +130,20 @@ def in_episode_query() -> SelectOfScalar[Account]:
     return select(Account).where(text(ACCOUNT_IN_EPISODE))
 
 
-def low_accounts(session: Session, *, ceiling: int) -> list[Account]:
-    return sorted(session.exec(low_accounts_query(ceiling)), key=lambda a: a.id or 0)
+def low_accounts(session: Session, *, ceiling: int) -> list[LowAccount]:
+    """The low accounts as rows, by id. The same WHERE as `low_accounts_query` (whose plan
+    `tests/db/test_query_plans.py` checks), selecting only the columns the scan reads."""
+    statement = low_accounts_query(ceiling).with_only_columns(*low_account_columns())
+    rows = session.execute(statement.order_by(col(Account.id)))
+    return [LowAccount(*row) for row in rows]
+
+
+def locked(session: Session, ids: Sequence[int]) -> dict[int, LowAccount]:
+    """These accounts' fresh rows, locked (on PostgreSQL) until the transaction ends."""
+    statement = (
+        select(*low_account_columns()).where(id_in(session, Account.id, ids)).with_for_update()
+    )
+    return {row.id: LowAccount(*row) for row in session.execute(statement)}
 
 
 def plan(session: Session, *, now: datetime) -> Plan:
@@ -101,10 +173,15 @@ def _decide(session: Session, *, now: datetime) -> Plan:
         + [f.low_balance_threshold_cents or 0 for f in facilities.values()]
     )
     low = low_accounts(session, ceiling=ceiling)
-    ids = [a.id for a in low if a.id is not None]
-    busy = busy_accounts(session, ids)
+    busy = busy_accounts(session, [a.id for a in low])
+    # Accounts with the same facility and overrides share their settings: resolved once each.
+    resolved: dict[tuple[int | None, int | None, int | None], EffectiveSettings] = {}
     for account in low:
-        settings = resolve(global_settings, facilities.get(account.facility_id), account)
+        key = (account.facility_id, account.threshold_cents, account.preset_amount_cents)
+        settings = resolved.get(key)
+        if settings is None:
+            settings = resolve(global_settings, facilities.get(account.facility_id), account)
+            resolved[key] = settings
         if account.balance_cents >= settings.low_balance_threshold_cents:
             continue  # low for someone else's threshold, not its own
         action = action_for(account, settings, busy, now=now)
@@ -116,7 +193,7 @@ def _decide(session: Session, *, now: datetime) -> Plan:
 
 
 def action_for(
-    account: Account, settings: EffectiveSettings, busy: set[int], *, now: datetime
+    account: LowAccount, settings: EffectiveSettings, busy: set[int], *, now: datetime
 ) -> Action | None:
     """What a low account needs now, if anything. `busy` holds the accounts with an open offer
     or a charge in flight. The scan re-checks this on each account's fresh row, so it repeats
@@ -140,9 +217,11 @@ def action_for(
     return None
 
 
-def _chunks(ids: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]
+def _chunks(session: Session, ids: list[int]) -> Iterator[list[int]]:
+    """SQLite takes a bounded number of parameters; PostgreSQL's array takes them all at once."""
+    step = (len(ids) or 1) if _on_postgresql(session) else _CHUNK
+    for start in range(0, len(ids), step):
+        yield ids[start : start + step]
 
 
 def busy_accounts(session: Session, ids: list[int]) -> set[int]:
@@ -152,11 +231,12 @@ def busy_accounts(session: Session, ids: list[int]) -> set[int]:
 
 def _with_open_prompt(session: Session, ids: list[int]) -> set[int]:
     found: set[int] = set()
-    for chunk in _chunks(ids):
+    for chunk in _chunks(session, ids):
         found.update(
             session.exec(
                 select(Prompt.account_id).where(
-                    col(Prompt.account_id).in_(chunk), col(Prompt.status).in_(OPEN_PROMPT_STATUSES)
+                    id_in(session, Prompt.account_id, chunk),
+                    col(Prompt.status).in_(OPEN_PROMPT_STATUSES),
                 )
             )
         )
@@ -165,11 +245,11 @@ def _with_open_prompt(session: Session, ids: list[int]) -> set[int]:
 
 def _with_charge_in_flight(session: Session, ids: list[int]) -> set[int]:
     found: set[int] = set()
-    for chunk in _chunks(ids):
+    for chunk in _chunks(session, ids):
         found.update(
             session.exec(
                 select(PaymentAttempt.account_id).where(
-                    col(PaymentAttempt.account_id).in_(chunk),
+                    id_in(session, PaymentAttempt.account_id, chunk),
                     PaymentAttempt.status == AttemptStatus.PENDING.value,
                 )
             )

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import insert, update
-from sqlmodel import Session, col, select
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, SQLModel, col, select
 
-from textpay import facts, messages, prompts, replies
+from textpay import facts, labels, lowbalance, messages, prompts, quiet_hours, replies
 from textpay.engine_config import EngineConfig, voice
+from textpay.lowbalance import LowAccount
 from textpay.models import Account, Message, PaymentMethod, Prompt
 from textpay.policy import (
     EffectiveSettings,
@@ -27,6 +30,7 @@ from textpay.policy import (
     effective_for_account,
     get_global_settings,
     state_windows,
+    text_zone,
 )
 
 # How long after an offer is sent as a reply before a YES may accept it: no one reads an offer
@@ -36,7 +40,7 @@ READING_TIME = timedelta(seconds=10)
 
 @dataclass(frozen=True)
 class OfferRequest:
-    account: Account
+    account: LowAccount
     settings: EffectiveSettings
     kind: str  # "prompt" (first offer of an episode) or "reminder"
 
@@ -53,6 +57,17 @@ class MadeOffer:
     send_after: datetime
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where an account's texts go, for the sending window and the words: the zones the window
+    must hold in, the window, and the zone its times are told in (named or not)."""
+
+    zones: tuple[str, ...]
+    window: tuple[time, time]
+    text_zone: str
+    zone_named: bool
+
+
 def make_queued(
     session: Session, requests: Sequence[OfferRequest], *, now: datetime, config: EngineConfig
 ) -> list[MadeOffer]:
@@ -60,23 +75,49 @@ def make_queued(
     texts (held until each recipient's window opens) and one UPDATE counting them in the
     accounts' episodes. A conflict (another scan made one first) fails the whole batch, which
     the caller undoes and retries one account at a time. Accounts without a card are left out:
-    there is nothing to charge until an operator adds one."""
-    cards = _cards(session, [r.account.id for r in requests if r.account.id is not None])
-    names = facts.labels_on_phones(session, {r.account.phone for r in requests})
+    there is nothing to charge until an operator adds one.
+
+    Thousands of accounts share a few places, settings and languages: the place and sending
+    time of each (zones, window), and the words of each language, are worked out once a batch,
+    by the same rules `make_reply` applies one account at a time (tests compare the two)."""
+    cards = _card_rows(session, [r.account.id for r in requests])
+    names = _labels(session, {r.account.phone for r in requests})
     windows = state_windows(get_global_settings(session))
     spoken = voice(session, config)
+    places: dict[tuple[object, ...], _Place] = {}
+    send_times: dict[tuple[tuple[str, ...], tuple[time, time]], datetime] = {}
+    words: dict[str, replies.OfferWords] = {}
     rows: list[dict[str, Any]] = []
     texts: list[dict[str, Any]] = []
     for request in requests:
-        account, card = request.account, cards.get(request.account.id or 0)
-        if card is None or account.id is None:
+        account, settings = request.account, request.settings
+        card = cards.get(account.id)
+        if card is None:
             continue
-        send_at = delivery_rules_for(account, request.settings, windows).next_allowed(now)
+        place = _place_of(account, settings, windows, places)
+        send_at = send_times.get((place.zones, place.window))
+        if send_at is None:
+            send_at = quiet_hours.next_allowed(now, place.zones, place.window)
+            send_times[place.zones, place.window] = send_at
         label = names.get(account.account_number)
-        row = prompts.offer_row(account, request.settings, now=now, starts_at=send_at,
-                                label=label, card_token=card.token)  # fmt: skip
-        body = _words(account, request.settings, card, row, now=send_at, voice=spoken,
-                      label=label)  # fmt: skip
+        row = prompts.offer_row(account, settings, now=now, starts_at=send_at, label=label,
+                                card_token=card.token)  # fmt: skip
+        language = words.get(account.language)
+        if language is None:
+            language = words[account.language] = replies.OfferWords(account.language, spoken)
+        body = language.render(
+            label=label or account.account_number[-4:],
+            nickname=account.nickname,
+            balance_cents=account.balance_cents,
+            balance_as_of=account.balance_updated_at,
+            card_last4=card.last4,
+            amount_cents=row["amount_cents"],
+            fee_cents=row["fee_cents"],
+            expires_at=row["expires_at"],
+            now=send_at,
+            zone=place.text_zone,
+            zone_named=place.zone_named,
+        )
         rows.append(row)
         texts.append(
             messages.outbound_row(phone=account.phone, account_id=account.id, body=body,
@@ -85,17 +126,12 @@ def make_queued(
         )  # fmt: skip
     if not rows:
         return []
-    # Plain multi-row INSERTs and one UPDATE: the ORM's per-object bookkeeping would cost
-    # more than the database does here.
-    ids = session.execute(
-        insert(Prompt).returning(col(Prompt.id), sort_by_parameter_order=True), rows
-    ).scalars()
-    for text, prompt_id in zip(texts, ids, strict=True):
+    for text, prompt_id in zip(texts, _insert_prompts(session, rows), strict=True):
         text["prompt_id"] = prompt_id
-    session.execute(insert(Message), texts)
+    _insert(session, Message, texts)
     session.execute(
         update(Account)
-        .where(col(Account.id).in_([r["account_id"] for r in rows]))
+        .where(lowbalance.id_in(session, Account.id, [r["account_id"] for r in rows]))
         .values(
             episode_prompts=Account.episode_prompts + 1,
             episode_last_prompt_at=now,
@@ -108,6 +144,124 @@ def make_queued(
                   t["send_after"])
         for t in texts
     ]  # fmt: skip
+
+
+def _place_of(
+    account: LowAccount,
+    settings: EffectiveSettings,
+    windows: dict[str, tuple[str, str]],
+    known: dict[tuple[object, ...], _Place],
+) -> _Place:
+    """The account's place, from `known` when an account with the same zone fields, facility
+    zone and window was placed before (the rules read nothing else of the account)."""
+    key = (
+        account.timezone,
+        account.phone_state,
+        account.phone_zones,
+        "" if account.phone_zones else account.phone,  # read only when no zones are stored
+        settings.facility_timezone,
+        settings.quiet_hours_start,
+        settings.quiet_hours_end,
+    )
+    place = known.get(key)
+    if place is None:
+        rules = delivery_rules_for(account, settings, windows)
+        zone, named = text_zone(account, settings.facility_timezone)
+        place = known[key] = _Place(rules.zones, rules.window, zone, named)
+    return place
+
+
+@dataclass(frozen=True)
+class _Card:
+    token: str
+    last4: str
+
+
+def _card_rows(session: Session, account_ids: list[int]) -> dict[int, _Card]:
+    """Each account's card on file, as plain rows."""
+    if not account_ids:
+        return {}
+    statement = select(PaymentMethod.account_id, PaymentMethod.token, PaymentMethod.last4).where(
+        lowbalance.id_in(session, PaymentMethod.account_id, account_ids)
+    )
+    return {
+        account_id: _Card(token, last4) for account_id, token, last4 in session.execute(statement)
+    }
+
+
+def _labels(session: Session, phones: set[str]) -> dict[str, str]:
+    """Each account number's label among the accounts on its phone (as
+    `facts.labels_on_phones`, with the phones as one array on PostgreSQL)."""
+    by_phone: dict[str, list[str]] = {}
+    statement = select(Account.phone, Account.account_number).where(
+        lowbalance.text_in(session, Account.phone, sorted(phones))
+    )
+    for phone, number in session.execute(statement):
+        by_phone.setdefault(phone, []).append(number)
+    found: dict[str, str] = {}
+    for numbers in by_phone.values():
+        found.update(labels.unique_labels(numbers))
+    return found
+
+
+def _insert_prompts(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert offers; their ids, in the rows' order."""
+    if not _on_postgresql(session):
+        # SQLAlchemy's insertmanyvalues: multi-row INSERTs, ids matched to the rows' order.
+        ids = session.execute(
+            insert(Prompt).returning(col(Prompt.id), sort_by_parameter_order=True), rows
+        ).scalars()
+        return list(ids)
+    by_account = dict(_insert_arrays(session, Prompt, rows, returning=("account_id", "id")))
+    return [by_account[row["account_id"]] for row in rows]  # one open offer per account
+
+
+def _insert(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
+    if _on_postgresql(session):
+        _insert_arrays(session, model, rows)
+    else:
+        session.execute(insert(model), rows)
+
+
+def _insert_arrays(
+    session: Session,
+    model: type[SQLModel],
+    rows: list[dict[str, Any]],
+    *,
+    returning: tuple[str, ...] = (),
+) -> list[tuple[Any, ...]]:
+    """PostgreSQL: `INSERT ... SELECT * FROM unnest(<one array per column>)`, in psycopg's
+    binary format. The rows go as one parameter per column instead of one per value (whose
+    placeholders psycopg would parse anew for every batch, and whose strings it would quote
+    one by one): as fast as COPY, and it returns the new ids. Each value still goes through
+    its column's conversion (UTC times refuse naive ones), and errors come out as SQLAlchemy's
+    (a unique violation is an `IntegrityError`), as from any other statement."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect
+    names = list(rows[0])
+    arrays: list[list[Any]] = []
+    for name in names:
+        values = [row[name] for row in rows]
+        convert = table.c[name].type.bind_processor(dialect)
+        arrays.append([convert(v) for v in values] if convert else values)
+    columns = ", ".join(names)
+    casts = ", ".join(f"%b::{table.c[name].type.compile(dialect=dialect)}[]" for name in names)
+    back = f" RETURNING {', '.join(returning)}" if returning else ""
+    # Names from the model, values as parameters.
+    statement = f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({casts}){back}"  # noqa: S608
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor(binary=True) as cursor:
+            cursor.execute(statement, arrays)
+            return cursor.fetchall() if returning else []
+    except psycopg.Error as error:
+        raise DBAPIError.instance(statement, None, error, psycopg.Error, hide_parameters=True,
+                                  dialect=dialect) from error  # fmt: skip
+
+
+def _on_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def make_reply(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -89,10 +89,32 @@ def cached_global_settings(session: Session) -> GlobalSettings:
     return settings_cache.current(session).global_settings
 
 
+class AccountOverrides(Protocol):
+    """What `resolve` reads of an account: an `Account`, or the scan's plain row of one."""
+
+    @property
+    def threshold_cents(self) -> int | None: ...
+    @property
+    def preset_amount_cents(self) -> int | None: ...
+
+
+class PlacedAccount(Protocol):
+    """What the zone rules read of an account: an `Account`, or the scan's plain row of one."""
+
+    @property
+    def phone(self) -> str: ...
+    @property
+    def phone_state(self) -> str | None: ...
+    @property
+    def phone_zones(self) -> str: ...
+    @property
+    def timezone(self) -> str | None: ...
+
+
 def resolve(
     global_settings: GlobalSettings,
     facility: Facility | None = None,
-    account: Account | None = None,
+    account: AccountOverrides | None = None,
 ) -> EffectiveSettings:
     """Layer facility and account overrides over the global defaults."""
     values: dict[str, Any] = {}
@@ -212,7 +234,7 @@ def state_windows(global_settings: GlobalSettings) -> dict[str, tuple[str, str]]
     }
 
 
-def stored_place(account: Account) -> tuple[str | None, tuple[str, ...]]:
+def stored_place(account: PlacedAccount) -> tuple[str | None, tuple[str, ...]]:
     """The account's state and phone zones as stored at enrolment, else worked out now."""
     if account.phone_zones:
         return account.phone_state, tuple(account.phone_zones.split(","))
@@ -226,7 +248,7 @@ def delivery_rules(session: Session, account: Account) -> DeliveryRules:
 
 
 def delivery_rules_for(
-    account: Account, effective: EffectiveSettings, windows: dict[str, tuple[str, str]]
+    account: PlacedAccount, effective: EffectiveSettings, windows: dict[str, tuple[str, str]]
 ) -> DeliveryRules:
     """The rules from settings already resolved (the scan resolves once per facility)."""
     state, _ = stored_place(account)
@@ -240,7 +262,7 @@ def delivery_rules_for(
     )
 
 
-def sending_zones(account: Account, facility_zone: str | None) -> tuple[str, ...]:
+def sending_zones(account: PlacedAccount, facility_zone: str | None) -> tuple[str, ...]:
     """The zones the sending window must hold in for this account's number."""
     if account.timezone:
         return (account.timezone,)
@@ -250,7 +272,7 @@ def sending_zones(account: Account, facility_zone: str | None) -> tuple[str, ...
     return zones or (FALLBACK_ZONE,)
 
 
-def text_zone(account: Account, facility_zone: str | None) -> tuple[str, bool]:
+def text_zone(account: PlacedAccount, facility_zone: str | None) -> tuple[str, bool]:
     """The zone a text tells this account's times in, and whether the text must name it.
 
     The account's own zone, else its area code's; when the area code spans zones (Alaska's

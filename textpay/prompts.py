@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, update
 from sqlmodel import Session, col, select
@@ -87,8 +87,17 @@ def offer(
     return prompt
 
 
+class OfferedAccount(Protocol):
+    """What an offer's row reads of its account: an `Account`, or the scan's plain row."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def balance_cents(self) -> int: ...
+
+
 def offer_row(
-    account: Account,
+    account: OfferedAccount,
     settings: EffectiveSettings,
     *,
     now: datetime,
