@@ -534,6 +534,31 @@ def series(client: FlaskClient, name: str) -> list[dict[str, str]]:
     ]
 
 
+def test_no_request_can_add_a_series_per_value_it_sends(client: FlaskClient) -> None:
+    """A stranger's paths, methods and headers are unbounded; the latency histogram's labels
+    must not be, or each new value is a new series held forever (memory, scrape size)."""
+    before = series(client, "textpay_http_request_seconds_count")
+    for i in range(30):
+        client.get(f"/nowhere-{i}")
+        client.open("/healthz", method=f"PROBE{i}")
+        client.open(f"/console/x{i}", method=f"X{i}")
+        client.open("/twilio/sms", method=f"BREW{i}")
+    after = series(client, "textpay_http_request_seconds_count")
+    new = [labels for labels in after if labels not in before]
+    assert len(new) <= 4, new
+    for labels in after:
+        assert labels["method"] in {
+            "GET",
+            "POST",
+            "PUT",
+            "PATCH",
+            "DELETE",
+            "HEAD",
+            "OPTIONS",
+            "other",
+        }, labels
+
+
 def test_the_scrape_token_is_its_own(client: FlaskClient, tokens_by_role: dict[Any, str]) -> None:
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers=AUTH).status_code == 401
