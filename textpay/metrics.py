@@ -99,10 +99,17 @@ _KNOWN_STATUSES = frozenset(
     "receiving received partially_delivered".split()
 )
 _ERROR_CODE_DIGITS = 10
+# A request's method is whatever token the caller sent (`PROBE1`, `X2`, ...): HTTP's own
+# methods are kept, any other is `other`.
+_KNOWN_METHODS = frozenset("GET HEAD POST PUT PATCH DELETE OPTIONS".split())
 
 
 def status_label(status: str) -> str:
     return status if status in _KNOWN_STATUSES else "other"
+
+
+def method_label(method: str) -> str:
+    return method if method in _KNOWN_METHODS else "other"
 
 
 def error_code_label(code: str | None) -> str:

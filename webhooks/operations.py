@@ -81,7 +81,8 @@ def register(app: Flask) -> None:
             return
         rule = request.url_rule
         metrics.HTTP_REQUEST_SECONDS.labels(
-            route=rule.rule if rule is not None else "unmatched", method=request.method
+            route=rule.rule if rule is not None else "unmatched",
+            method=metrics.method_label(request.method),
         ).observe(time.perf_counter() - started)
 
     app.register_blueprint(bp)

@@ -240,7 +240,10 @@ def _plausible(email: str) -> bool:
 def _next_page() -> str:
     """Where to go after signing in: the console page asked for, never another site."""
     wanted = request.values.get("next", "")
-    if wanted.startswith(PATH + "/") and "//" not in wanted and "\\" not in wanted:
+    # Printable ASCII only: a control character is a 500 in the Location header (CR, LF) or
+    # dropped by the browser (tab), which would turn `/\t/` into `//`.
+    plain = wanted.isascii() and wanted.isprintable()
+    if plain and wanted.startswith(PATH + "/") and "//" not in wanted and "\\" not in wanted:
         return wanted
     return url_for("console.index")
 
