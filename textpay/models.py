@@ -798,6 +798,9 @@ class Operator(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     failed_sign_ins: int = Field(default=0)
     locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Raised by signing out: a console session carries the value it signed in under, so signing
+    # out ends every session of the operator's, a copied cookie included.
+    session_generation: int = Field(default=0)
     created_at: datetime = _timestamp()
     disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

@@ -55,6 +55,7 @@ class SignedIn:
     email: str
     name: str
     role: OperatorRole
+    session_generation: int = 0
 
     @property
     def actor(self) -> str:
@@ -83,7 +84,8 @@ def normalize_email(email: str) -> str:
 
 def signed_in(operator: Operator) -> SignedIn:
     assert operator.id is not None
-    return SignedIn(operator.id, operator.email, operator.name, OperatorRole(operator.role))
+    return SignedIn(operator.id, operator.email, operator.name, OperatorRole(operator.role),
+                    operator.session_generation)  # fmt: skip
 
 
 def operator_json(operator: Operator, *, now: datetime) -> dict[str, Any]:
@@ -209,12 +211,26 @@ def sign_in(session: Session, email: str, password: str, *, now: datetime) -> Op
     return None
 
 
-def current(session: Session, operator_id: int) -> SignedIn | None:
-    """The operator a console session names, while it may still act (not disabled)."""
+def current(session: Session, operator_id: int, generation: int = 0) -> SignedIn | None:
+    """The operator a console session names, while it may still act: not disabled, and not
+    signed out since the session began (`generation`: the one it signed in under)."""
     operator = session.get(Operator, operator_id)
     if operator is None or operator.disabled_at is not None:
         return None
+    if operator.session_generation != generation:
+        return None
     return signed_in(operator)
+
+
+def sign_out(session: Session, operator_id: int) -> None:
+    """End every console session of the operator's (this browser's and any copy of its
+    cookie): the sessions carry the generation they signed in under."""
+    session.execute(
+        update(Operator)
+        .where(col(Operator.id) == operator_id)
+        .values(session_generation=col(Operator.session_generation) + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def mint_token(

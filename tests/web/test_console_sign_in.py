@@ -142,6 +142,26 @@ def test_a_disabled_operator_cannot_sign_in_and_is_signed_out(
     assert SIGN_IN_FAILED in sign_in(client, ann.email, ann.password).get_data(as_text=True)
 
 
+def test_signing_out_ends_a_copy_of_the_session_cookie_too(
+    app: Flask, client: FlaskClient, ann: MadeOperator
+) -> None:
+    """A cookie copied before sign-out (a shared computer, a stolen cookie) stops working at
+    sign-out, while another of the operator's sessions signed in afterwards works."""
+    assert sign_in(client, ann.email, ann.password).status_code == 303
+    copy = app.test_client()
+    cookie = client.get_cookie("textpay_console", path="/console")
+    assert cookie is not None
+    copy.set_cookie("textpay_console", cookie.value, path="/console")
+    assert copy.get("/console/").status_code == 200  # the copy works while signed in
+    assert client.post("/console/sign-out", data={"csrf": csrf_of(client, "/console/")}
+                       ).status_code == 303  # fmt: skip
+    assert copy.get("/console/").status_code == 303  # sent to sign-in
+    later = app.test_client()
+    assert sign_in(later, ann.email, ann.password).status_code == 303
+    assert later.get("/console/").status_code == 200
+    assert copy.get("/console/").status_code == 303
+
+
 def test_a_form_without_its_csrf_value_is_refused(client: FlaskClient, ann: MadeOperator) -> None:
     refused = client.post("/console/sign-in", data={"email": ann.email, "password": ann.password})
     assert refused.status_code == 400

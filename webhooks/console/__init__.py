@@ -6,7 +6,9 @@ Sign-in (`GET/POST /console/sign-in`, `POST /console/sign-out`): email and passw
 one message for every failure, so it never tells whether an email exists). The session is
 Flask's cookie, signed with TEXTPAY_SECRET_KEY: `HttpOnly`, `SameSite=Lax`, `Secure` outside
 development, path `/console`, valid for 12 hours, and it holds only the operator's id and the
-CSRF value. A disabled operator is signed out at their next request.
+CSRF value. A disabled operator is signed out at their next request; signing out ends every
+session of the operator's (the cookie carries the session generation it signed in under, which
+sign-out raises), so a copy of the cookie stops working too.
 
 The contract for console pages (Find, Account, Overview, Settings, Scans, Consent):
 
@@ -128,8 +130,9 @@ def current_operator() -> SignedIn | None:
         return cast(SignedIn | None, g.console_operator)
     found: SignedIn | None = None
     operator_id = session.get("operator_id")
-    if isinstance(operator_id, int):
-        found = in_transaction(lambda db: operators.current(db, operator_id))
+    generation = session.get("generation", 0)
+    if isinstance(operator_id, int) and isinstance(generation, int):
+        found = in_transaction(lambda db: operators.current(db, operator_id, generation))
         if found is None:
             session.clear()
     g.console_operator = found
@@ -215,6 +218,7 @@ def sign_in_post() -> tuple[str, int] | WerkzeugResponse:
                                email=email[:254] if _plausible(email) else ""), 200  # fmt: skip
     session.clear()  # a new session: nothing from before signing in carries over
     session["operator_id"] = found.id
+    session["generation"] = found.session_generation
     session["csrf"] = tokens.new(24)
     g.console_operator = found
     log.info("console: operator %s signed in", found.id)
@@ -223,6 +227,9 @@ def sign_in_post() -> tuple[str, int] | WerkzeugResponse:
 
 @bp.post("/sign-out")
 def sign_out() -> WerkzeugResponse:
+    signed = current_operator()
+    if signed is not None:  # every session of theirs ends, a copied cookie too
+        in_transaction(lambda db: operators.sign_out(db, signed.id))
     session.clear()
     g.console_operator = None
     return redirect(url_for("console.sign_in"), code=303)
