@@ -5,7 +5,7 @@ with one point per day for 30 days and pixels on its canvas, and no CSP violatio
 console; then changes a setting through its preview and saves it.
 
 With `TEXTPAY_SCREENSHOTS=1` the SQLite run saves docs/screenshots/console-overview.png and
-console-settings.png:
+console-settings.png (and, from the second test, console-scans.png and console-consent.png):
 
     TEXTPAY_SCREENSHOTS=1 python -m pytest tests/browser/test_console_overview.py -k sqlite
 """
@@ -29,7 +29,8 @@ from tests.browser.test_card_link_page import screenshot, wait_for
 from tests.browser.test_console_sign_in import fill_and_submit
 from tests.db.test_overview import charge, offer, text_row
 from tests.web.operators_helpers import make_operator
-from textpay.models import Account, GlobalSettings
+from textpay import consent
+from textpay.models import Account, ConsentKind, GlobalSettings
 from textpay.timeutil import utcnow
 
 # Does the conversion chart hold 30 points, and has anything been painted on its canvas?
@@ -148,3 +149,40 @@ def test_the_overview_chart_is_drawn_and_a_setting_is_previewed_then_saved(
         row = session.get(GlobalSettings, 1)
         assert row is not None
         assert row.low_balance_threshold_cents == 800
+
+
+def test_an_admin_queues_a_scan_and_reads_a_numbers_consent_record(
+    desktop_browser: Chrome, live_app: str, engine: Engine, database_url: str
+) -> None:
+    """The Scans page queues a scan from its button (the clock, not running here, would take
+    it); the Consent page finds a number's STOP and START typed another way, and links its CSV."""
+    browser = desktop_browser
+    screenshots = os.environ.get("TEXTPAY_SCREENSHOTS") == "1" and database_url.startswith("sqlite")
+    with Session(engine) as session:
+        for kind, words in ((ConsentKind.OPT_OUT, "STOP please"), (ConsentKind.OPT_IN, "START")):
+            consent.record(session, phone="+12125550147", kind=kind, words=words, source="sms",
+                           now=utcnow())  # fmt: skip
+        session.commit()
+    sign_in(browser, live_app, engine)
+    browser.get(live_app + "/console/scans")
+    browser.find_element(By.ID, "queue-scan").click()
+    wait_for(browser, lambda b: b.find_element(By.ID, "queued"), "the queued notice")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#scans tr[data-scan]")
+    assert [row.find_element(By.CSS_SELECTOR, "[data-status]").text for row in rows] == ["queued"]
+    screenshot(browser, "console-scans.png", save=screenshots)
+
+    browser.get(live_app + "/console/consent")
+    box = browser.find_element(By.ID, "phone")
+    box.send_keys("(212) 555-0147")
+    box.submit()
+    wait_for(browser, lambda b: "+12125550147" in b.find_element(By.ID, "events-heading").text,
+             "the number's record")  # fmt: skip
+    changes = browser.find_elements(By.CSS_SELECTOR, "#consent-events tr[data-event]")
+    assert len(changes) == 2
+    assert "STOP please" in changes[-1].text or "STOP please" in changes[0].text
+    assert (
+        browser.find_element(By.ID, "consent-csv")
+        .get_attribute("href")
+        .endswith("/console/consent.csv")
+    )
+    screenshot(browser, "console-consent.png", save=screenshots)
