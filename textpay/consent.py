@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from textpay import messages, prompts
+from textpay.db import on_postgresql
 from textpay.models import Account, ConsentEvent, ConsentKind, PhoneConsent
 
 # First key of the PostgreSQL advisory lock taken on a number while its consent is read to be
@@ -115,7 +116,7 @@ def _lock_number(session: Session, phone: str) -> None:
     on it or changes it. Without it, on PostgreSQL an account moved onto a number at the moment
     that number's first STOP commits could be missed by both. SQLite needs nothing: every write
     transaction there begins IMMEDIATE, so writers already take turns."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         session.execute(
             text("SELECT pg_advisory_xact_lock(:kind, hashtext(:phone))"),
             {"kind": CONSENT_LOCK_CLASS, "phone": phone},
@@ -141,7 +142,7 @@ def _set_consent(session: Session, phone: str, *, opted_out: bool, now: datetime
     moment consent last changed.
     """
     _lock_number(session, phone)
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = postgresql_insert if on_postgresql(session) else sqlite_insert
     statement = insert(PhoneConsent).values(phone=phone, opted_out=opted_out, changed_at=now)
     statement = statement.on_conflict_do_update(
         index_elements=[col(PhoneConsent.phone)],

@@ -40,6 +40,7 @@ from textpay.conversation import (
     SetAutopay,
     SetLanguage,
 )
+from textpay.db import on_postgresql
 from textpay.engine_config import EngineConfig, voice
 from textpay.errors import ValidationFailed
 from textpay.models import (
@@ -210,7 +211,7 @@ def _lock_number_for_flood_count(session: Session, phone: str) -> None:
     answers against a limit of 20): on PostgreSQL a transaction-scoped advisory lock per number,
     taken before counting and held until commit; on SQLite the write lock taken at BEGIN
     already serialises every turn. STOP never takes it, so it never waits."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         session.execute(
             text("SELECT pg_advisory_xact_lock(:space, hashtext(:phone))"),
             {"space": INBOUND_LOCK_SPACE, "phone": phone},

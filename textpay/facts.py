@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from textpay import consent, funding, labels, prompts
 from textpay.accounts import payment_method_of
 from textpay.conversation import AccountFacts, Facts, OfferFacts
+from textpay.db import text_in
 from textpay.models import (
     Account,
     AccountStatus,
@@ -105,10 +106,13 @@ def labels_on_phone(session: Session, phone: str) -> dict[str, str]:
 
 def labels_on_phones(session: Session, phones: set[str]) -> dict[str, str]:
     """Each account number's label among the accounts on its phone, for several phones at once
-    (the scan labels a whole batch of offers with one query)."""
+    (the scan labels a whole batch of offers with one query; the phones go as one array on
+    PostgreSQL)."""
     by_phone: dict[str, list[str]] = {}
     for phone, number in session.exec(
-        select(Account.phone, Account.account_number).where(col(Account.phone).in_(phones))
+        select(Account.phone, Account.account_number).where(
+            text_in(session, Account.phone, sorted(phones))
+        )
     ):
         by_phone.setdefault(phone, []).append(number)
     found: dict[str, str] = {}
@@ -149,22 +153,6 @@ class PhoneFacts:
     recent_inbound: int = 0
 
 
-def gather(
-    session: Session,
-    phone: str,
-    *,
-    now: datetime,
-    carrier_answers_keywords: bool,
-    with_deposits: bool = True,
-) -> Facts:
-    """Everything `decide` needs about a phone: every account on it (closed and suspended ones
-    too, so that a YES for them gets a clear answer instead of "no offer"), their latest
-    offers, and the number's consent."""
-    return gather_for_text(session, phone, now=now,
-                           carrier_answers_keywords=carrier_answers_keywords,
-                           with_deposits=with_deposits).facts  # fmt: skip
-
-
 def gather_for_text(
     session: Session,
     phone: str,
@@ -175,9 +163,11 @@ def gather_for_text(
     sid: str | None = None,
     inbound_since: datetime | None = None,
 ) -> PhoneFacts:
-    """`gather`, in one statement (a text is answered on every webhook: the hot path), with
-    what the turn also needs to know first: whether the text `sid` was recorded before, and
-    how many texts `phone` sent since `inbound_since`.
+    """Everything `decide` needs about a phone: every account on it (closed and suspended ones
+    too, so that a YES for them gets a clear answer instead of "no offer"), their newest offers
+    and the number's consent; in one statement (a text is answered on every webhook: the hot
+    path), with what the turn also needs to know first: whether the text `sid` was recorded
+    before, and how many texts `phone` sent since `inbound_since`.
 
     One row per account on the phone (or one empty row for a number with no account): the
     account, its newest offer and its card, today's deposits when a decision may move money,

@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, String, any_, bindparam, func, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from textpay import autopay, episodes
+from textpay.db import id_in, on_postgresql
 from textpay.models import (
     ACCOUNT_IN_EPISODE,
     OPEN_PROMPT_STATUSES,
@@ -79,25 +79,6 @@ def low_account_columns() -> list[Any]:
     """The account columns `LowAccount` is made of, in its order."""
     table = Account.__table__  # type: ignore[attr-defined]
     return [table.c[f.name] for f in fields(LowAccount)]
-
-
-def id_in(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
-    """`column IN ids`: on PostgreSQL one array parameter (`= ANY`), whose statement psycopg
-    converts once instead of parsing 500 placeholders for every batch."""
-    if _on_postgresql(session):
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger)))  # type: ignore[no-any-return]
-    return col(column).in_(list(ids))
-
-
-def text_in(session: Session, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
-    """`column IN values` for strings, as `id_in`."""
-    if _on_postgresql(session):
-        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))  # type: ignore[no-any-return]
-    return col(column).in_(list(values))
-
-
-def _on_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 class Action(StrEnum):
@@ -219,7 +200,7 @@ def action_for(
 
 def _chunks(session: Session, ids: list[int]) -> Iterator[list[int]]:
     """SQLite takes a bounded number of parameters; PostgreSQL's array takes them all at once."""
-    step = (len(ids) or 1) if _on_postgresql(session) else _CHUNK
+    step = (len(ids) or 1) if on_postgresql(session) else _CHUNK
     for start in range(0, len(ids), step):
         yield ids[start : start + step]
 

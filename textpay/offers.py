@@ -20,7 +20,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, select
 
-from textpay import facts, labels, lowbalance, messages, prompts, quiet_hours, replies
+from textpay import facts, messages, prompts, quiet_hours, replies
+from textpay.db import id_in, on_postgresql
 from textpay.engine_config import EngineConfig, voice
 from textpay.lowbalance import LowAccount
 from textpay.models import Account, Message, PaymentMethod, Prompt
@@ -81,7 +82,7 @@ def make_queued(
     time of each (zones, window), and the words of each language, are worked out once a batch,
     by the same rules `make_reply` applies one account at a time (tests compare the two)."""
     cards = _card_rows(session, [r.account.id for r in requests])
-    names = _labels(session, {r.account.phone for r in requests})
+    names = facts.labels_on_phones(session, {r.account.phone for r in requests})
     windows = state_windows(get_global_settings(session))
     spoken = voice(session, config)
     places: dict[tuple[object, ...], _Place] = {}
@@ -131,7 +132,7 @@ def make_queued(
     _insert(session, Message, texts)
     session.execute(
         update(Account)
-        .where(lowbalance.id_in(session, Account.id, [r["account_id"] for r in rows]))
+        .where(id_in(session, Account.id, [r["account_id"] for r in rows]))
         .values(
             episode_prompts=Account.episode_prompts + 1,
             episode_last_prompt_at=now,
@@ -182,31 +183,16 @@ def _card_rows(session: Session, account_ids: list[int]) -> dict[int, _Card]:
     if not account_ids:
         return {}
     statement = select(PaymentMethod.account_id, PaymentMethod.token, PaymentMethod.last4).where(
-        lowbalance.id_in(session, PaymentMethod.account_id, account_ids)
+        id_in(session, PaymentMethod.account_id, account_ids)
     )
     return {
         account_id: _Card(token, last4) for account_id, token, last4 in session.execute(statement)
     }
 
 
-def _labels(session: Session, phones: set[str]) -> dict[str, str]:
-    """Each account number's label among the accounts on its phone (as
-    `facts.labels_on_phones`, with the phones as one array on PostgreSQL)."""
-    by_phone: dict[str, list[str]] = {}
-    statement = select(Account.phone, Account.account_number).where(
-        lowbalance.text_in(session, Account.phone, sorted(phones))
-    )
-    for phone, number in session.execute(statement):
-        by_phone.setdefault(phone, []).append(number)
-    found: dict[str, str] = {}
-    for numbers in by_phone.values():
-        found.update(labels.unique_labels(numbers))
-    return found
-
-
 def _insert_prompts(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Insert offers; their ids, in the rows' order."""
-    if not _on_postgresql(session):
+    if not on_postgresql(session):
         # SQLAlchemy's insertmanyvalues: multi-row INSERTs, ids matched to the rows' order.
         ids = session.execute(
             insert(Prompt).returning(col(Prompt.id), sort_by_parameter_order=True), rows
@@ -217,7 +203,7 @@ def _insert_prompts(session: Session, rows: list[dict[str, Any]]) -> list[int]:
 
 
 def _insert(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
-    if _on_postgresql(session):
+    if on_postgresql(session):
         _insert_arrays(session, model, rows)
     else:
         session.execute(insert(model), rows)
@@ -258,10 +244,6 @@ def _insert_arrays(
     except psycopg.Error as error:
         raise DBAPIError.instance(statement, None, error, psycopg.Error, hide_parameters=True,
                                   dialect=dialect) from error  # fmt: skip
-
-
-def _on_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def make_reply(

@@ -46,6 +46,7 @@ from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, sel
 from sqlmodel import Session, col
 
 from textpay import messages
+from textpay.db import on_postgresql
 from textpay.models import (
     AttemptStatus,
     ConsentEvent,
@@ -130,7 +131,7 @@ class Overview:
 def day_of(session: Session, column: Any) -> ColumnElement[str]:
     """`column`'s UTC day as 'YYYY-MM-DD', in SQL. SQLite stores UTC text; PostgreSQL's
     timestamptz is turned to UTC first, whatever the session's zone."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         # Constants inlined, so that the GROUP BY repeats the SELECT's expression exactly.
         return func.to_char(
             func.timezone(literal_column("'UTC'"), column), literal_column("'YYYY-MM-DD'")
