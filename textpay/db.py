@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, String, any_, bindparam, event, insert, inspect
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, create_engine
 
@@ -119,6 +119,16 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def core(session: Session) -> Connection:
+    """The session's connection in its transaction, for a Core statement that reads or writes
+    rows without ORM objects (an `UPDATE` by id, an `INSERT ... RETURNING id`). The session's
+    own `execute` runs every statement through the ORM's per-statement machinery first, which
+    cost more than the statement (0.20 against 0.07 ms for the YES's `UPDATE` on SQLite). What
+    the session has pending is flushed first, as its autoflush would."""
+    session.flush()
+    return session.connection()
+
+
 def insert_returning_id(session: Session, row: SQLModel) -> int:
     """Insert `row` with one prepared Core `INSERT ... RETURNING id` and give it its id. The row
     stays out of the session (it is a record of what was written, not a thing to change): the
@@ -127,7 +137,7 @@ def insert_returning_id(session: Session, row: SQLModel) -> int:
     values = {
         column.key: getattr(row, column.key) for column in table.columns if column.key != "id"
     }
-    new_id = int(session.execute(_insert_returning_id(table), values).scalar_one())
+    new_id = int(core(session).execute(_insert_returning_id(table), values).scalar_one())
     row.id = new_id
     return new_id
 

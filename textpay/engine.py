@@ -40,7 +40,7 @@ from textpay.conversation import (
     SetAutopay,
     SetLanguage,
 )
-from textpay.db import on_postgresql
+from textpay.db import core, on_postgresql
 from textpay.engine_config import EngineConfig, voice
 from textpay.errors import ValidationFailed
 from textpay.models import (
@@ -212,7 +212,7 @@ def _lock_number_for_flood_count(session: Session, phone: str) -> None:
     taken before counting and held until commit; on SQLite the write lock taken at BEGIN
     already serialises every turn. STOP never takes it, so it never waits."""
     if on_postgresql(session):
-        session.execute(
+        core(session).execute(
             text("SELECT pg_advisory_xact_lock(:space, hashtext(:phone))"),
             {"space": INBOUND_LOCK_SPACE, "phone": phone},
         )

@@ -16,6 +16,7 @@ from sqlalchemy import Table, bindparam, case, func, insert, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from textpay.db import core
 from textpay.models import Message, MessageDirection, PhoneConsent
 
 # How far along its life a status is; a callback may only move a message to a higher rank.
@@ -76,7 +77,8 @@ def record_inbound(
     the same text fail, which the edge turns into a replay. One prepared insert: every text
     comes through here."""
     return int(
-        session.execute(
+        core(session)
+        .execute(
             _INSERT_INBOUND,
             {
                 "direction": MessageDirection.INBOUND.value,
@@ -93,7 +95,8 @@ def record_inbound(
                 "created_at": now,
                 "updated_at": now,
             },
-        ).scalar_one()
+        )
+        .scalar_one()
     )
 
 
@@ -182,9 +185,11 @@ def record_reply(
     """Record the answer to an inbound text whose answer waited for a card (`stored`: the words
     as they may be kept, card links masked). False, and nothing kept as said, when the number
     has opted out since the text came in: after STOP the only text is its confirmation."""
-    found = session.execute(
-        _RECORD_REPLY, {"message_id": message_id, "stored": stored, "now": now}
-    ).first()
+    found = (
+        core(session)
+        .execute(_RECORD_REPLY, {"message_id": message_id, "stored": stored, "now": now})
+        .first()
+    )
     return found is not None and not found[0] and bool(words)
 
 

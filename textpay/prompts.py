@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, func, update
 from sqlmodel import Session, col, select
 
+from textpay.db import core
 from textpay.models import OPEN_PROMPT_STATUSES, Account, Prompt, PromptStatus
 from textpay.policy import EffectiveSettings
 
@@ -141,11 +142,11 @@ def _move(
     if not ids:
         return 0
     if len(ids) == 1 and not expired_only:  # every text's YES, and its settlement
-        moved = session.execute(
+        moved = core(session).execute(
             _move_one(from_statuses, to, live_only=live_only),
             {"prompt_id": ids[0], "now": now},
         )
-        return int(moved.rowcount)  # type: ignore[attr-defined]
+        return int(moved.rowcount)
     statement = (
         update(Prompt)
         .where(col(Prompt.id).in_(ids), col(Prompt.status).in_(from_statuses))
@@ -158,7 +159,7 @@ def _move(
         )
     if expired_only:
         statement = statement.where(col(Prompt.expires_at) <= now)
-    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return int(core(session).execute(statement).rowcount)
 
 
 @cache

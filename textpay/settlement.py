@@ -36,6 +36,7 @@ from textpay import (
     prompts,
     replies,
 )
+from textpay.db import core
 from textpay.engine_config import EngineConfig, voice
 from textpay.localtime import when
 from textpay.models import (
@@ -231,16 +232,20 @@ def _follow_up(
 
 
 def _claim_telling(session: Session, attempt_id: int, *, now: datetime) -> bool:
-    won = session.execute(
-        update(PaymentAttempt)
-        .where(
-            col(PaymentAttempt.id) == attempt_id,
-            col(PaymentAttempt.notified_at).is_(None),
-            col(PaymentAttempt.status) != AttemptStatus.PENDING.value,
+    won = (
+        core(session)
+        .execute(
+            update(PaymentAttempt)
+            .where(
+                col(PaymentAttempt.id) == attempt_id,
+                col(PaymentAttempt.notified_at).is_(None),
+                col(PaymentAttempt.status) != AttemptStatus.PENDING.value,
+            )
+            .values(notified_at=now)
+            .execution_options(synchronize_session=False)
         )
-        .values(notified_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
+        .rowcount
+    )
     return bool(won)
 
 

@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
@@ -210,25 +213,37 @@ class SandboxGateway:
     def _record_once(
         self, token: str, amount_cents: int, idempotency_key: str, initiator: Initiator
     ) -> SandboxCharge:
-        """The charge stored for this key, created on first use."""
-
-        def new_charge(_session: Session) -> SandboxCharge:
-            card = SANDBOX_CARDS.get(token, _UNKNOWN_TOKEN)
-            now = utcnow()
-            delay = timedelta(seconds=self._slow_seconds if card.slow else 0)
-            return SandboxCharge(
-                idempotency_key=idempotency_key,
-                token=token,
-                amount_cents=amount_cents,
-                initiator=initiator.value,
-                status=card.status.value,
-                decline_reason=card.decline_reason,
-                charge_id="ch_sandbox_" + secrets.token_hex(8),
-                created_at=now,
-                settles_at=now + delay,
-            )
-
-        return self._once(SandboxCharge, idempotency_key, new_charge)
+        """The charge stored for this key, created on first use: one `INSERT ... ON CONFLICT
+        DO NOTHING` (every YES is charged here, so it skips the ORM), and a read of the row
+        already stored when the key was used before (a retry, or a concurrent first use)."""
+        card = SANDBOX_CARDS.get(token, _UNKNOWN_TOKEN)
+        now = utcnow()
+        delay = timedelta(seconds=self._slow_seconds if card.slow else 0)
+        record = SandboxCharge(
+            idempotency_key=idempotency_key,
+            token=token,
+            amount_cents=amount_cents,
+            initiator=initiator.value,
+            status=card.status.value,
+            decline_reason=card.decline_reason,
+            charge_id="ch_sandbox_" + secrets.token_hex(8),
+            created_at=now,
+            settles_at=now + delay,
+        )
+        table = SandboxCharge.__table__  # type: ignore[attr-defined]
+        values = {column.key: getattr(record, column.key) for column in table.columns
+                  if column.key != "id"}  # fmt: skip
+        with self._engine.begin() as connection:
+            new_id = connection.execute(
+                _insert_charge_once(connection.dialect.name), values
+            ).scalar_one_or_none()
+            if new_id is not None:
+                record.id = int(new_id)
+                return record
+            stored = connection.execute(
+                select(table).where(table.c.idempotency_key == idempotency_key)
+            ).one()
+        return SandboxCharge(**stored._asdict())
 
     def _once(self, table: type[Row], idempotency_key: str, make: Callable[[Session], Row]) -> Row:
         """The row stored for this key in `table`, made by `make` on first use: as a processor
@@ -250,6 +265,19 @@ class SandboxGateway:
             except IntegrityError:
                 continue
         raise RuntimeError(f"could not record a sandbox {table.__name__} for {idempotency_key!r}")
+
+
+@lru_cache(maxsize=4)
+def _insert_charge_once(dialect: str) -> Any:
+    """`INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`, in the database's
+    own dialect (SQLite and PostgreSQL spell it alike), built once."""
+    table = SandboxCharge.__table__  # type: ignore[attr-defined]
+    make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        make_insert(table)
+        .on_conflict_do_nothing(index_elements=[table.c.idempotency_key])
+        .returning(table.c.id)
+    )
 
 
 def _refund_result(record: SandboxRefund) -> RefundResult:

@@ -54,6 +54,8 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.wrappers import Request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from textpay import operators, tokens
@@ -107,6 +109,7 @@ def register(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_SECURE=settings.is_production,
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
+    app.session_interface = ConsoleSessions()
     app.register_blueprint(bp)
     # App-wide, for every path under /console: a page's view may live in a blueprint of its own.
     app.before_request(_check_csrf)
@@ -117,6 +120,18 @@ def register(app: Flask, settings: Settings) -> None:
         if in_console():
             response.headers.update(SECURITY_HEADERS)
         return response
+
+
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, for the console's paths only. The cookie is scoped to
+    /console, so nothing else ever has one; opening a session anyway built a signer on every
+    Twilio webhook (a twentieth of a BAL's time). Elsewhere the session is Flask's null
+    session, which refuses writes."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path == PATH or request.path.startswith(PATH + "/"):
+            return super().open_session(app, request)
+        return self.make_null_session(app)
 
 
 def in_console() -> bool:
