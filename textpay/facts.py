@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from textpay import consent, funding, labels, prompts
 from textpay.accounts import payment_method_of
 from textpay.conversation import AccountFacts, Facts, OfferFacts
-from textpay.db import text_in
+from textpay.db import core, text_in
 from textpay.models import (
     Account,
     AccountStatus,
@@ -109,7 +109,7 @@ def labels_on_phones(session: Session, phones: set[str]) -> dict[str, str]:
     (the scan labels a whole batch of offers with one query; the phones go as one array on
     PostgreSQL)."""
     by_phone: dict[str, list[str]] = {}
-    for phone, number in session.exec(
+    for phone, number in core(session).execute(
         select(Account.phone, Account.account_number).where(
             text_in(session, Account.phone, sorted(phones))
         )
