@@ -4,7 +4,8 @@ APScheduler 3 in UTC with `coalesce=True` and `max_instances=1`, so a slow run i
 and missed runs collapse into one. Jobs: the heartbeat (every 15 s, `textpay.heartbeat`), the
 low-balance scan with AutoPay (every TEXTPAY_SCAN_INTERVAL_SECONDS), the scans operators queue
 with `POST /admin/scan` (looked for every few seconds), offer expiry and the reconciler (every
-minute), and the outbox dispatcher (every second). Never run inside gunicorn workers: run one or
+minute), the outbox dispatcher (every second), and the card-expiry warnings (daily, and once at
+start). Never run inside gunicorn workers: run one or
 more clock processes beside them (on PostgreSQL several are safe), or `textpay serve` for the
 embedded default.
 """
@@ -19,7 +20,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.engine import Engine
 
-from scheduler import dispatch, expire, queued_scans, reconcile, scan
+from scheduler import card_expiry, dispatch, expire, queued_scans, reconcile, scan
 from textpay import heartbeat, logformat, logsafe
 from textpay.config import load_settings
 from textpay.db import unit_of_work
@@ -69,6 +70,15 @@ def add_jobs(scheduler: BaseScheduler, parts: Parts, sender: SmsSender) -> None:
         next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(lambda: expire.run(parts.db), "interval", seconds=60, id="expire")
+    # Daily, and once soon after the clock starts (a day it was down is caught up; a rerun
+    # sends nothing twice).
+    scheduler.add_job(
+        lambda: card_expiry.run(parts.db, parts.engine_config),
+        "cron",
+        **card_expiry.RUN_AT,
+        id="card_expiry",
+        next_run_time=soon + timedelta(seconds=30),
+    )
     scheduler.add_job(
         lambda: reconcile.run(
             parts.db,

@@ -29,11 +29,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from textpay import autopay, funding, lowbalance, metrics, offers, settlement
+from textpay import autopay, card_expiry, funding, lowbalance, metrics, offers, settlement
 from textpay.db import is_postgresql, unit_of_work
 from textpay.engine_config import EngineConfig
 from textpay.lowbalance import Action
-from textpay.models import Account, Lease
+from textpay.models import Account, Lease, PaymentMethod
 from textpay.payments import PaymentGateway
 from textpay.timeutil import utcnow
 
@@ -64,6 +64,9 @@ class ScanResult:
     skipped: int = 0
     autopay_declined: int = 0
     autopay_pending: int = 0
+    # AutoPay charges not attempted because the card on file has expired (also in `skipped`):
+    # the card link was texted instead (`textpay.card_expiry`).
+    autopay_card_expired: int = 0
     errors: int = 0
     leader: bool = True
     planned: list[dict[str, str]] = field(default_factory=list)  # filled by a dry run
@@ -172,7 +175,7 @@ class _Leadership:
     def renew(self) -> bool:
         """Keep the lead; False if it was lost (the lease lapsed and another scanner took it),
         in which case this scan stops: what it left undone, the other scanner does."""
-        return self._db is None or _take_lease(self._db, self._holder)
+        return self._db is None or take_lease(self._db, self._holder)
 
 
 @contextmanager
@@ -183,13 +186,13 @@ def _leadership(db: Engine) -> Iterator[_Leadership | None]:
     `LEASE_TIME` after its holder died). None when another scanner leads."""
     if not is_postgresql(db):
         holder = lease_holder()
-        if not _take_lease(db, holder):
+        if not take_lease(db, holder):
             yield None
             return
         try:
             yield _Leadership(db, holder)
         finally:
-            _give_back_lease(db, holder)
+            give_back_lease(db, holder)
         return
     with db.connect() as connection:
         got = bool(
@@ -206,19 +209,20 @@ def _leadership(db: Engine) -> Iterator[_Leadership | None]:
                 connection.commit()
 
 
-def _take_lease(db: Engine, holder: str) -> bool:
-    """Take or renew the lease: given back (no holder), lapsed, or already ours. Real time, not
-    a pinned clock: a lease is about processes, not about the time the scan pretends it is."""
+def take_lease(db: Engine, holder: str, name: str = SCAN_LEASE) -> bool:
+    """Take or renew the lease `name` (the scan's, or another job's that runs on one clock at
+    a time): given back (no holder), lapsed, or already ours. Real time, not a pinned clock: a
+    lease is about processes, not about the time the scan pretends it is."""
     now = utcnow()
     for _ in range(2):
         try:
             with unit_of_work(db) as session:
-                current = session.get(Lease, SCAN_LEASE)
+                current = session.get(Lease, name)
                 dead = current.holder if current and _holder_is_gone(current.holder) else holder
                 taken = session.execute(
                     update(Lease)
                     .where(
-                        col(Lease.name) == SCAN_LEASE,
+                        col(Lease.name) == name,
                         (col(Lease.holder) == "")
                         | (col(Lease.expires_at) <= now)
                         | col(Lease.holder).in_([holder, dead]),
@@ -231,7 +235,7 @@ def _take_lease(db: Engine, holder: str) -> bool:
                 if current is not None:
                     return False
                 session.execute(
-                    insert(Lease).values(name=SCAN_LEASE, holder=holder,
+                    insert(Lease).values(name=name, holder=holder,
                                          expires_at=now + LEASE_TIME)
                 )  # fmt: skip
                 return True
@@ -261,11 +265,11 @@ def _holder_is_gone(holder: str) -> bool:
     return False
 
 
-def _give_back_lease(db: Engine, holder: str) -> None:
+def give_back_lease(db: Engine, holder: str, name: str = SCAN_LEASE) -> None:
     with unit_of_work(db) as session:
         session.execute(
             update(Lease)
-            .where(col(Lease.name) == SCAN_LEASE, col(Lease.holder) == holder)
+            .where(col(Lease.name) == name, col(Lease.holder) == holder)
             .values(holder="")
             .execution_options(synchronize_session=False)
         )
@@ -348,6 +352,11 @@ def _take(
         account = session.get(Account, candidate.account.id, populate_existing=True)
         if account is None:
             continue
+        expired = card_expiry.expired_card(session, account, now=now)
+        if expired is not None:
+            _skip_expired_card(session, account, expired, result, now=now, config=config,
+                               dry_run=dry_run)  # fmt: skip
+            continue
         if not autopay.within_limits(session, account, candidate.settings, now):
             result.skipped += 1
             continue
@@ -367,6 +376,36 @@ def _take(
             log.exception("scan: AutoPay attempt for account %s failed", account.id)
             result.errors += 1
     return orders
+
+
+def _skip_expired_card(
+    session: Session,
+    account: Account,
+    card: PaymentMethod,
+    result: ScanResult,
+    *,
+    now: datetime,
+    config: EngineConfig,
+    dry_run: bool,
+) -> None:
+    """No AutoPay charge on a card past its expiry: the card link instead, once per card and
+    episode (`textpay.card_expiry.skip_autopay`), and the skip counted each time."""
+    result.skipped += 1
+    result.autopay_card_expired += 1
+    if dry_run:
+        result.planned.append(
+            {"phone": account.phone, "kind": "autopay_card_expired",
+             "body": f"no charge: card ...{card.last4} has expired; the card link instead"}
+        )  # fmt: skip
+        return
+    try:
+        with session.begin_nested():
+            card_expiry.skip_autopay(session, account, card, now=now, config=config)
+    except IntegrityError:
+        pass  # another scanner told the subscriber first
+    except Exception:
+        log.exception("scan: expired-card notice for account %s failed", account.id)
+        result.errors += 1
 
 
 def _make_offers(

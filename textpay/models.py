@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    UniqueConstraint,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -249,6 +250,8 @@ class PaymentMethod(SQLModel, table=True):
     """
 
     __tablename__ = "payment_method"
+    # The daily card-expiry job reads the cards expiring around this month (`textpay.card_expiry`).
+    __table_args__ = (Index("ix_payment_method_expiry", "exp_year", "exp_month"),)
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(sa_column_args=[ForeignKey("account.id")], unique=True)
@@ -818,3 +821,43 @@ class OperatorToken(SQLModel, table=True):
     created_at: datetime = _timestamp()
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CardExpiryNoticeKind(StrEnum):
+    FIRST_WARNING = "30_days"  # the card expires within 30 days
+    SECOND_WARNING = "7_days"  # within 7 days, and it is still the card on file
+    AUTOPAY_SKIPPED = "autopay_skipped"  # AutoPay did not charge it: it has expired
+
+
+class CardExpiryNotice(SQLModel, table=True):
+    """A text telling a subscriber their card on file expires soon, or has expired and AutoPay
+    did not charge it (`textpay.card_expiry`): one row per card, kind and (for AutoPay) episode.
+
+    The unique key is what makes each text go once, however often the job runs and however
+    many clocks run it. A card is named by `card_key` (a SHA-256 of its token and expiry, never
+    the token): a new card, or a new expiry for the same one, is a new key, so its warnings
+    start afresh.
+    """
+
+    __tablename__ = "card_expiry_notice"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('30_days', '7_days', 'autopay_skipped')", name="ck_card_expiry_notice_kind"
+        ),
+        UniqueConstraint(
+            "account_id", "card_key", "kind", "episode", name="ux_card_expiry_notice_once"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column_args=[ForeignKey("account.id")])
+    card_key: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    # AutoPay's low-balance episode (`Account.episode_seq`) for `autopay_skipped`; 0 otherwise.
+    episode: int = Field(default=0)
+    # What the text said, for an operator reading the row (the card's last 4 and expiry).
+    last4: str = Field(max_length=4)
+    exp_month: int
+    exp_year: int
+    message_id: int | None = Field(default=None, sa_column_args=[ForeignKey("message.id")])
+    created_at: datetime = _timestamp()

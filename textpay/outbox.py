@@ -12,8 +12,9 @@ operator decides.
 
 What leaves must still be true when it leaves: a text may have waited hours (quiet hours, the
 cap), so at claim time it is dropped (`canceled`) if its number has opted out since, if the offer
-it carries is no longer pending or has expired, or if an offer's account can no longer be paid by
-text (closed, suspended, TextPay off). An offer becomes acceptable when its text is sent.
+it carries is no longer pending or has expired, if an offer's account can no longer be paid by
+text (closed, suspended, TextPay off), or if a card notice's account is no longer active. An
+offer becomes acceptable when its text is sent.
 
 The daily cap counts texts sent, claimed and of unknown outcome alike, and two dispatchers never
 weigh the same number at once: on PostgreSQL a claim takes a transaction-scoped advisory lock per
@@ -70,6 +71,8 @@ CLAIM_ERROR_DELAY = timedelta(minutes=15)
 CANCELED = "canceled"
 # Texts that carry an offer (`Message.prompt_id`).
 OFFER_KINDS = frozenset({"prompt", "reminder"})
+# Notices about an account's card (`textpay.card_expiry`): only true while the account is active.
+ACTIVE_ACCOUNT_KINDS = frozenset({"card_expiring", "card_expired"})
 # First key of the per-number advisory locks ("TPOB"), apart from every other lock's keys.
 PHONE_LOCK_SPACE = 0x54504F42
 # Rows that count against a number's daily cap besides those sent: claimed by a dispatcher
@@ -234,6 +237,12 @@ def _verdict(
     if (message.prompt_id is not None or message.kind in OFFER_KINDS) and (
         account is not None
         and (account.status != AccountStatus.ACTIVE.value or not account.textpay_enabled)
+    ):
+        return _Verdict.DROP
+    if (
+        message.kind in ACTIVE_ACCOUNT_KINDS
+        and account is not None
+        and account.status != AccountStatus.ACTIVE.value
     ):
         return _Verdict.DROP
     if not message.engine_initiated or account is None:

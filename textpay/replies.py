@@ -119,6 +119,22 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "es": "{program}: actualice la tarjeta de la cuenta ...{label} en {link} (el enlace "
         "sirve una vez, por 30 min).",
     },
+    # A card on file about to expire (`textpay.card_expiry`); {keyword} is CARD, or CARD and
+    # the label when the number has several accounts (CARD alone would ask which).
+    "card_expiring": {
+        "en": "{program}: card ...{card} on file for acct ...{label}{nick} expires {expiry}. "
+        "Text {keyword} to update it.",
+        "es": "{program}: la tarjeta ...{card} registrada para la cuenta ...{label}{nick} "
+        "vence en {expiry}. Envíe {keyword} para actualizarla.",
+    },
+    # AutoPay did not charge a card past its expiry: the card link instead.
+    "autopay_card_expired": {
+        "en": "{program}: AutoPay couldn't add money to acct ...{label}: card ...{card} expired "
+        "{expiry}, so nothing was charged. New card: {link} (works once, for 30 min).",
+        "es": "{program}: AutoPay no pudo recargar la cuenta ...{label}: la tarjeta ...{card} "
+        "venció en {expiry}; no se cobró nada. Otra tarjeta: {link} (sirve una vez, por 30 "
+        "min).",
+    },
     "card_updated": {
         "en": "{program}: card ...{card} is now on file for acct ...{label}{nick}. Text BAL "
         "anytime.",
@@ -536,6 +552,56 @@ def card_updated(account: AccountFacts, *, card_last4: str, language: str, voice
     """The confirmation that a card the subscriber chose from a card link is now on file."""
     return fill("card_updated", language, voice, card=card_last4, label=account.label,
                 nick=nick(account))  # fmt: skip
+
+
+def card_expiry_date(exp_month: int, exp_year: int) -> str:
+    """A card's expiry as it is printed on the card: `03/27`."""
+    return f"{exp_month:02d}/{exp_year % 100:02d}"
+
+
+def card_expiring(
+    account: AccountFacts,
+    *,
+    card_last4: str,
+    exp_month: int,
+    exp_year: int,
+    several_accounts: bool,
+    voice: Voice,
+) -> str:
+    """The warning that the card on file expires soon, with the word that gets a card link:
+    CARD (TARJETA), followed by the account's label when the number has several accounts."""
+    word = "CARD" if account.language == "en" else "TARJETA"
+    return fill(
+        "card_expiring",
+        account.language,
+        voice,
+        card=card_last4,
+        label=account.label,
+        nick=nick(account),
+        expiry=card_expiry_date(exp_month, exp_year),
+        keyword=f"{word} {account.label}" if several_accounts else word,
+    )
+
+
+def autopay_card_expired(
+    account: AccountFacts,
+    *,
+    card_last4: str,
+    exp_month: int,
+    exp_year: int,
+    link: str,
+    voice: Voice,
+) -> str:
+    """AutoPay skipped a charge because the card on file has expired; `link`: the card link."""
+    return fill(
+        "autopay_card_expired",
+        account.language,
+        voice,
+        card=card_last4,
+        label=account.label,
+        expiry=card_expiry_date(exp_month, exp_year),
+        link=link,
+    )
 
 
 # Replies that carry a card link (`textpay.card_links`): the engine makes one for their account.

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 from werkzeug.serving import run_simple
 
+from scheduler import card_expiry as card_expiry_job
 from scheduler import clock
 from scheduler import reconcile as reconcile_job
 from scheduler import scan as scan_job
@@ -125,6 +126,16 @@ def scan_command(dry_run: bool) -> None:
         click.echo("another scan is running; this one stepped aside")
     counts = ", ".join(f"{name} {value}" for name, value in result.counts().items())
     click.echo(("would have: " if dry_run else "") + counts)
+
+
+@cli.command("card-expiry")
+def card_expiry_command() -> None:
+    """Queue the texts warning of cards on file about to expire (the clock does it daily)."""
+    parts = build(_settings())
+    result = card_expiry_job.run(parts.db, parts.engine_config)
+    if not result.leader:
+        click.echo("another clock is sending card-expiry warnings; this one stepped aside")
+    click.echo(", ".join(f"{name} {value}" for name, value in result.counts().items()))
 
 
 @cli.command()

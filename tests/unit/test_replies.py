@@ -48,6 +48,8 @@ BUILT_ELSEWHERE = {
     "card_refund",
     "card_needs_confirmation",
     "card_updated",
+    "card_expiring",
+    "autopay_card_expired",
 }
 
 
@@ -129,6 +131,13 @@ def every_reply(language: str, nickname: str = NICKNAMES["ascii"]) -> dict[str, 
         )
     rendered["card_updated"] = replies.card_updated(
         listed[0], card_last4="4444", language=language, voice=VOICE
+    )
+    rendered["card_expiring"] = replies.card_expiring(
+        listed[0], card_last4="4242", exp_month=12, exp_year=2030, several_accounts=True,
+        voice=VOICE,
+    )  # fmt: skip
+    rendered["autopay_card_expired"] = replies.autopay_card_expired(
+        listed[0], card_last4="4242", exp_month=12, exp_year=2030, link=LINK, voice=VOICE
     )
     return rendered
 
@@ -269,7 +278,8 @@ def test_texts_that_offer_a_new_card_carry_the_whole_link() -> None:
     for language in ("en", "es"):
         rendered = every_reply(language)
         for key in ("card_declined", "card_needs_confirmation", "autopay_declined",
-                    "autopay_disabled", "no_card", "card_link"):  # fmt: skip
+                    "autopay_disabled", "no_card", "card_link",
+                    "autopay_card_expired"):  # fmt: skip
             assert LINK in rendered[key], (language, key)
             assert "textpay.example/help" not in rendered[key], (language, key)
     assert every_reply("en")["card_updated"].startswith(
@@ -277,3 +287,19 @@ def test_texts_that_offer_a_new_card_carry_the_whole_link() -> None:
     )
     assert "CARD 2125554821" in every_reply("en")["which_account_card"]
     assert "TARJETA 2125554821" in every_reply("es")["which_account_card"]
+
+
+def test_the_expiry_warning_names_the_card_the_account_the_date_and_the_word_to_send() -> None:
+    one = accounts("en", "")[0]
+    en = replies.card_expiring(one, card_last4="4242", exp_month=3, exp_year=2027,
+                               several_accounts=False, voice=VOICE)  # fmt: skip
+    assert en == (
+        f"TextPay: card ...4242 on file for acct ...{one.label} expires 03/27. Text CARD to "
+        "update it."
+    )
+    # With several accounts on the number, CARD alone would ask which: the label is added.
+    several = every_reply("en")["card_expiring"]
+    assert f"Text CARD {one.label} to update it." in several
+    assert "expires 12/30" in several
+    es = every_reply("es", "")["card_expiring"]
+    assert f"vence en 12/30. Envie TARJETA {one.label} para actualizarla." in es
