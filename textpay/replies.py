@@ -252,9 +252,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "not_understood": {
         "en": "{program}: sorry, we didn't understand. Reply YES to accept an offer, NO to skip "
-        "it, BAL for your balance, HELP for help, STOP to opt out.",
+        "it, ADD 20 to add $20, BAL for your balance, HELP for help, STOP to opt out.",
         "es": "{program}: no entendimos. Responda SI para aceptar una oferta, NO para omitirla, "
-        "SALDO para su saldo, AYUDA para ayuda, ALTO para cancelar.",
+        "AGREGAR 20 para agregar $20, SALDO para su saldo, AYUDA para ayuda, ALTO para "
+        "cancelar.",
     },
     "card_number_warning": {
         "en": "{program}: for your safety never text a card number. We deleted it and charged "

@@ -295,3 +295,6 @@ def test_a_top_up_asked_for_by_text_names_everything_and_asks_for_a_yes() -> Non
     assert "nothing was offered or charged" in en["top_up_out_of_limits"]
     assert "ADD $10,000.00" in en["top_up_out_of_limits"]
     assert "no se ofrecio ni se cobro nada" in es["top_up_out_of_limits"]  # folded: 1 segment less
+    # A text we did not understand says how to add money.
+    assert "ADD 20 to add $20" in en["not_understood"]
+    assert "AGREGAR 20 para agregar $20" in es["not_understood"]
