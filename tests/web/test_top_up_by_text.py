@@ -16,12 +16,14 @@ from sqlmodel import col, select
 
 from tests.conftest import AdminClient
 from tests.web.conftest import MOM, charges, count, deposits, prompt_status
+from tests.web.test_statement_budget import app_engine, counted
 from tests.web.twilio_client import TwilioClient, new_sid
 from textpay.db import unit_of_work
 from textpay.models import LedgerEntry, Message, Prompt
 
 DAYTIME = "2026-11-26 19:05:00"  # 2:05pm in New York
 READ = timedelta(seconds=30)  # past the reading moment (`offers.READING_TIME`)
+TOP_UP_BUDGET = 10  # SQL statements an ADD may cost, both databases
 
 
 def offers(engine: Engine) -> list[tuple[int, str, int]]:
@@ -278,3 +280,15 @@ def test_adds_and_yeses_at_once_charge_one_offered_amount_once(
         (_, _, amount) = next(o for o in offers(engine) if o[1] == "pending")
         TwilioClient(app.test_client()).text(MOM, "YES")
         assert deposited(engine) == [(mom["id"], amount)]
+
+
+def test_an_add_stays_lean(app: Flask, admin: AdminClient, twilio: TwilioClient) -> None:
+    # Not the hot path's budget (tests/web/test_statement_budget.py), but held all the same: a
+    # fresh offer is 6 statements (8 on PostgreSQL, with the number's and the account's locks),
+    # replacing an open one 2 more.
+    admin.enrol()
+    engine = app_engine(app)
+    for text in ("ADD 20", "ADD 30", "ADD 30"):
+        with counted(engine) as seen:
+            assert "Reply YES to confirm" in twilio.text(MOM, text)
+        assert len(seen.ours) <= TOP_UP_BUDGET, seen.listing()
