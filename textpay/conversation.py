@@ -8,7 +8,9 @@ so every rule here can be tested as a table.
 Rules that matter most (docs/architecture.md, Invariants): opt-out words win over everything;
 `YES` from an opted-out number is an opt-in, never a payment; `YES` with no live offer charges
 nothing; an expired or failed offer is offered again rather than charged; a card number in a
-message stops any payment; an amount is charged only as typed, on the account named.
+message stops any payment; an amount is charged only as typed, on the account named. A top-up on
+demand (`ADD 20`, or a YES with no live offer) is answered with an offer, never a charge: only
+the next YES, once that offer can be accepted, funds it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Intent(StrEnum):
     AUTOPAY_OFF = "autopay_off"
     LANGUAGE = "language"
     CARD = "card"
+    TOP_UP = "top_up"
     EMPTY = "empty"
     UNKNOWN = "unknown"
 
@@ -65,6 +68,11 @@ _KEYWORDS: dict[str, tuple[Intent, bool]] = {  # word → (intent, is Spanish)
     "SPANISH": (Intent.LANGUAGE, False),
     "CARD": (Intent.CARD, False),
     "TARJETA": (Intent.CARD, True),
+    "ADD": (Intent.TOP_UP, False),
+    "TOPUP": (Intent.TOP_UP, False),
+    "AGREGAR": (Intent.TOP_UP, True),
+    "RECARGAR": (Intent.TOP_UP, True),
+    "RECARGA": (Intent.TOP_UP, True),
 }  # fmt: skip
 _LANGUAGE_OF_WORD = {"ENGLISH": "en", "INGLES": "en", "ESPANOL": "es", "SPANISH": "es"}
 # Opt-out words honoured anywhere in a short text (README), → whether the word is Spanish.
@@ -238,11 +246,13 @@ def parse(text: str) -> Command:
         first, rest = "AUTOPAY", rest[1:]
     if first == "AUTOPAY":
         return _autopay(rest, card_number)
+    if first == "TOP" and not glued and [_plain(t) for t in rest[:1]] == ["UP"]:
+        first, rest = "TOPUP", rest[1:]
     intent, spanish = _KEYWORDS.get(first, (Intent.UNKNOWN, False))
     if intent is Intent.LANGUAGE:
         return Command(intent, language=_LANGUAGE_OF_WORD[first], spanish=spanish,
                        card_number=card_number)  # fmt: skip
-    if intent in (Intent.CONFIRM, Intent.DECLINE, Intent.CARD):
+    if intent in (Intent.CONFIRM, Intent.DECLINE, Intent.CARD, Intent.TOP_UP):
         return _with_amount(Command(intent, spanish=spanish, card_number=card_number), rest)
     return Command(intent, spanish=spanish, card_number=card_number)
 
@@ -405,6 +415,16 @@ class OfferAgain:
 
 
 @dataclass(frozen=True)
+class TopUp:
+    """Answer with an offer to add `amount_cents` (None: the account's preset, or its open
+    offer as it is) to the account: a fresh one, or its open offer when that is what was asked
+    for. Never a charge: the next YES funds it once the subscriber could have read it."""
+
+    account_id: int
+    amount_cents: int | None = None
+
+
+@dataclass(frozen=True)
 class SetAutopay:
     account_ids: tuple[int, ...]
     enabled: bool
@@ -416,7 +436,7 @@ class SetLanguage:
     language: str
 
 
-Effect = OptOut | OptIn | Fund | DeclineOffer | OfferAgain | SetAutopay | SetLanguage
+Effect = OptOut | OptIn | Fund | DeclineOffer | OfferAgain | TopUp | SetAutopay | SetLanguage
 
 
 @dataclass(frozen=True)
@@ -475,6 +495,8 @@ def decide(facts: Facts, command: Command) -> Decision:
         return _autopay_off(facts, command)
     if intent is Intent.CARD:
         return _card(facts, command)
+    if intent is Intent.TOP_UP:
+        return _top_up(facts, command)
     return Decision(Reply("not_understood"))
 
 
@@ -509,9 +531,9 @@ def _confirm(facts: Facts, command: Command) -> Decision:
     live = {o.account_id: o for o in facts.offers if o.live}
     if len(named) == 1 and named[0] not in live:
         # `YES 0050` speaks of ...0050 alone: never of another account's offer.
-        return _confirm_without_offer(facts, named[0])
+        return _confirm_without_offer(facts, named[0], reading)
     if not live:
-        return _nothing_live(facts, named)
+        return _nothing_live(facts, named, reading)
     chosen = _chosen(named, list(live))
     if chosen is None:
         return Decision(_choices(list(live)))
@@ -531,21 +553,24 @@ def _confirm(facts: Facts, command: Command) -> Decision:
     return Decision(None, (Fund(offer.prompt_id, chosen, amount),))
 
 
-def _confirm_without_offer(facts: Facts, account_id: int) -> Decision:
+def _confirm_without_offer(facts: Facts, account_id: int, reading: Reading) -> Decision:
     """YES naming an account with no live offer: its payment in flight, its lapsed offer made
-    again, or word that it has no offer. Nothing is charged."""
+    again (a plain YES), or a top-up offer (an amount typed, or no offer to make again).
+    Nothing is charged."""
     if not facts.account(account_id).payable_by_text:
         return Decision(Reply("not_payable", account_id=account_id))
     statuses = {o.status for o in facts.offers if o.account_id == account_id}
     if "accepted" in statuses:
         return Decision(Reply("already_processing", account_id=account_id))
-    if statuses & {"expired", "failed", "pending"}:  # a pending one here is past its expiry
+    # A pending one here is past its expiry, or not yet acceptable (sent a moment ago).
+    if statuses & {"expired", "failed", "pending"} and _plain_yes(reading):
         return Decision(None, (OfferAgain(account_id),))
-    return Decision(Reply("no_offer_for_account", account_id=account_id))
+    return _offer_top_up(facts, account_id, reading)
 
 
-def _nothing_live(facts: Facts, named: list[int]) -> Decision:
-    """YES with no live offer anywhere on the phone (and none or several accounts named)."""
+def _nothing_live(facts: Facts, named: list[int], reading: Reading) -> Decision:
+    """YES with no live offer anywhere on the phone (and none or several accounts named): a
+    payment in flight says so; a lapsed offer is made again; else a top-up is offered."""
     in_flight = [o for o in facts.offers if o.status == "accepted"]
     if in_flight:
         return Decision(Reply("already_processing", account_id=in_flight[0].account_id))
@@ -557,8 +582,56 @@ def _nothing_live(facts: Facts, named: list[int]) -> Decision:
             return Decision(_choices(lapsed))
         if not facts.account(chosen).payable_by_text:
             return Decision(Reply("not_payable", account_id=chosen))
-        return Decision(None, (OfferAgain(chosen),))
-    return Decision(Reply("no_offer"))
+        if _plain_yes(reading):
+            return Decision(None, (OfferAgain(chosen),))
+        return _offer_top_up(facts, chosen, reading)
+    return _top_up_of(facts, named, reading)
+
+
+def _plain_yes(reading: Reading) -> bool:
+    """A YES with no amount (good or bad) typed: a lapsed offer is made again as it was."""
+    return reading.amount_cents is None and not reading.bad_amount
+
+
+def _top_up(facts: Facts, command: Command) -> Decision:
+    """ADD [amount] [account] (AGREGAR): a top-up offer on demand, for the only account on the
+    phone or the one named. Never a charge."""
+    named, reading = _amount(facts, command)
+    return _top_up_of(facts, named, reading)
+
+
+def _top_up_of(facts: Facts, named: list[int], reading: Reading) -> Decision:
+    every = [a.account_id for a in facts.accounts]
+    chosen = _chosen(named, every)
+    if chosen is None:
+        return Decision(Reply("which_account_top_up", account_ids=tuple(every)))
+    return _offer_top_up(facts, chosen, reading)
+
+
+def _offer_top_up(facts: Facts, account_id: int, reading: Reading) -> Decision:
+    """A top-up offer for this account, if one may be made: the amount typed (else its open
+    offer's, else its preset) within its limits, a card to charge, nothing in flight. The
+    limits are checked again when a YES accepts the offer."""
+    account = facts.account(account_id)
+    if not account.payable_by_text:
+        return Decision(Reply("not_payable", account_id=account_id))
+    if reading.bad_amount:
+        return Decision(Reply("bad_amount", account_id=account_id))
+    newest = next((o for o in facts.offers if o.account_id == account_id), None)
+    if newest is not None and newest.status == "accepted":
+        return Decision(Reply("already_processing", account_id=account_id))
+    if account.card_last4 is None:
+        return Decision(Reply("no_card", account_id=account_id))
+    amount = reading.amount_cents
+    if amount is None and newest is not None and newest.status == "pending":
+        offered = newest.amount_cents  # the open offer is given again as it is
+    else:
+        offered = account.preset_amount_cents if amount is None else amount
+    if not account.min_deposit_cents <= offered <= account.max_deposit_cents:
+        return Decision(Reply("top_up_out_of_limits", account_id=account_id))
+    if account.deposited_last_24h_cents + offered > account.daily_limit_cents:
+        return Decision(Reply("daily_limit", account_id=account_id))
+    return Decision(None, (TopUp(account_id, amount),))
 
 
 def _decline(facts: Facts, command: Command) -> Decision:

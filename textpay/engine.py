@@ -39,6 +39,7 @@ from textpay.conversation import (
     Reply,
     SetAutopay,
     SetLanguage,
+    TopUp,
 )
 from textpay.db import core, on_postgresql
 from textpay.engine_config import EngineConfig, voice
@@ -65,6 +66,10 @@ FLOOD_WINDOW = timedelta(minutes=1)
 # and outbox locks on the same numbers (`consent.CONSENT_LOCK_CLASS`, `outbox.PHONE_LOCK_SPACE`).
 # A turn takes it before any consent lock, and nothing takes them the other way round.
 INBOUND_LOCK_SPACE = 0x5450494E
+
+
+# Texts whose decision checks the daily deposit limit: today's deposits are read for them.
+_MOVES_MONEY = frozenset({conversation.Intent.CONFIRM, conversation.Intent.TOP_UP})
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         phone,
         now=now,
         carrier_answers_keywords=config.carrier_answers_keywords,
-        with_deposits=command.intent is conversation.Intent.CONFIRM,
+        with_deposits=command.intent in _MOVES_MONEY,
         sid=sms.sid,
         inbound_since=now - FLOOD_WINDOW if weighed else None,
     )
@@ -141,6 +146,9 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
             _set_autopay(session, effect, phone=phone, words=body, now=now)
         elif isinstance(effect, OfferAgain):
             answer = _offer_again(session, effect.account_id, facts, now=now, config=config)
+        elif isinstance(effect, TopUp):
+            answer = _offer_again(session, effect.account_id, facts, now=now, config=config,
+                                  top_up=effect)  # fmt: skip
         elif isinstance(effect, Fund):
             charge, answer = _accept(session, effect, found, now=now, config=config)
 
@@ -287,26 +295,35 @@ def _set_autopay(
 
 
 def _offer_again(
-    session: Session, account_id: int, facts: Facts, *, now: datetime, config: EngineConfig
-) -> str:
-    """The offer to answer a YES that found none it could accept; nothing is charged. An offer
-    still pending but not yet acceptable (its text waits in the outbox, or went out a moment
-    ago) is given again as it is; one that expired or failed, or that named a card no longer on
-    file, is replaced by a fresh one."""
+    session: Session, account_id: int, facts: Facts, *, now: datetime, config: EngineConfig,
+    top_up: TopUp | None = None,
+) -> str:  # fmt: skip
+    """The offer to answer a YES that found none it could accept, or a top-up asked for by
+    text (`top_up`); nothing is charged. An offer still pending (not yet acceptable: its text
+    waits in the outbox, or went out a moment ago; or, for a top-up, live) is given again as it
+    is, unless the top-up asks for another amount: then it is withdrawn and replaced, so only
+    the amount last offered can be accepted. One that expired or failed, or that named a card
+    no longer on file, is replaced by a fresh one."""
+    _lock_account(session, account_id)
+    amount = top_up.amount_cents if top_up is not None else None
+    words = "top_up" if top_up is not None else "offer"
     stale = prompts.latest_for(session, [account_id]).get(account_id)
     if stale is not None and stale.status == PromptStatus.PENDING.value:
         if stale.expires_at <= now:
             prompts.expire(session, [stale.id or 0], now=now)
+        elif amount is not None and amount != stale.amount_cents:
+            prompts.cancel_pending(session, [account_id], now=now)  # replaced by what was asked
         else:
-            words = offers.present_waiting(session, stale, now=now, config=config)
-            if words is not None:
-                return words
+            given = offers.present_waiting(session, stale, now=now, config=config, words=words)
+            if given is not None:
+                return given
             prompts.cancel_pending(session, [account_id], now=now)  # its card is gone
     account = session.get(Account, account_id)
     assert account is not None
     fresh = offers.make_reply(
-        session, account, effective_for_account(session, account), now=now, config=config
-    )
+        session, account, effective_for_account(session, account), now=now, config=config,
+        amount_cents=amount, words=words,
+    )  # fmt: skip
     spoken = voice(session, config)
     if fresh is None:
         reply = Reply("no_card", account_id=account_id)
@@ -314,6 +331,15 @@ def _offer_again(
         return replies.render(reply, facts, language=facts.account(account_id).language,
                               now=now, voice=spoken, link=link)  # fmt: skip
     return fresh.body
+
+
+def _lock_account(session: Session, account_id: int) -> None:
+    """PostgreSQL: hold the account's row while its offers are looked at and one is made. The
+    scan locks the row the same way before it checks for an open offer and makes one, so the
+    two never both make one (the second would break the one-open-offer index). SQLite's write
+    lock, taken at BEGIN, already holds every other writer off."""
+    if on_postgresql(session):
+        session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
 
 
 def _link_for(

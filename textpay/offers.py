@@ -3,9 +3,9 @@
 The scan makes offers a batch at a time and queues their texts in the outbox, each text tied to
 its offer (`Message.prompt_id`) and held until the recipient's sending window opens; such an
 offer can be accepted only once its text has gone out (the dispatcher records when). An offer
-made in answer to the subscriber's own text (their old offer expired or failed) is the reply
-itself, and can be accepted a reading moment after it was sent: two YES sent together after an
-offer expired make one fresh offer and charge nothing.
+made in answer to the subscriber's own text (their old offer expired or failed, or they asked
+for a top-up: `ADD 20`) is the reply itself, and can be accepted a reading moment after it was
+sent: two YES sent together after an offer expired make one fresh offer and charge nothing.
 """
 
 from __future__ import annotations
@@ -248,24 +248,28 @@ def _insert_arrays(
 
 def make_reply(
     session: Session, account: Account, settings: EffectiveSettings, *, now: datetime,
-    config: EngineConfig,
+    config: EngineConfig, amount_cents: int | None = None, words: str = "offer",
 ) -> MadeOffer | None:  # fmt: skip
     """A fresh offer given as the reply to the subscriber's own text (never held: they just
-    wrote to us). None when the account has no card on file."""
+    wrote to us), for `amount_cents` (None: the preset), in the words of template `words`
+    ("offer", or "top_up" for a top-up asked for by text). None when the account has no card
+    on file."""
     assert account.id is not None
     card = _cards(session, [account.id]).get(account.id)
     if card is None:
         return None
     label = facts.labels_on_phone(session, account.phone).get(account.account_number)
     row = prompts.offer_row(account, settings, now=now, acceptable_after=now + READING_TIME,
-                            label=label, card_token=card.token)  # fmt: skip
+                            label=label, card_token=card.token,
+                            amount_cents=amount_cents)  # fmt: skip
     prompt_id = session.execute(insert(Prompt).returning(col(Prompt.id)), row).scalar_one()
-    body = _words(account, settings, card, row, now=now, voice=voice(session, config), label=label)
+    body = _words(account, settings, card, row, now=now, voice=voice(session, config), label=label,
+                  key=words)  # fmt: skip
     return MadeOffer(prompt_id, account.id, account.phone, "offer", body, now)
 
 
 def present_waiting(
-    session: Session, prompt: Prompt, *, now: datetime, config: EngineConfig
+    session: Session, prompt: Prompt, *, now: datetime, config: EngineConfig, words: str = "offer"
 ) -> str | None:
     """The words of an offer that is live but cannot be accepted yet (its text waits in the
     outbox, or was sent as a reply a moment ago), given as the reply to a YES that came before
@@ -290,7 +294,8 @@ def present_waiting(
     row = {"amount_cents": prompt.amount_cents, "fee_cents": prompt.fee_cents,
            "expires_at": prompt.expires_at}  # fmt: skip
     label = facts.labels_on_phone(session, account.phone).get(account.account_number)
-    return _words(account, settings, card, row, now=now, voice=voice(session, config), label=label)
+    return _words(account, settings, card, row, now=now, voice=voice(session, config), label=label,
+                  key=words)  # fmt: skip
 
 
 def _cards(session: Session, account_ids: list[int]) -> dict[int, PaymentMethod]:
@@ -313,11 +318,14 @@ def _words(
     now: datetime,
     voice: replies.Voice,
     label: str | None,
+    key: str = "offer",
 ) -> str:
-    """The offer text, naming the account by its label among the accounts on its phone."""
+    """The offer text (template `key`), naming the account by its label among the accounts on
+    its phone."""
     known = facts.account_facts_from(
         account, settings, card, deposited_last_24h_cents=0, label=label
     )
     return replies.offer(
-        known, row["amount_cents"], row["fee_cents"], row["expires_at"], now=now, voice=voice
-    )
+        known, row["amount_cents"], row["fee_cents"], row["expires_at"], now=now, voice=voice,
+        key=key,
+    )  # fmt: skip

@@ -106,15 +106,17 @@ def offer_row(
     acceptable_after: datetime | None = None,
     label: str | None = None,
     card_token: str | None = None,
+    amount_cents: int | None = None,
 ) -> dict[str, Any]:
     """An offer's column values (offers are inserted a batch at a time). `acceptable_after` is
     None while the offer's text waits in the outbox; the dispatcher sets it when it goes.
-    `label` and `card_token` are how the text names the account and which card it names."""
+    `label` and `card_token` are how the text names the account and which card it names;
+    `amount_cents` what a subscriber asked for (a top-up by text), else the preset."""
     assert account.id is not None
     return {
         "account_id": account.id,
         "status": PromptStatus.PENDING.value,
-        "amount_cents": settings.preset_amount_cents,
+        "amount_cents": settings.preset_amount_cents if amount_cents is None else amount_cents,
         "fee_cents": settings.deposit_fee_cents,
         "balance_at_offer_cents": account.balance_cents,
         "expires_at": (starts_at or now) + timedelta(minutes=settings.prompt_ttl_minutes),

@@ -44,6 +44,29 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "para agregar {amount} (cargo {fee}, total {total}) con la tarjeta ...{card}, SI 40 "
         "para otro monto, NO para omitir. Vence {expires}. ALTO para cancelar.",
     },
+    # A top-up asked for by text (ADD 20, or YES with no live offer): the answer is an offer,
+    # never a charge. Same fields as "offer"; no STOP line, since it answers the subscriber.
+    "top_up": {
+        "en": "{program}: add {amount} to acct ...{label}{nick} with card ...{card}? Fee {fee}, "
+        "total {total}. Balance {balance} as of {as_of}. Reply YES to confirm, NO to skip. "
+        "Nothing is charged until you do. Offer ends {expires}.",
+        "es": "{program}: ¿agregar {amount} a la cuenta ...{label}{nick} con la tarjeta "
+        "...{card}? Cargo {fee}, total {total}. Saldo {balance} a las {as_of}. Responda SI para "
+        "confirmar, NO para omitir. No se cobra nada hasta entonces. Vence {expires}.",
+    },
+    "which_account_top_up": {
+        "en": "{program}: which account? Nothing was charged. Reply ADD and the account number "
+        "shown after the dots, e.g. ADD {example} or ADD {example} 40. Your accounts: {labels}.",
+        "es": "{program}: ¿qué cuenta? No se cobró nada. Responda AGREGAR y el número que "
+        "aparece después de los puntos, por ejemplo AGREGAR {example} o AGREGAR {example} 40. "
+        "Sus cuentas: {labels}.",
+    },
+    "top_up_out_of_limits": {
+        "en": "{program}: deposits must be {min} to {max}, so nothing was offered or charged. "
+        "Reply ADD and an amount in that range, e.g. ADD {amount}.",
+        "es": "{program}: los depósitos deben ser de {min} a {max}; no se ofreció ni se cobró "
+        "nada. Responda AGREGAR y un monto en ese rango, por ejemplo AGREGAR {amount}.",
+    },
     "receipt": {
         "en": "{program}: added {amount} to acct ...{label}{nick}. New balance {balance}. "
         "Card ...{card} charged {total}{fee_note}. Confirmation {confirmation}. "
@@ -245,9 +268,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "not_understood": {
         "en": "{program}: sorry, we didn't understand. Reply YES to accept an offer, NO to skip "
-        "it, BAL for your balance, HELP for help, STOP to opt out.",
+        "it, ADD 20 to add $20, BAL for your balance, HELP for help, STOP to opt out.",
         "es": "{program}: no entendimos. Responda SI para aceptar una oferta, NO para omitirla, "
-        "SALDO para su saldo, AYUDA para ayuda, ALTO para cancelar.",
+        "AGREGAR 20 para agregar $20, SALDO para su saldo, AYUDA para ayuda, ALTO para "
+        "cancelar.",
     },
     "card_number_warning": {
         "en": "{program}: for your safety never text a card number. We deleted it and charged "
@@ -420,10 +444,12 @@ def offer(
     *,
     now: datetime,
     voice: Voice,
+    key: str = "offer",
 ) -> str:
+    """An offer's words: the scan's ("offer") or a top-up asked for by text ("top_up")."""
     language = account.language
     return fill(
-        "offer",
+        key,
         language,
         voice,
         **_account_fields(account, now, language),
@@ -629,7 +655,7 @@ def render(
         fields.update(labels=labels(listed, language), example=listed[0].label)
     if reply.key == "balance":
         return fit(_balance(facts, language, now, voice))
-    if account is not None and reply.key == "out_of_limits":
+    if account is not None and reply.key in ("out_of_limits", "top_up_out_of_limits"):
         fields.update(
             min=format_cents(account.min_deposit_cents),
             max=format_cents(account.max_deposit_cents),

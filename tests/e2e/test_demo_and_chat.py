@@ -36,25 +36,27 @@ def test_the_demo_transcript_matches_the_database(tmp_path: Path, payments: str)
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    # Through Stripe, every charge the story makes is shown as the PaymentIntent sent: four
-    # that succeed and Sis's declined card, each under its attempt's own key.
+    # Through Stripe, every charge the story makes is shown as the PaymentIntent sent: five
+    # that succeed (Abuela's top-up by text among them) and Sis's declined card, each under its
+    # attempt's own key.
     intents = re.findall(
         r"stripe: POST /v1/payment_intents amount=(\d+) .*? off_session=true .*?"
         r"Idempotency-Key: (tp_[0-9a-f]{32}) → (\d+)",
         result.stdout,
     )
     if payments == "stripe":
-        assert sorted(status for *_, status in intents) == ["200", "200", "200", "200", "402"]
-        assert len({key for _, key, _ in intents}) == 5
+        assert sorted(status for *_, status in intents) == ["200"] * 5 + ["402"]
+        assert len({key for _, key, _ in intents}) == 6
     else:
         assert intents == []
         assert "stripe:" not in result.stdout
     transcript = " ".join(result.stdout.split())  # the transcript wraps long texts
     funded = [(parse_amount(amount), suffix) for amount, suffix in FUNDED.findall(transcript)]
-    # Mom, Tio Luis, Abuela (in Spanish), Grandpa (AutoPay); on the sandbox Sis too, once she
-    # has put another card on file from the card link (Stripe's card page is Stripe Checkout,
-    # which the demo does not play).
-    assert len(funded) == (5 if payments == "sandbox" else 4)
+    # Mom, Tio Luis, Abuela (in Spanish, then a top-up she asked for by text), Grandpa
+    # (AutoPay); on the sandbox Sis too, once she has put another card on file from the card
+    # link (Stripe's card page is Stripe Checkout, which the demo does not play).
+    assert len(funded) == (6 if payments == "sandbox" else 5)
+    assert (2000, "7730") in funded  # AGREGAR 20, then SI
     assert "ledger check: every balance equals the sum of its entries" in transcript
 
     engine = make_engine(f"sqlite:///{database}")

@@ -17,6 +17,7 @@ from textpay.conversation import (
     OptOut,
     SetAutopay,
     SetLanguage,
+    TopUp,
     decide,
     parse,
 )
@@ -223,11 +224,11 @@ SIS = account(2, "0050", nickname="Sis", max_deposit_cents=500_000, daily_limit_
 def test_naming_an_account_without_an_offer_charges_no_other_account() -> None:
     facts = Facts(accounts=(MOM, SIS), offers=(offer(1),))
     decision = decide(facts, parse("YES 0050"))
-    assert decision.effects == ()
-    assert decision.reply is not None
-    assert (decision.reply.key, decision.reply.account_id) == ("no_offer_for_account", 2)
+    # A top-up offered for ...0050 at its preset: not Mom's offer, not $50, nothing charged.
+    assert decision.effects == (TopUp(2),)
+    assert decision.reply is None  # the offer is the reply
     # With digits of another script, the same.
-    assert decide(facts, parse("YES \u0660\u0660\u0665\u0660")).effects == ()
+    assert decide(facts, parse("YES \u0660\u0660\u0665\u0660")).effects == (TopUp(2),)
     # The account with the offer, named, is charged the offer; named with an amount, that.
     assert decide(facts, parse("YES 4821")).effects == (Fund(10, 1, 2500),)
     assert decide(facts, parse("YES 4821 $50")).effects == (Fund(10, 1, 5000),)
@@ -237,9 +238,7 @@ def test_naming_an_account_without_an_offer_charges_no_other_account() -> None:
 def test_an_account_label_is_never_an_amount() -> None:
     facts = Facts(accounts=(MOM, SIS), offers=(offer(2),))  # now ...0050 has the offer
     decision = decide(facts, parse("YES 4821"))
-    assert decision.effects == ()  # not $4,821.00 on ...0050
-    assert decision.reply is not None
-    assert (decision.reply.key, decision.reply.account_id) == ("no_offer_for_account", 1)
+    assert decision.effects == (TopUp(1),)  # an offer for ...4821, not $4,821.00 on ...0050
     assert decide(facts, parse("YES 0050")).effects == (Fund(20, 2, 2500),)
 
 
@@ -343,3 +342,116 @@ def test_opt_out_words_count_as_whole_words_of_a_short_text() -> None:
     assert decide(ONE_OFFER, parse("yes, this weekend")).effects == (Fund(10, 1, 2500),)
     long_text = "Can you add money to the account at the end of the week please"
     assert OptOut() not in decide(ONE_OFFER, parse(long_text)).effects
+
+
+# ---------------------------------------------------------------------------------------------
+# A top-up on demand (issue 16): ADD / AGREGAR, or a YES with no live offer, is answered with an
+# offer; only the next YES funds it. Only a YES to a live offer (`ONE_OFFER`) is a `Fund`.
+
+ALONE = Facts(accounts=(account(),))
+SPANISH = Facts(accounts=(account(language="es"),))
+LAPSED = Facts(accounts=(account(),), offers=(offer(status="expired", live=False),))
+WAITING = Facts(accounts=(account(),), offers=(offer(status="pending", live=False),))
+IN_FLIGHT = Facts(accounts=(account(),), offers=(offer(status="accepted", live=False),))
+FUNDED = Facts(accounts=(account(),), offers=(offer(status="funded", live=False),))
+TWO = Facts(accounts=(MOM, SIS))
+# An account whose number is short enough that its label is "20": `20` names it.
+TWENTY = Facts(accounts=(account(1, "4821"), account(2, "20", nickname="Tio")))
+
+
+@pytest.mark.parametrize(
+    ("facts", "text", "effects", "reply"),
+    [
+        # The amount typed, else the preset (the engine fills it in), in both languages.
+        (ALONE, "ADD", (TopUp(1),), None),
+        (ALONE, "add 20", (TopUp(1, 2000),), None),
+        (ALONE, "ADD $20", (TopUp(1, 2000),), None),
+        (ALONE, "ADD $20.50 please", (TopUp(1, 2050),), None),
+        (ALONE, "ADD 20 4821", (TopUp(1, 2000),), None),
+        (ALONE, "ADD 4821", (TopUp(1),), None),  # a label, never $4,821.00
+        (ALONE, "top up 40", (TopUp(1, 4000),), None),
+        (SPANISH, "AGREGAR", (TopUp(1),), None),
+        (SPANISH, "agregar 20", (TopUp(1, 2000),), None),
+        (SPANISH, "Recarga $20 4821", (TopUp(1, 2000),), None),
+        # YES (SI) with no offer at all asks for a top-up too.
+        (ALONE, "YES", (TopUp(1),), None),
+        (ALONE, "YES 20", (TopUp(1, 2000),), None),
+        (SPANISH, "SI 20", (TopUp(1, 2000),), None),
+        (FUNDED, "YES", (TopUp(1),), None),
+        # A lapsed or waiting offer: a plain YES makes it again as it was; an amount asks for
+        # that amount instead.
+        (LAPSED, "YES", (OfferAgain(1),), None),
+        (WAITING, "YES", (OfferAgain(1),), None),
+        (LAPSED, "YES 20", (TopUp(1, 2000),), None),
+        (LAPSED, "SI 20", (TopUp(1, 2000),), None),
+        (WAITING, "YES 40", (TopUp(1, 4000),), None),
+        (LAPSED, "ADD", (TopUp(1),), None),
+        (LAPSED, "YES forty", (), "bad_amount"),
+        # A live offer: YES keeps funding it (an amount typed, that amount); ADD asks again.
+        (ONE_OFFER, "YES 20", (Fund(10, 1, 2000),), None),
+        (ONE_OFFER, "ADD", (TopUp(1),), None),
+        (ONE_OFFER, "ADD 40", (TopUp(1, 4000),), None),
+        # A payment in flight is not offered again.
+        (IN_FLIGHT, "ADD 20", (), "already_processing"),
+        (IN_FLIGHT, "YES 20", (), "already_processing"),
+        (IN_FLIGHT, "YES", (), "already_processing"),
+        # Limits are checked before anything is offered.
+        (ALONE, "ADD 2", (), "top_up_out_of_limits"),
+        (ALONE, "ADD 250", (), "top_up_out_of_limits"),
+        (ALONE, "ADD $0", (), "top_up_out_of_limits"),
+        (SPANISH, "AGREGAR 500", (), "top_up_out_of_limits"),
+        (ALONE, "YES 250", (), "top_up_out_of_limits"),
+        (ALONE, "ADD 1000", (), "bad_amount"),
+        (ALONE, "ADD twenty", (), "bad_amount"),
+        (ALONE, "ADD 20 30", (), "bad_amount"),
+        (ALONE, "ADD -20", (), "bad_amount"),
+        (Facts(accounts=(account(deposited_last_24h_cents=48_000),)), "ADD 25", (), "daily_limit"),
+        (Facts(accounts=(account(deposited_last_24h_cents=48_000),)), "ADD 20", (TopUp(1, 2000),),
+         None),
+        # No card, a closed account, an opted-out or unknown number: no offer.
+        (Facts(accounts=(account(card_last4=None),)), "ADD 20", (), "no_card"),
+        (Facts(accounts=(account(payable_by_text=False),)), "ADD 20", (), "not_payable"),
+        (Facts(accounts=(account(payable_by_text=False),)), "YES", (), "not_payable"),
+        (Facts(accounts=(account(),), opted_out=True), "ADD 20", (), "still_opted_out"),
+        (Facts(accounts=(account(),), opted_out=True), "AGREGAR", (), "still_opted_out"),
+        (Facts(accounts=()), "ADD 20", (), "unknown_number"),
+        (ALONE, "ADD 20 4242 4242 4242 4242", (), "card_number_warning"),
+        (ALONE, "ADD 20 stop", (OptOut(),), "opted_out"),
+        # Several accounts: the one named, or which one?
+        (TWO, "ADD 20", (), "which_account_top_up"),
+        (TWO, "YES", (), "which_account_top_up"),
+        (TWO, "AGREGAR 20", (), "which_account_top_up"),
+        (TWO, "ADD 20 0050", (TopUp(2, 2000),), None),
+        (TWO, "ADD 0050", (TopUp(2),), None),  # ...0050's preset, never $50
+        (TWO, "YES 0050 $30", (TopUp(2, 3000),), None),
+        (TWO, "ADD 4821 0050", (), "which_account_top_up"),
+        # A number that labels an account on the phone is never an amount.
+        (TWENTY, "ADD 20", (TopUp(2),), None),
+        (TWENTY, "ADD 20 $20", (TopUp(2, 2000),), None),
+        (TWENTY, "ADD 4821 $20", (TopUp(1, 2000),), None),
+    ],
+)  # fmt: skip
+def test_a_top_up_on_demand_is_an_offer_never_a_charge(
+    facts: Facts, text: str, effects: tuple[object, ...], reply: str | None
+) -> None:
+    decision = decide(facts, parse(text))
+    assert decision.effects == effects
+    assert (decision.reply.key if decision.reply else None) == reply
+
+
+def test_which_account_lists_every_account_on_the_phone() -> None:
+    decision = decide(TWO, parse("ADD 20"))
+    assert decision.reply is not None
+    assert decision.reply.account_ids == (1, 2)
+
+
+def test_add_with_an_open_offer_checks_the_amount_that_will_be_offered() -> None:
+    # ADD alone gives the open offer again as it is ($25.00): the limits are those of $25.00.
+    tight = Facts(
+        accounts=(account(deposited_last_24h_cents=49_000, preset_amount_cents=500),),
+        offers=(offer(),),
+    )
+    decision = decide(tight, parse("ADD"))
+    assert decision.effects == ()
+    assert decision.reply is not None
+    assert decision.reply.key == "daily_limit"

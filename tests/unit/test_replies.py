@@ -38,6 +38,7 @@ VOICE = replies.Voice(program="TextPay", support="textpay.example/help", message
 FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more"}
 BUILT_ELSEWHERE = {
     "offer",
+    "top_up",
     "receipt",
     "autopay_receipt",
     "processing",
@@ -95,9 +96,10 @@ def every_reply(language: str, nickname: str = NICKNAMES["ascii"]) -> dict[str, 
         for key in replies.TEMPLATES
         if key not in FRAGMENTS | BUILT_ELSEWHERE
     }
-    rendered["offer"] = replies.offer(
-        listed[0], BIG, BIG, NOW + timedelta(days=2), now=NOW, voice=VOICE
-    )
+    for key in ("offer", "top_up"):
+        rendered[key] = replies.offer(
+            listed[0], BIG, BIG, NOW + timedelta(days=2), now=NOW, voice=VOICE, key=key
+        )
     for key in ("receipt", "autopay_receipt"):
         rendered[key] = replies.receipt(
             listed[0],
@@ -303,3 +305,22 @@ def test_the_expiry_warning_names_the_card_the_account_the_date_and_the_word_to_
     assert "expires 12/30" in several
     es = every_reply("es", "")["card_expiring"]
     assert f"vence en 12/30. Envie TARJETA {one.label} para actualizarla." in es
+
+
+def test_a_top_up_asked_for_by_text_names_everything_and_asks_for_a_yes() -> None:
+    en, es = every_reply("en"), every_reply("es")
+    for part in ("add $10,000.00 to acct ...2125554821", "card ...4242", "Fee $10,000.00",
+                 "total $20,000.00", "Balance $999,999.99", "Reply YES to confirm",
+                 "Nothing is charged until you do", "Offer ends"):  # fmt: skip
+        assert part in en["top_up"]
+    for part in ("agregar $10,000.00 a la cuenta ...2125554821", "tarjeta ...4242",
+                 "total $20,000.00", "Responda SI para confirmar", "No se cobra nada"):  # fmt: skip
+        assert part in es["top_up"]
+    assert "e.g. ADD 2125554821" in en["which_account_top_up"]
+    assert "AGREGAR 2125554821" in es["which_account_top_up"]
+    assert "nothing was offered or charged" in en["top_up_out_of_limits"]
+    assert "ADD $10,000.00" in en["top_up_out_of_limits"]
+    assert "no se ofrecio ni se cobro nada" in es["top_up_out_of_limits"]  # folded: 1 segment less
+    # A text we did not understand says how to add money.
+    assert "ADD 20 to add $20" in en["not_understood"]
+    assert "AGREGAR 20 para agregar $20" in es["not_understood"]

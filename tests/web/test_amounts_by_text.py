@@ -56,9 +56,9 @@ def test_naming_the_account_without_an_offer_charges_no_account(
     prompt = offer(mom["id"])
 
     answer = twilio.text(MOM, "YES 0050")
-    assert "acct ...0050" in answer
-    assert "no top-up offer" in answer
-    assert "nothing was charged" in answer
+    # ...0050 has no offer: it is offered a top-up of its preset (never $50), charged nothing.
+    assert "add $25.00 to acct ...0050 (Sis)" in answer
+    assert "Nothing is charged until you do" in answer
     assert charges(engine) == 0
     assert deposits(engine) == 0
     assert prompt_status(engine, prompt) == "pending"  # Mom's offer is still there
@@ -76,8 +76,8 @@ def test_an_account_label_is_never_charged_as_dollars(
     prompt = offer(sis["id"])  # the offer is for ...0050 this time
 
     answer = twilio.text(MOM, "YES 4821")
-    assert "acct ...4821" in answer
-    assert "nothing was charged" in answer
+    assert "add $25.00 to acct ...4821 (Mom)" in answer  # a top-up offered, at the preset
+    assert "Nothing is charged until you do" in answer
     assert "$4,821" not in answer
     assert charges(engine) == 0
     assert prompt_status(engine, prompt) == "pending"

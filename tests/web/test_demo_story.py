@@ -22,5 +22,6 @@ def test_the_demo_funds_every_yes_at_any_hour(tmp_path: Path, hour: str) -> None
         assert demo.run(out, tmp_path / "demo.db")
     transcript = " ".join(out.getvalue().split())
     funded = sorted(suffix for _, suffix in FUNDED.findall(transcript))
-    assert funded == ["3344", "4821", "5566", "7730", "9012"]  # Sis after a new card by link
+    # Sis after a new card by link; Abuela twice (SI 40, then AGREGAR 20 and SI).
+    assert funded == ["3344", "4821", "5566", "7730", "7730", "9012"]
     assert "ledger check: every balance equals the sum of its entries" in transcript

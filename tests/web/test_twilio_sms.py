@@ -50,10 +50,13 @@ def test_the_same_yes_delivered_five_times_charges_once(
     assert charges(engine) == 1
     assert balance(admin, low_account["id"]) == 2810
     assert prompt_status(engine, low_account["prompt_id"]) == "funded"
-    # A second YES (a new message) for the funded offer charges nothing more.
+    # A second YES (a new message) for the funded offer charges nothing more: it is answered
+    # with an offer of another top-up, which only a YES after it could accept.
     again = twilio.text(MOM, "YES")
-    assert "nothing was charged" in again
+    assert "add $25.00 to acct ...4821 (Mom)" in again
+    assert "Reply YES to confirm" in again
     assert deposits(engine) == 1
+    assert charges(engine) == 1
 
 
 def test_twenty_concurrent_yes_messages_charge_once(
@@ -78,7 +81,9 @@ def test_twenty_concurrent_yes_messages_charge_once(
 
     assert len(answers) == 20
     assert sum("added $25.00" in a for a in answers) == 1
-    assert all("added $25.00" in a or "charged" in a for a in answers)
+    # The others: "processing", or (sent after the charge) an offer of another top-up that only
+    # a later YES could accept.
+    assert all("added $25.00" in a or "charged" in a or "Reply YES" in a for a in answers)
     assert charges(engine) == 1
     assert deposits(engine) == 1
     assert balance(admin, low_account["id"]) == 2810
@@ -133,18 +138,19 @@ def test_stop_then_yes_opts_back_in_and_charges_nothing(
             ("opt_out", "STOP", "sms"),
             ("opt_in", "YES", "sms"),
         ]
-    # YES again: the offer was cancelled by STOP, so there is still nothing to charge.
-    assert "nothing was charged" in twilio.text(MOM, "YES")
+    # YES again: the offer was cancelled by STOP, so there is still nothing to charge; a
+    # top-up is offered instead.
+    assert "Nothing is charged until you do" in twilio.text(MOM, "YES")
     assert charges(engine) == 0
 
 
-def test_yes_with_no_offer_charges_nothing(
+def test_yes_with_no_offer_offers_a_top_up_and_charges_nothing(
     twilio: TwilioClient, admin: AdminClient, engine: Engine
 ) -> None:
     admin.enrol()
     answer = twilio.text(MOM, "YES")
-    assert "no top-up offer" in answer
-    assert "nothing was charged" in answer
+    assert "add $25.00 to acct ...4821" in answer
+    assert "Reply YES to confirm" in answer
     assert charges(engine) == 0
 
 
@@ -422,7 +428,8 @@ def test_no_declines_the_offer(
 ) -> None:
     assert "no top-up for acct ...4821 (Mom)" in twilio.text(MOM, "No thanks")
     assert prompt_status(engine, low_account["prompt_id"]) == "declined"
-    assert "no top-up offer" in twilio.text(MOM, "YES")
+    # A YES after it charges nothing: it asks for a top-up, answered with an offer.
+    assert "Reply YES to confirm" in twilio.text(MOM, "YES")
     assert charges(engine) == 0
 
 
