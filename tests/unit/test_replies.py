@@ -35,7 +35,8 @@ LINK = card_links.url(LONGEST_BASE, "T" * card_links.TOKEN_LENGTH)
 assert len(LONGEST_BASE) == PUBLIC_URL_MAX
 VOICE = replies.Voice(program="TextPay", support="textpay.example/help", messages_per_day=3)
 # Pieces of other replies, and replies built by their own functions from engine data.
-FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more"}
+FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more", "runway", "runway_one",
+             "runway_less", "runway_long"}  # fmt: skip
 BUILT_ELSEWHERE = {
     "offer",
     "receipt",
@@ -70,6 +71,7 @@ def accounts(language: str, nickname: str) -> tuple[AccountFacts, ...]:
             daily_limit_cents=10 * BIG,
             deposited_last_24h_cents=9 * BIG,
             zone_named=True,
+            runway_days=0,  # the longest runway words: "less than a day of calls left..."
         )
         for i, label in enumerate(LABELS.values(), start=1)
     )

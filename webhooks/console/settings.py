@@ -35,7 +35,7 @@ from textpay.operator_settings import (
     put_facility,
     update_global_settings,
 )
-from textpay.policy import get_global_settings
+from textpay.policy import NULLABLE_SETTINGS, get_global_settings
 from textpay.schemas import SettingsPatch
 from textpay.timeutil import utcnow
 from webhooks.console import bp, current_operator, requires
@@ -54,6 +54,7 @@ LABELS = {
     "quiet_hours_start": "Sending window opens (HH:MM)",
     "quiet_hours_end": "Sending window closes (HH:MM)",
     "daily_message_cap": "Texts per number per day, at most",
+    "runway_days": "Also offer when calls left fall below (days; empty: off)",
 }
 TEXT_FIELDS = frozenset({"quiet_hours_start", "quiet_hours_end"})
 _DIGITS = re.compile(r"[0-9]{1,12}")
@@ -93,13 +94,14 @@ class FormState:
 
 def _parse(form: dict[str, str], *, facility: bool) -> tuple[dict[str, Any], list[FieldError]]:
     """The form's values for the settings model: numbers as integers; an empty box is "inherit"
-    for a facility and "no change" for the global defaults."""
+    for a facility and "no change" for the global defaults, except that a global setting whose
+    null is a value (`runway_days`: off), shown empty when null, is null when left empty."""
     values: dict[str, Any] = {}
     errors: list[FieldError] = []
     for name in SETTING_FIELDS:
         raw = form.get(name, "").strip()[:_LONGEST]
         if raw == "":
-            if facility:
+            if facility or name in NULLABLE_SETTINGS:
                 values[name] = None
             continue
         if name in TEXT_FIELDS:
