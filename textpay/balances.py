@@ -53,14 +53,17 @@ def record_usage(
 def keep_pace(session: Session, account: Account, *, now: datetime) -> None:
     """Store the account's usual pace as of `now` (its row is locked: the caller posted)."""
     session.flush()  # the new entry counts
-    recent = session.execute(
-        select(LedgerEntry.created_at, LedgerEntry.amount_cents).where(
-            col(LedgerEntry.account_id) == account.id,
-            text(USAGE_ENTRY),
-            col(LedgerEntry.created_at) > now - runway.WINDOW,
-        )
-    ).all()
-    pace = runway.pace([(when, cents) for when, cents in recent], now=now)
+    start = now - runway.WINDOW
+    usage = (
+        select(LedgerEntry.created_at, LedgerEntry.amount_cents)
+        .where(col(LedgerEntry.account_id) == account.id, text(USAGE_ENTRY))
+        .order_by(col(LedgerEntry.created_at).desc())
+    )
+    recent = session.execute(usage.where(col(LedgerEntry.created_at) > start)).all()
+    # The newest charge before the window, if any: it tells that the account's pace is over
+    # the whole window (`textpay.runway.pace`).
+    before = session.execute(usage.where(col(LedgerEntry.created_at) <= start).limit(1)).all()
+    pace = runway.pace([(when, cents) for when, cents in [*recent, *before]], now=now)
     account.usage_pace_cents = pace.cents if pace else None
     account.usage_pace_hours = pace.hours if pace else None
     account.usage_pace_until = pace.until if pace else None

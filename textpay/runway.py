@@ -3,8 +3,9 @@
 Pure: no database, no clock. Owns the definition of "usual pace" and of the estimate.
 
 **Usual pace.** The call charges (usage entries) of the last `WINDOW` (30 days) before the
-moment asked about, summed, over the time they were made in: from the oldest of them to that
-moment, but never less than `SHORTEST_SPAN` (7 days) nor more than the window. So
+moment asked about, summed, over the time they were made in: the whole window for an account
+that was charged before it, else from its oldest charge to that moment, but never less than
+`SHORTEST_SPAN` (7 days). So
 
 - steady use paces at what it costs a day;
 - a burst (one evening of long calls) counts in full but is spread over the whole observed span,
@@ -46,14 +47,22 @@ class Pace:
 
 def pace(entries: Iterable[tuple[datetime, int]], *, now: datetime) -> Pace | None:
     """The usual pace as of `now` from usage entries `(when, cents)` (cents positive or
-    negative: a usage entry's amount is a debit). Entries outside the last `WINDOW` (or after
-    `now`) are ignored; fewer than `MIN_ENTRIES` left: None."""
+    negative: a usage entry's amount is a debit). Only entries of the last `WINDOW` count; one
+    older than that says only that the account was charged before it (its pace is then over
+    the whole window); fewer than `MIN_ENTRIES` in the window: None."""
     start = now - WINDOW
-    recent = sorted((when, abs(cents)) for when, cents in entries if start < when <= now and cents)
+    established = False
+    recent: list[tuple[datetime, int]] = []
+    for when, cents in entries:
+        if when <= start:
+            established = True
+        elif when <= now and cents:
+            recent.append((when, abs(cents)))
     if len(recent) < MIN_ENTRIES:
         return None
+    recent.sort()
     total = sum(cents for _, cents in recent)
-    span = min(max(now - recent[0][0], SHORTEST_SPAN), WINDOW)
+    span = WINDOW if established else min(max(now - recent[0][0], SHORTEST_SPAN), WINDOW)
     # The estimate lapses when the fifth-newest charge leaves the window.
     until = recent[-MIN_ENTRIES][0] + WINDOW
     return Pace(cents=total, hours=max(1, span // HOUR), until=until)
