@@ -42,7 +42,7 @@ CASES: list[tuple[str, list[tuple[datetime, int]], int, int | None]] = [
         [(NOW - timedelta(minutes=m), -100) for m in range(5)],
         1000,
         14,
-    ),  # fmt: skip
+    ),
     # Charges older than 30 days do not count; charges after NOW neither.
     ("old charges leave the window", daily(100, range(27, 40)), 1000, None),
     ("exactly 30 days old is out", [(NOW - 30 * DAY, -100), *daily(100, range(4))], 1000, None),
