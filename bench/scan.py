@@ -7,7 +7,12 @@ the threshold, then times, in the same process and database:
   of their offers and outbox rows, in one transaction (the least any scan must do);
 - the scan: `scheduler.scan.run`, offers and outbox rows committed, texts rendered.
 
-and prints both, their ratio, and the time per eligible account. Run:
+and prints both, their ratio, and the time per eligible account.
+
+Every account has a usual pace of calls (`textpay.runway`), and `runway_days` is on (default 5
+days, `--runway-days 0` for off): a fifth of the eligible accounts are above the threshold but
+short of runway, found through their own index (`ix_account_runway_scan`); every other account
+has weeks of calls left, so the scan's cost still grows with the eligible accounts only. Run:
 
     .venv/bin/python -m bench.scan --database sqlite --database postgresql
     .venv/bin/python -m bench.scan --database postgresql --accounts 1000000 --eligible 0.05
@@ -23,17 +28,19 @@ import platform
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from scheduler import scan
-from textpay.db import create_schema, is_postgresql, make_engine
+from textpay.db import create_schema, is_postgresql, make_engine, unit_of_work
 from textpay.engine_config import EngineConfig
 from textpay.localtime import place_of
+from textpay.models import RUNWAY_SCANNABLE
 from textpay.payments import SandboxGateway
+from textpay.policy import get_global_settings
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/bench_scan"
@@ -62,10 +69,21 @@ def fresh_engine(kind: str) -> Engine:
     return make_engine(PG_URL)
 
 
-def seed(engine: Engine, accounts: int, eligible: int) -> None:
-    """Accounts spread over real area codes; every `step`-th one is low. Bulk SQL: seeding is
-    not what is measured."""
+# Every account's usual pace: $2.00 of calls a day (stored as cents per hours, as a usage
+# posting leaves it). Healthy accounts ($50.00) have 25 days of calls left; runway-short ones
+# ($6.00, above the $5.00 threshold) have 3 days, under `runway_days` whenever it is above 3.
+PACE_CENTS, PACE_HOURS = 6000, 720
+SHORT_BALANCE = 600
+# A fifth of the eligible accounts are eligible by runway, the rest by the dollar threshold.
+RUNWAY_SHARE = 5
+
+
+def seed(engine: Engine, accounts: int, eligible: int, *, runway_days: int) -> None:
+    """Accounts spread over real area codes; every `step`-th one is eligible: below the
+    threshold, or (every `RUNWAY_SHARE`-th of those, when `runway_days` is on) short of runway.
+    Bulk SQL: seeding is not what is measured."""
     step = accounts // eligible
+    short = step * RUNWAY_SHARE if runway_days > 3 else 0
     postgres = is_postgresql(engine)
     line = (
         "lpad(((n / 20) % 10000)::text, 4, '0')"
@@ -91,16 +109,21 @@ def seed(engine: Engine, accounts: int, eligible: int) -> None:
                 INSERT INTO account (account_number, phone, phone_state, phone_zones, nickname,
                     language, textpay_enabled, autopay_enabled, status, opted_out,
                     balance_cents, balance_updated_at, episode_seq, episode_prompts,
-                    autopay_failures, created_at, updated_at)
+                    autopay_failures, usage_pace_cents, usage_pace_hours, usage_pace_until,
+                    created_at, updated_at)
                 WITH RECURSIVE {series}, areas(area, i, state, zones) AS (VALUES {areas})
                 SELECT 'B' || n, '+1' || area || '555' || {line}, NULLIF(state, ''), zones, '',
                     'en', {true}, {false}, 'active', {false},
-                    CASE WHEN n % :step = 0 THEN 300 ELSE 5000 END, :now, 0, 0, 0, :now, :now
+                    CASE WHEN :short > 0 AND n % :short = 0 THEN :short_balance
+                         WHEN n % :step = 0 THEN 300 ELSE 5000 END, :now, 0, 0, 0,
+                    :pace_cents, :pace_hours, :pace_until, :now, :now
                 FROM series JOIN areas ON i = n % 20
                 """
             ),
-            {"last": accounts - 1, "step": step, "now": now},
-        )
+            {"last": accounts - 1, "step": step, "now": now, "short": short,
+             "short_balance": SHORT_BALANCE, "pace_cents": PACE_CENTS, "pace_hours": PACE_HOURS,
+             "pace_until": now + timedelta(days=20)},
+        )  # fmt: skip
         connection.execute(
             text(
                 "INSERT INTO payment_method (account_id, token, brand, last4, created_at, "
@@ -117,6 +140,9 @@ def seed(engine: Engine, accounts: int, eligible: int) -> None:
             ),
             {"now": now},
         )
+    if runway_days:
+        with unit_of_work(engine) as session:
+            get_global_settings(session).runway_days = runway_days
     if is_postgresql(engine):
         with engine.begin() as connection:
             connection.execute(text("ANALYZE"))
@@ -128,6 +154,9 @@ RAW_SCAN = """
     SELECT id, 'pending', 2500, 0, balance_cents, :later, :now, :now FROM account
     WHERE balance_cents < 500 AND (textpay_enabled OR autopay_enabled) AND NOT opted_out
         AND status = 'active'
+    UNION
+    SELECT id, 'pending', 2500, 0, balance_cents, :later, :now, :now FROM account
+    WHERE balance_cents * usage_pace_hours / usage_pace_cents < :hours AND {runway}
 """
 RAW_OUTBOX = """
     INSERT INTO message (direction, phone, account_id, body, kind, status, send_after,
@@ -138,7 +167,7 @@ RAW_OUTBOX = """
 """
 
 
-def raw(engine: Engine) -> float:
+def raw(engine: Engine, *, runway_days: int) -> float:
     """The same selects and inserts as plain SQL, rolled back after timing."""
     postgres = is_postgresql(engine)
     true = "true" if postgres else "1"
@@ -146,19 +175,20 @@ def raw(engine: Engine) -> float:
     started = time.perf_counter()
     with engine.connect() as connection:
         transaction = connection.begin()
-        connection.execute(text(RAW_SCAN), {"now": now, "later": now})
+        connection.execute(text(RAW_SCAN.format(runway=RUNWAY_SCANNABLE)),
+                           {"now": now, "later": now, "hours": 24 * runway_days})  # fmt: skip
         connection.execute(text(RAW_OUTBOX.format(true=true)), {"now": now})
         elapsed = time.perf_counter() - started
         transaction.rollback()
     return elapsed
 
 
-def measure(kind: str, accounts: int, share: float) -> Timing:
+def measure(kind: str, accounts: int, share: float, *, runway_days: int = 0) -> Timing:
     engine = fresh_engine(kind)
     create_schema(engine)
     eligible = max(1, int(accounts * share))
-    seed(engine, accounts, eligible)
-    raw_seconds = raw(engine)
+    seed(engine, accounts, eligible, runway_days=runway_days)
+    raw_seconds = raw(engine, runway_days=runway_days)
     started = time.perf_counter()
     result = scan.run(engine, SandboxGateway(engine), EngineConfig(), now=NOON)
     scan_seconds = time.perf_counter() - started
@@ -171,7 +201,10 @@ def main() -> None:
     parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"])
     parser.add_argument("--accounts", type=int, action="append")
     parser.add_argument("--eligible", type=float, action="append",
-                        help="share of accounts below the threshold, per --accounts")  # fmt: skip
+                        help="share of accounts eligible, per --accounts")  # fmt: skip
+    parser.add_argument("--runway-days", type=int, default=5,
+                        help="runway_days (0: off; above 3, a fifth of the eligible accounts "
+                        "are eligible by runway only)")  # fmt: skip
     args = parser.parse_args()
     kinds = args.database or ["sqlite", "postgresql"]
     sizes = list(zip(args.accounts or [100_000, 1_000_000], args.eligible or [0.01, 0.05],
@@ -182,7 +215,7 @@ def main() -> None:
           f"{'ratio':>7}{'ms/eligible':>13}")  # fmt: skip
     for kind in kinds:
         for accounts, share in sizes:
-            t = measure(kind, accounts, share)
+            t = measure(kind, accounts, share, runway_days=args.runway_days)
             assert t.prompted == t.eligible, (t.prompted, t.eligible)
             print(f"{kind:<11}{t.accounts:>10,}{t.eligible:>10,}{t.raw_seconds:>11.2f}"
                   f"{t.scan_seconds:>9.2f}{t.scan_seconds / t.raw_seconds:>7.1f}"

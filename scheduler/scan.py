@@ -29,7 +29,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from textpay import autopay, card_expiry, funding, lowbalance, metrics, offers, settlement
+from textpay import (
+    autopay,
+    card_expiry,
+    episodes,
+    funding,
+    lowbalance,
+    metrics,
+    offers,
+    settlement,
+)
 from textpay.db import is_postgresql, unit_of_work
 from textpay.engine_config import EngineConfig
 from textpay.lowbalance import Action
@@ -315,8 +324,8 @@ def _still_due(
         account = current.get(candidate.account.id)
         if account is None or account.opted_out:
             continue
-        if account.balance_cents >= candidate.settings.low_balance_threshold_cents:
-            continue
+        if not episodes.is_low(account, candidate.settings, now=now):
+            continue  # topped up since (above its threshold, and its runway too)
         if account.episode_prompts != candidate.account.episode_prompts:
             continue
         if lowbalance.action_for(account, candidate.settings, busy, now=now) != candidate.action:

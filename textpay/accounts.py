@@ -140,6 +140,7 @@ def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Acc
         autopay_enabled=data.autopay_enabled,
         preset_amount_cents=data.preset_amount_cents,
         threshold_cents=data.threshold_cents,
+        runway_days=data.runway_days,
         balance_updated_at=now,
         created_at=now,
         updated_at=now,

@@ -3,15 +3,23 @@
 Owns how outside references become ledger references. Usage is idempotent on the platform's own
 `reference` (stored as `usage:<reference>`); a credit or refund is idempotent on the operator's
 `Idempotency-Key` (stored as `credit:<key>`). Prefixes keep the two sources from colliding.
+
+Also owns each account's usual pace of calls (`textpay.runway`): every new usage posting works
+it out again from the account's charges of the last 30 days (one range read of the partial
+index `ix_ledger_entry_usage`) and stores it on the account in the same transaction, so that
+the scan and the texts never read an account's history.
 """
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from datetime import datetime
 
-from textpay import audit, episodes
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from textpay import audit, episodes, runway
 from textpay.ledger import Posting, post
-from textpay.models import Account, LedgerKind
+from textpay.models import USAGE_ENTRY, Account, LedgerEntry, LedgerKind
 
 
 def usage_reference(reference: str) -> str:
@@ -25,8 +33,9 @@ def credit_reference(idempotency_key: str) -> str:
 def record_usage(
     session: Session, *, account_id: int, amount_cents: int, reference: str
 ) -> Posting:
-    """Debit call charges. A replay of `reference` returns the original entry."""
-    return post(
+    """Debit call charges, and keep the account's usual pace with them. A replay of
+    `reference` returns the original entry and changes nothing."""
+    posting = post(
         session,
         account_id=account_id,
         kind=LedgerKind.USAGE,
@@ -34,6 +43,31 @@ def record_usage(
         reference=usage_reference(reference),
         memo="call charges",
     )
+    if not posting.replayed:
+        account = session.get(Account, account_id)  # loaded, and locked, by the posting
+        assert account is not None
+        keep_pace(session, account, now=posting.entry.created_at)
+    return posting
+
+
+def keep_pace(session: Session, account: Account, *, now: datetime) -> None:
+    """Store the account's usual pace as of `now` (its row is locked: the caller posted)."""
+    session.flush()  # the new entry counts
+    start = now - runway.WINDOW
+    usage = (
+        select(LedgerEntry.created_at, LedgerEntry.amount_cents)
+        .where(col(LedgerEntry.account_id) == account.id, text(USAGE_ENTRY))
+        .order_by(col(LedgerEntry.created_at).desc())
+    )
+    recent = session.execute(usage.where(col(LedgerEntry.created_at) > start)).all()
+    # The newest charge before the window, if any: it tells that the account's pace is over
+    # the whole window (`textpay.runway.pace`).
+    before = session.execute(usage.where(col(LedgerEntry.created_at) <= start).limit(1)).all()
+    pace = runway.pace([(when, cents) for when, cents in [*recent, *before]], now=now)
+    account.usage_pace_cents = pace.cents if pace else None
+    account.usage_pace_hours = pace.hours if pace else None
+    account.usage_pace_until = pace.until if pace else None
+    session.add(account)
 
 
 def issue_credit(

@@ -347,6 +347,8 @@ class AccountFacts:
     # True when `timezone` is only a guess among several (an area code spanning zones, no zone
     # known for the account or its facility): times in texts then name their zone ("8:00am CT").
     zone_named: bool = False
+    # Days of calls left at the account's usual pace (`textpay.runway`), when known.
+    runway_days: int | None = None
 
 
 @dataclass(frozen=True)

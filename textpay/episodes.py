@@ -1,21 +1,65 @@
 """Low-balance episodes: one offer per stretch of low balance, re-armed by a top-up.
 
-An episode starts when an account's balance falls below its threshold and ends when the balance
-climbs back to it. Within an episode the scan makes one offer (and one reminder after the
-cooldown); AutoPay charges once and counts its declines. Ending the episode clears both and advances
-`episode_seq`, which keeps AutoPay's slots (one try each) unique.
+An episode starts when an account becomes low and ends when it is low no more (`is_low`). Low
+is below its threshold, or, for a TextPay account without AutoPay whose `runway_days` is on,
+short of runway: fewer days of calls left at its usual pace (`textpay.runway`) than that. So
+an offer made on the runway rule is not re-armed by a balance that is above the threshold all
+along: only by money that lifts the runway back to `runway_days` (or by the pace, recomputed at
+a later call charge, falling; or by the estimate lapsing when calls stop). Within an episode
+the scan makes one offer (and one reminder after the cooldown); AutoPay charges once and counts
+its declines. Ending the episode clears both and advances `episode_seq`, which keeps AutoPay's
+slots (one try each) unique.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import and_, case, null, or_
+from sqlalchemy import and_, case, false, not_, null, or_
 from sqlmodel import Session, col
 
+from textpay import runway
 from textpay.models import Account
-from textpay.policy import effective_for_account
+from textpay.policy import EffectiveSettings, effective_for_account
+
+
+class _Runway(Protocol):
+    @property
+    def balance_cents(self) -> int: ...
+    @property
+    def textpay_enabled(self) -> bool: ...
+    @property
+    def autopay_enabled(self) -> bool: ...
+    @property
+    def usage_pace_cents(self) -> int | None: ...
+    @property
+    def usage_pace_hours(self) -> int | None: ...
+    @property
+    def usage_pace_until(self) -> datetime | None: ...
+
+
+def runway_days_left(account: _Runway, *, now: datetime) -> int | None:
+    """Days of calls the account's balance buys at its stored usual pace, if known."""
+    return runway.stored_days_left(account.balance_cents, account.usage_pace_cents,
+                                   account.usage_pace_hours, account.usage_pace_until,
+                                   now=now)  # fmt: skip
+
+
+def runway_low(account: _Runway, settings: EffectiveSettings, *, now: datetime) -> bool:
+    """Low by the runway rule: a TextPay account without AutoPay whose runway is known and
+    under its `runway_days`."""
+    if settings.runway_days is None or account.autopay_enabled or not account.textpay_enabled:
+        return False
+    return runway.below(runway_days_left(account, now=now), settings.runway_days)
+
+
+def is_low(account: _Runway, settings: EffectiveSettings, *, now: datetime) -> bool:
+    """Low by either rule: below its threshold, or short of runway. An episode lasts while
+    this holds, and ends (re-arms) once it does not."""
+    return account.balance_cents < settings.low_balance_threshold_cents or runway_low(
+        account, settings, now=now
+    )
 
 
 def in_episode(account: Account) -> bool:
@@ -37,18 +81,23 @@ def rearm(account: Account, *, now: datetime) -> None:
     account.updated_at = now
 
 
-def rearm_values(*, new_balance: Any, threshold: Any, now: Any) -> dict[str, Any]:
+def rearm_values(
+    *, new_balance: Any, threshold: Any, now: Any, runway_days: Any = None
+) -> dict[str, Any]:
     """`rearm`, as the column values of an UPDATE that moves the balance to `new_balance`
-    (an expression): the episode ends in that same statement if the balance reaches
-    `threshold` (an expression too: the account's effective threshold). `now`: a moment, or
-    a bound parameter for one."""
+    (an expression): the episode ends in that same statement if the account is no longer low
+    (`is_low`): the balance reaches `threshold` (an expression too: the account's effective
+    threshold) and, when `runway_days` is given (the account's effective setting, an
+    expression that may be null), the runway is not short of it. `now`: a moment, or a bound
+    parameter for one."""
     in_episode_now = or_(  # `in_episode`, over the row
         col(Account.episode_prompts) > 0,
         col(Account.episode_autopay_charges) > 0,
         col(Account.autopay_failures) > 0,
         col(Account.autopay_retry_at).is_not(None),
     )
-    ends = and_(new_balance >= threshold, in_episode_now)
+    short = false() if runway_days is None else _runway_short(new_balance, runway_days, now)
+    ends = and_(new_balance >= threshold, not_(short), in_episode_now)
 
     def unless_ended(column: Any, ended: Any) -> Any:
         return case((ends, ended), else_=column)
@@ -64,12 +113,26 @@ def rearm_values(*, new_balance: Any, threshold: Any, now: Any) -> dict[str, Any
     }
 
 
+def _runway_short(new_balance: Any, runway_days: Any, now: Any) -> Any:
+    """`runway_low` over the row, for the balance `new_balance`: never null (each null makes
+    one of its terms false), so that `not_` of it is true when the rule does not apply."""
+    return and_(
+        col(Account.textpay_enabled),
+        not_(col(Account.autopay_enabled)),
+        runway_days.is_not(None),
+        col(Account.usage_pace_cents).is_not(None),
+        col(Account.usage_pace_until) > now,
+        # `runway.days_left < runway_days`, in whole hours (see `textpay.runway.below`).
+        new_balance * col(Account.usage_pace_hours) // col(Account.usage_pace_cents)
+        < runway_days * 24,
+    )
+
+
 def rearm_if_healthy(session: Session, account: Account, *, now: datetime) -> bool:
-    """End the episode if the balance is back at or above the account's threshold."""
+    """End the episode if the account is no longer low by either rule (`is_low`)."""
     if not in_episode(account):
         return False
-    threshold = effective_for_account(session, account).low_balance_threshold_cents
-    if account.balance_cents < threshold:
+    if is_low(account, effective_for_account(session, account), now=now):
         return False
     rearm(account, now=now)
     session.add(account)

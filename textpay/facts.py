@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, func, literal, null
 from sqlmodel import Session, col, select
 
-from textpay import consent, funding, labels, prompts
+from textpay import consent, episodes, funding, labels, prompts
 from textpay.accounts import payment_method_of
 from textpay.conversation import AccountFacts, Facts, OfferFacts
 from textpay.db import core, text_in
@@ -63,6 +63,7 @@ def account_facts(
         payment_method_of(session, account.id) if with_card else None,
         deposited_last_24h_cents=deposited,
         label=label,
+        now=now,
     )
 
 
@@ -73,9 +74,11 @@ def account_facts_from(
     *,
     deposited_last_24h_cents: int,
     label: str | None = None,
+    now: datetime | None = None,
 ) -> AccountFacts:
     """The facts about an account from what the caller already loaded (the scan loads a whole
-    batch at once)."""
+    batch at once). `now`: the moment its runway is told as of (`textpay.runway`); without it
+    the runway is left unsaid."""
     assert account.id is not None
     zone, zone_named = text_zone(account, effective.facility_timezone)
     return AccountFacts(
@@ -96,6 +99,7 @@ def account_facts_from(
         daily_limit_cents=effective.daily_deposit_limit_cents,
         deposited_last_24h_cents=deposited_last_24h_cents,
         payable_by_text=payable_by_text(account),
+        runway_days=None if now is None else episodes.runway_days_left(account, now=now),
     )
 
 
@@ -191,6 +195,7 @@ def gather_for_text(
                 card,
                 deposited_last_24h_cents=int(deposited or 0) if payable_by_text(account) else 0,
                 label=names[account.account_number],
+                now=now,
             )
             for account, _, card, deposited in shown
         ),

@@ -6,6 +6,14 @@ own effective threshold. An account gets one offer per low-balance episode and o
 after the cooldown; an AutoPay account is charged instead, once per episode, unless a decline
 has it waiting for its retry. The offers themselves are made by `textpay.offers`.
 
+The runway rule (`textpay.runway`, setting `runway_days`) makes a TextPay account low too when
+the calls its balance buys at its usual pace fall below that many days, whatever its balance.
+Those accounts are found through their own partial index, `ix_account_runway_scan`, keyed by
+the hours of calls each balance buys at the pace stored with its latest charge: a range scan
+below the largest `runway_days` in force, and nothing at all when the rule is off everywhere.
+AutoPay accounts are left to their threshold: a runway never starts a charge nobody asked for.
+An account low by either rule is in an episode until it is low by neither (`episodes.is_low`).
+
 The scan reads the low accounts as plain rows (`LowAccount`), not ORM objects: it reads tens of
 thousands of them, and building and tracking an ORM object per account cost more than the
 database did. On PostgreSQL a list of ids goes as one array parameter (`= ANY`), so that the
@@ -15,7 +23,7 @@ statement stays short and the same for every batch.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -30,11 +38,14 @@ from textpay.db import id_in, on_postgresql
 from textpay.models import (
     ACCOUNT_IN_EPISODE,
     OPEN_PROMPT_STATUSES,
+    RUNWAY_HOURS,
+    RUNWAY_SCANNABLE,
     SCANNABLE_ACCOUNT,
     Account,
     AccountStatus,
     AttemptStatus,
     Facility,
+    GlobalSettings,
     PaymentAttempt,
     Prompt,
 )
@@ -73,6 +84,10 @@ class LowAccount:
     episode_last_prompt_at: datetime | None
     episode_autopay_charges: int
     autopay_retry_at: datetime | None
+    runway_days: int | None
+    usage_pace_cents: int | None
+    usage_pace_hours: int | None
+    usage_pace_until: datetime | None
 
 
 def low_account_columns() -> list[Any]:
@@ -107,6 +122,13 @@ def low_accounts_query(ceiling: int) -> SelectOfScalar[Account]:
     return select(Account).where(col(Account.balance_cents) < ceiling, text(SCANNABLE_ACCOUNT))
 
 
+def runway_accounts_query(hours_ceiling: int) -> SelectOfScalar[Account]:
+    """TextPay accounts whose balance buys fewer than `hours_ceiling` hours of calls at their
+    stored pace: a range scan of the partial index `ix_account_runway_scan`."""
+    return select(Account).where(text(f"{RUNWAY_HOURS} < {int(hours_ceiling)}"),
+                                 text(RUNWAY_SCANNABLE))  # fmt: skip
+
+
 def in_episode_query() -> SelectOfScalar[Account]:
     return select(Account).where(text(ACCOUNT_IN_EPISODE))
 
@@ -115,6 +137,14 @@ def low_accounts(session: Session, *, ceiling: int) -> list[LowAccount]:
     """The low accounts as rows, by id. The same WHERE as `low_accounts_query` (whose plan
     `tests/db/test_query_plans.py` checks), selecting only the columns the scan reads."""
     statement = low_accounts_query(ceiling).with_only_columns(*low_account_columns())
+    rows = session.execute(statement.order_by(col(Account.id)))
+    return [LowAccount(*row) for row in rows]
+
+
+def runway_accounts(session: Session, *, days_ceiling: int, now: datetime) -> list[LowAccount]:
+    """The accounts `runway_accounts_query` finds, as rows, leaving out paces that lapsed."""
+    statement = runway_accounts_query(days_ceiling * 24).with_only_columns(*low_account_columns())
+    statement = statement.where(col(Account.usage_pace_until) > now)
     rows = session.execute(statement.order_by(col(Account.id)))
     return [LowAccount(*row) for row in rows]
 
@@ -154,23 +184,40 @@ def _decide(session: Session, *, now: datetime) -> Plan:
         + [f.low_balance_threshold_cents or 0 for f in facilities.values()]
     )
     low = low_accounts(session, ceiling=ceiling)
+    days_ceiling = _highest_runway_days(session, global_settings, facilities.values())
+    if days_ceiling:
+        seen = {a.id for a in low}
+        short = runway_accounts(session, days_ceiling=days_ceiling, now=now)
+        low = sorted([*low, *(a for a in short if a.id not in seen)], key=lambda a: a.id)
     busy = busy_accounts(session, [a.id for a in low])
     # Accounts with the same facility and overrides share their settings: resolved once each.
-    resolved: dict[tuple[int | None, int | None, int | None], EffectiveSettings] = {}
+    resolved: dict[tuple[int | None, int | None, int | None, int | None], EffectiveSettings] = {}
     for account in low:
-        key = (account.facility_id, account.threshold_cents, account.preset_amount_cents)
+        key = (account.facility_id, account.threshold_cents, account.preset_amount_cents,
+               account.runway_days)  # fmt: skip
         settings = resolved.get(key)
         if settings is None:
             settings = resolve(global_settings, facilities.get(account.facility_id), account)
             resolved[key] = settings
-        if account.balance_cents >= settings.low_balance_threshold_cents:
-            continue  # low for someone else's threshold, not its own
+        if not episodes.is_low(account, settings, now=now):
+            continue  # low for someone else's threshold or runway, not its own
         action = action_for(account, settings, busy, now=now)
         if action is None:
             result.skipped += 1
         else:
             result.candidates.append(Candidate(account, settings, action))
     return result
+
+
+def _highest_runway_days(
+    session: Session, global_settings: GlobalSettings, facilities: Iterable[Facility]
+) -> int:
+    """The largest `runway_days` in force anywhere (0: the rule is off everywhere)."""
+    highest_override = session.exec(select(func.max(Account.runway_days))).one() or 0
+    return max(
+        [global_settings.runway_days or 0, highest_override]
+        + [f.runway_days or 0 for f in facilities]
+    )
 
 
 def action_for(

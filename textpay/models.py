@@ -63,6 +63,15 @@ def _cents(*, nullable: bool = False, default: int | None = None) -> Any:
 # never through bound parameters), so each is written once, here.
 SCANNABLE_ACCOUNT = "(textpay_enabled OR autopay_enabled) AND NOT opted_out AND status = 'active'"
 ACCOUNT_IN_EPISODE = "episode_prompts > 0 OR autopay_failures > 0 OR episode_autopay_charges > 0"
+# Accounts the runway rule may offer to (`textpay.runway`): TextPay on without AutoPay (runway
+# never starts a charge nobody asked for), reachable, active, with a usual pace on record.
+RUNWAY_SCANNABLE = (
+    "textpay_enabled AND NOT autopay_enabled AND NOT opted_out AND status = 'active' "
+    "AND usage_pace_cents IS NOT NULL"
+)
+# Hours of calls the balance buys at the stored pace, rounded down: the runway index's key.
+RUNWAY_HOURS = "balance_cents * usage_pace_hours / usage_pace_cents"
+USAGE_ENTRY = "kind = 'usage'"
 WAITING_MESSAGE = "direction = 'outbound' AND status = 'pending'"
 # Outbound texts not yet settled with Twilio: what `/metrics` counts as the outbox's depth.
 OPEN_OUTBOUND_MESSAGE = "direction = 'outbound' AND status IN ('pending', 'dispatching', 'unknown')"
@@ -115,6 +124,7 @@ SETTING_FIELDS: tuple[str, ...] = (
     "quiet_hours_start",
     "quiet_hours_end",
     "daily_message_cap",
+    "runway_days",
 )
 
 
@@ -137,6 +147,8 @@ class GlobalSettings(SQLModel, table=True):
     quiet_hours_start: str = Field(default="08:00", max_length=5)
     quiet_hours_end: str = Field(default="21:00", max_length=5)
     daily_message_cap: int = Field(default=3)
+    # Offer also when the calls left at the usual pace fall below this many days (null: off).
+    runway_days: int | None = Field(default=None)
     # Per-state sending windows stricter than the default: {"FL": ["08:00", "20:00"], ...}.
     state_quiet_hours: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_STATE_WINDOWS.items()},
@@ -170,6 +182,7 @@ class Facility(SQLModel, table=True):
     quiet_hours_start: str | None = Field(default=None, max_length=5)
     quiet_hours_end: str | None = Field(default=None, max_length=5)
     daily_message_cap: int | None = Field(default=None)
+    runway_days: int | None = Field(default=None)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -202,6 +215,14 @@ class Account(SQLModel, table=True):
             postgresql_where=text(ACCOUNT_IN_EPISODE),
             sqlite_where=text(ACCOUNT_IN_EPISODE),
         ),
+        # The runway rule's accounts by the hours of calls their balance buys, so "runway below
+        # N days" is a range scan too, whatever the number of accounts (`textpay.lowbalance`).
+        Index(
+            "ix_account_runway_scan",
+            text(f"({RUNWAY_HOURS})"),
+            postgresql_where=text(RUNWAY_SCANNABLE),
+            sqlite_where=text(RUNWAY_SCANNABLE),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -222,6 +243,17 @@ class Account(SQLModel, table=True):
     preset_amount_cents: int | None = _cents(nullable=True)
     # Indexed so that the scan finds the highest override without reading every account.
     threshold_cents: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    # The account's own runway setting (null: its facility's, else the global one). Indexed,
+    # like the threshold, for the scan's highest value in force.
+    runway_days: int | None = Field(default=None, index=True)
+    # Its usual pace as of its latest call charge (`textpay.runway`): `usage_pace_cents` of
+    # calls per `usage_pace_hours` hours, holding until `usage_pace_until`; all null without an
+    # estimate. Written only by `textpay.balances.record_usage`, with the charge, all three at
+    # once, cents and hours both positive (`textpay.runway.pace`). (No CHECK says so: SQLite
+    # cannot add one to a table without rebuilding it, which its foreign keys forbid.)
+    usage_pace_cents: int | None = _cents(nullable=True)
+    usage_pace_hours: int | None = Field(default=None)
+    usage_pace_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status: str = Field(default=AccountStatus.ACTIVE.value, max_length=16)
     opted_out: bool = Field(default=False)
     opted_out_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -282,6 +314,14 @@ class LedgerEntry(SQLModel, table=True):
             name="ck_ledger_entry_kind",
         ),
         Index("ix_ledger_entry_account_id_id", "account_id", "id"),
+        # An account's recent call charges, for its usual pace (`textpay.balances`).
+        Index(
+            "ix_ledger_entry_usage",
+            "account_id",
+            "created_at",
+            postgresql_where=text(USAGE_ENTRY),
+            sqlite_where=text(USAGE_ENTRY),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

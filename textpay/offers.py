@@ -20,7 +20,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, select
 
-from textpay import facts, messages, prompts, quiet_hours, replies
+from textpay import episodes, facts, messages, prompts, quiet_hours, replies
 from textpay.db import id_in, on_postgresql
 from textpay.engine_config import EngineConfig, voice
 from textpay.lowbalance import LowAccount
@@ -118,6 +118,7 @@ def make_queued(
             now=send_at,
             zone=place.text_zone,
             zone_named=place.zone_named,
+            runway_days=episodes.runway_days_left(account, now=now),
         )
         rows.append(row)
         texts.append(
@@ -323,7 +324,7 @@ def _words(
     """The offer text (template `key`), naming the account by its label among the accounts on
     its phone."""
     known = facts.account_facts_from(
-        account, settings, card, deposited_last_24h_cents=0, label=label
+        account, settings, card, deposited_last_24h_cents=0, label=label, now=now
     )
     return replies.offer(
         known, row["amount_cents"], row["fee_cents"], row["expires_at"], now=now, voice=voice,

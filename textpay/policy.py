@@ -50,7 +50,11 @@ SETTING_RANGES: dict[str, tuple[int, int]] = {
     "prompt_ttl_minutes": (5, 7 * 24 * 60),
     "prompt_cooldown_hours": (1, 30 * 24),
     "daily_message_cap": (1, 20),
+    # Whole days; beyond a few weeks a 30-day pace says little about what is left.
+    "runway_days": (1, 90),
 }
+# Settings whose null is a value at every level (for the global default: "off"), not "inherit".
+NULLABLE_SETTINGS = frozenset({"runway_days"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class EffectiveSettings:
     quiet_hours_start: str
     quiet_hours_end: str
     daily_message_cap: int
+    runway_days: int | None  # `textpay.runway`: None is off
     sources: dict[str, str]
     # Where the facility is (not a setting: it is not inherited and not shown among them).
     facility_timezone: str | None = None
@@ -96,6 +101,8 @@ class AccountOverrides(Protocol):
     def threshold_cents(self) -> int | None: ...
     @property
     def preset_amount_cents(self) -> int | None: ...
+    @property
+    def runway_days(self) -> int | None: ...
 
 
 class PlacedAccount(Protocol):
@@ -132,6 +139,9 @@ def resolve(
         if account.preset_amount_cents is not None:
             values["preset_amount_cents"] = account.preset_amount_cents
             sources["preset_amount_cents"] = "account"
+        if account.runway_days is not None:
+            values["runway_days"] = account.runway_days
+            sources["runway_days"] = "account"
     return EffectiveSettings(
         **values,
         sources=sources,
@@ -159,6 +169,18 @@ def low_balance_threshold_column(*, default: Any) -> Any:
     return func.coalesce(col(Account.threshold_cents), facility_threshold, default)
 
 
+def runway_days_column(*, default: Any) -> Any:
+    """Each account's effective `runway_days` as a SQL expression over `account` (null: off),
+    like `low_balance_threshold_column`."""
+    facility_days = (
+        select(Facility.runway_days)
+        .where(col(Facility.id) == col(Account.facility_id))
+        .correlate(Account)
+        .scalar_subquery()
+    )
+    return func.coalesce(col(Account.runway_days), facility_days, default)
+
+
 def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
     """Check a complete set of settings (after resolution); raise listing every broken rule.
 
@@ -168,6 +190,8 @@ def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
     errors: list[FieldError] = []
     for name, (low, high) in SETTING_RANGES.items():
         value = values[name]
+        if value is None and name in NULLABLE_SETTINGS:
+            continue
         if not low <= value <= high:
             errors.append(FieldError(prefix + name, f"must be between {low} and {high}"))
     for name in ("quiet_hours_start", "quiet_hours_end"):

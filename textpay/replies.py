@@ -21,13 +21,14 @@ accents included, but one `á` makes a whole text UCS-2, and so can a subscriber
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from textpay.conversation import AccountFacts, Facts, Reply
 from textpay.localtime import when
 from textpay.money import format_cents
+from textpay.runway import MOST_DAYS_SAID
 from textpay.segments import GSM7_BASIC, PART_GSM7, fold, is_gsm7, segments
 
 MAX_SEGMENTS = 2
@@ -37,12 +38,12 @@ _PLAIN_GSM7_FITS = MAX_SEGMENTS * PART_GSM7
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "offer": {
-        "en": "{program}: acct ...{label}{nick}: balance {balance} as of {as_of}. Reply YES to "
-        "add {amount} (fee {fee}, total {total}) with card ...{card}, YES 40 for another "
-        "amount, NO to skip. Offer ends {expires}. STOP to opt out.",
-        "es": "{program}: cuenta ...{label}{nick}: saldo {balance} a las {as_of}. Responda SI "
-        "para agregar {amount} (cargo {fee}, total {total}) con la tarjeta ...{card}, SI 40 "
-        "para otro monto, NO para omitir. Vence {expires}. ALTO para cancelar.",
+        "en": "{program}: acct ...{label}{nick}: balance {balance} as of {as_of}{runway}. Reply "
+        "YES to add {amount} (fee {fee}, total {total}) with card ...{card}, YES 40 for "
+        "another amount, NO to skip. Offer ends {expires}. STOP to opt out.",
+        "es": "{program}: cuenta ...{label}{nick}: saldo {balance} a las {as_of}{runway}. "
+        "Responda SI para agregar {amount} (cargo {fee}, total {total}) con la tarjeta "
+        "...{card}, SI 40 para otro monto, NO para omitir. Vence {expires}. ALTO para cancelar.",
     },
     # A top-up asked for by text (ADD 20, or YES with no live offer): the answer is an offer,
     # never a charge. Same fields as "offer"; no STOP line, since it answers the subscriber.
@@ -245,8 +246,26 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "es": "{program}: {lines}. Envíe AYUDA para ayuda.",
     },
     "balance_line": {
-        "en": "acct ...{label}{nick} {balance} as of {as_of}",
-        "es": "cuenta ...{label}{nick} {balance} a las {as_of}",
+        "en": "acct ...{label}{nick} {balance} as of {as_of}{runway}",
+        "es": "cuenta ...{label}{nick} {balance} a las {as_of}{runway}",
+    },
+    # How long the balance lasts at the usual pace (`textpay.runway`), after the balance in
+    # offers and BAL; by how many days: some, one, less than one, more than a year.
+    "runway": {
+        "en": ", about {days} days of calls left at your usual pace",
+        "es": ", unos {days} días de llamadas a su ritmo habitual",
+    },
+    "runway_one": {
+        "en": ", about 1 day of calls left at your usual pace",
+        "es": ", cerca de 1 día de llamadas a su ritmo habitual",
+    },
+    "runway_less": {
+        "en": ", less than a day of calls left at your usual pace",
+        "es": ", menos de un día de llamadas a su ritmo habitual",
+    },
+    "runway_long": {
+        "en": ", over a year of calls left at your usual pace",
+        "es": ", más de un año de llamadas a su ritmo habitual",
     },
     "balance_more": {"en": "; +{count} more", "es": "; y {count} más"},
     "balance_offer": {
@@ -436,6 +455,30 @@ def decline_reason(reason: str | None, language: str) -> str:
     return known.get(reason or "", known["card_declined"])
 
 
+def runway(days: int | None, language: str) -> str:
+    """The words after a balance saying how long it lasts at the usual pace ("" unknown)."""
+    if days is None:
+        return ""
+    if days > MOST_DAYS_SAID:
+        key = "runway_long"
+    else:
+        key = {0: "runway_less", 1: "runway_one"}.get(days, "runway")
+    template = TEMPLATES[key].get(language) or TEMPLATES[key]["en"]
+    return template.format(days=days)
+
+
+def _shortened(fields: dict[str, object], render: Callable[[dict[str, object]], str]) -> list[str]:
+    """A text's versions, fullest first: as is; without the runway (extra news, while the
+    nickname says whose account it is); then without the nickname too."""
+    versions = [render(fields)]
+    if fields.get("runway"):
+        fields = {**fields, "runway": ""}
+        versions.append(render(fields))
+    if fields.get("nick"):
+        versions.append(render({**fields, "nick": ""}))
+    return versions
+
+
 def offer(
     account: AccountFacts,
     amount_cents: int,
@@ -448,17 +491,17 @@ def offer(
 ) -> str:
     """An offer's words: the scan's ("offer") or a top-up asked for by text ("top_up")."""
     language = account.language
-    return fill(
-        key,
-        language,
-        voice,
+    fields: dict[str, object] = {
         **_account_fields(account, now, language),
-        amount=format_cents(amount_cents),
-        fee=format_cents(fee_cents),
-        total=format_cents(amount_cents + fee_cents),
-        card=account.card_last4 or "????",
-        expires=when(expires_at, now, account.timezone, language, name_zone=account.zone_named),
-    )
+        "runway": runway(account.runway_days, language),
+        "amount": format_cents(amount_cents),
+        "fee": format_cents(fee_cents),
+        "total": format_cents(amount_cents + fee_cents),
+        "card": account.card_last4 or "????",
+        "expires": when(expires_at, now, account.timezone, language,
+                        name_zone=account.zone_named),
+    }  # fmt: skip
+    return fit(*_shortened(fields, lambda f: _fill(key, language, voice, **f)))
 
 
 class OfferWords:
@@ -476,6 +519,7 @@ class OfferWords:
         }
         self._amounts: dict[tuple[int, int], tuple[str, str, str]] = {}
         self._expiries: dict[tuple[datetime, datetime, str, bool], str] = {}
+        self._runways: dict[int | None, str] = {}
 
     def render(
         self,
@@ -491,8 +535,10 @@ class OfferWords:
         now: datetime,
         zone: str,
         zone_named: bool,
+        runway_days: int | None = None,
     ) -> str:
-        """The offer's text; `label`, `zone` and `zone_named` as in `AccountFacts`."""
+        """The offer's text; `label`, `zone`, `zone_named` and `runway_days` as in
+        `AccountFacts`."""
         language = self.language
         amounts = self._amounts.get((amount_cents, fee_cents))
         if amounts is None:
@@ -515,14 +561,18 @@ class OfferWords:
             "total": amounts[2],
             "card": card_last4 or "????",
             "expires": expires,
+            "runway": self._runway(runway_days),
         }
         text = self._template.format(**fields)
         if _fits_as_written(text):
             return text
-        versions = [text]
-        if nickname:
-            versions.append(self._template.format(**{**fields, "nick": ""}))
-        return fit(*versions)
+        return fit(*_shortened(fields, lambda f: self._template.format(**f)))
+
+    def _runway(self, days: int | None) -> str:
+        words = self._runways.get(days)
+        if words is None:
+            words = self._runways[days] = runway(days, self.language)
+        return words
 
 
 def receipt(
@@ -678,18 +728,23 @@ def render(
 
 def _balance(facts: Facts, language: str, now: datetime, voice: Voice) -> str:
     """The balance of every account, as many as fit in two segments; the rest are counted.
-    With nicknames when that costs no account a line, else without."""
-    with_names = _balance_text(facts, language, now, voice, nicknames=True)
-    without = _balance_text(facts, language, now, voice, nicknames=False)
-    return with_names[1] if with_names[0] >= without[0] else without[1]
+    With runways and nicknames when that costs no account a line; else nicknames without
+    runways, runways without nicknames, or neither, whichever lists the most accounts."""
+    best = (-1, "")
+    for runways, nicknames in ((True, True), (False, True), (True, False), (False, False)):
+        found = _balance_text(facts, language, now, voice, nicknames=nicknames, runways=runways)
+        if found[0] > best[0]:
+            best = found
+    return best[1]
 
 
 def _balance_text(
-    facts: Facts, language: str, now: datetime, voice: Voice, *, nicknames: bool
+    facts: Facts, language: str, now: datetime, voice: Voice, *, nicknames: bool, runways: bool
 ) -> tuple[int, str]:
     """How many accounts get a line, and the text, lines added while the text still fits."""
     lines = [
-        _balance_line(a, facts, language, now, voice, nicknames=nicknames) for a in facts.accounts
+        _balance_line(a, facts, language, now, voice, nicknames=nicknames, runways=runways)
+        for a in facts.accounts
     ]
 
     def more(left: int) -> str:
@@ -713,8 +768,10 @@ def _balance_line(
     voice: Voice,
     *,
     nicknames: bool,
+    runways: bool,
 ) -> str:
     fields = _account_fields(account, now, language)
+    fields["runway"] = runway(account.runway_days, language) if runways else ""
     if not nicknames:
         fields["nick"] = ""
     line = _fill("balance_line", language, voice, **fields)

@@ -32,6 +32,9 @@ CARD_NUMBER_REFUSED = "must not contain a card number (card numbers are never st
 Cents = Annotated[int, Field(ge=0, le=MAX_AMOUNT_CENTS)]
 PositiveCents = Annotated[int, Field(ge=1, le=MAX_AMOUNT_CENTS)]
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+RunwayDays = Annotated[
+    int, Field(ge=SETTING_RANGES["runway_days"][0], le=SETTING_RANGES["runway_days"][1])
+]
 
 
 class StrictInput(BaseModel):
@@ -113,6 +116,7 @@ class AccountCreate(StrictInput):
     autopay_enabled: bool = False
     preset_amount_cents: PositiveCents | None = None
     threshold_cents: Cents | None = None
+    runway_days: RunwayDays | None = None
     payment_method: PaymentMethodIn | None = None
 
 
@@ -130,6 +134,7 @@ class AccountUpdate(StrictInput):
     autopay_enabled: bool | None = None
     preset_amount_cents: PositiveCents | None = None
     threshold_cents: Cents | None = None
+    runway_days: RunwayDays | None = None
     status: Literal["active", "suspended", "closed"] | None = None
     payment_method: PaymentMethodIn | None = None
 
@@ -167,13 +172,17 @@ class SettingsFields(StrictInput):
     quiet_hours_start: HHMM | None = None
     quiet_hours_end: HHMM | None = None
     daily_message_cap: int | None = _setting("daily_message_cap")
+    # Offer also when the days of calls left at the usual pace fall below this (null: off for
+    # the global default, "inherit" for a facility).
+    runway_days: int | None = _setting("runway_days")
 
 
 StateCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
 
 class SettingsPatch(SettingsFields):
-    """A change to the global defaults; only the fields sent are changed, none may be null.
+    """A change to the global defaults; only the fields sent are changed, none may be null
+    but `runway_days` (null: the runway rule is off).
 
     `state_quiet_hours` replaces the table of state windows stricter than the default, e.g.
     `{"FL": ["08:00", "20:00"], "CT": ["09:00", "20:00"]}`.

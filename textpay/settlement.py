@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import Integer, bindparam, text, update
 from sqlmodel import Session, col, select
 
 from textpay import (
@@ -47,7 +47,12 @@ from textpay.models import (
     PaymentAttempt,
 )
 from textpay.payments import AUTHENTICATION_REQUIRED, ChargeResult, Initiator
-from textpay.policy import cached_global_settings, delivery_rules, low_balance_threshold_column
+from textpay.policy import (
+    cached_global_settings,
+    delivery_rules,
+    low_balance_threshold_column,
+    runway_days_column,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +85,15 @@ def settle(
     settles the attempt, and a deposit re-arms the episode in the statement that moves the
     balance; the reply is held back if the number opts out meanwhile by the caller
     (`messages.record_reply`), which records it after this returns."""
-    default_threshold = cached_global_settings(session).low_balance_threshold_cents
+    held = cached_global_settings(session)
+    default_threshold = held.low_balance_threshold_cents
 
     def rearm(attempt: PaymentAttempt) -> ledger.RowChanges | None:
         # AutoPay's deposits re-arm after its schedule moves (`_follow_up`), so not here.
         if attempt.initiator != Initiator.CUSTOMER.value:
             return None
         return ledger.RowChanges(_rearm_if_back, {"default_threshold": default_threshold,
+                                                  "default_runway_days": held.runway_days,
                                                   "rearmed_at": now})  # fmt: skip
 
     settlement = funding.settle(session, attempt_id, result, now=now, claim_telling=by_reply,
@@ -103,10 +110,13 @@ def settle(
 
 def _rearm_if_back(new_balance: Any) -> dict[str, Any]:
     """The episode ends in the deposit's own statement if the balance is back at the account's
-    threshold (its own, its facility's, else `:default_threshold`)."""
+    threshold (its own, its facility's, else `:default_threshold`) and, where the runway rule
+    is on (`:default_runway_days` the global setting, null for off), the runway is too."""
     threshold = low_balance_threshold_column(default=bindparam("default_threshold"))
+    runway_days = runway_days_column(default=bindparam("default_runway_days", type_=Integer))
     return episodes.rearm_values(new_balance=new_balance, threshold=threshold,
-                                 now=bindparam("rearmed_at"))  # fmt: skip
+                                 now=bindparam("rearmed_at"),
+                                 runway_days=runway_days)  # fmt: skip
 
 
 def _reply(

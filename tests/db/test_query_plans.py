@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from textpay.db import is_sqlite
-from textpay.lowbalance import in_episode_query, low_accounts_query
+from textpay.lowbalance import in_episode_query, low_accounts_query, runway_accounts_query
 from textpay.outbox import due_query
 from textpay.timeutil import utcnow
 
@@ -34,10 +34,11 @@ def plan(engine: Engine, statement: Any) -> str:
     ("query", "index"),
     [
         (lambda: low_accounts_query(500), "ix_account_low_balance_scan"),
+        (lambda: runway_accounts_query(7 * 24), "ix_account_runway_scan"),
         (in_episode_query, "ix_account_in_episode"),
         (lambda: due_query(utcnow(), 50), "ix_message_outbox"),
     ],
-    ids=["low-balance scan", "re-arm sweep", "outbox claim"],
+    ids=["low-balance scan", "runway scan", "re-arm sweep", "outbox claim"],
 )
 def test_query_uses_its_partial_index(engine: Engine, query: Any, index: str) -> None:
     found = plan(engine, query())

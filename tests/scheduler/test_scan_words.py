@@ -4,7 +4,8 @@ The scan works out places, sending times and words a batch at a time (`offers.ma
 a subscriber's own text gets its offer from the general path (`facts.account_facts_from` and
 `replies.offer`, as `offers.make_reply` uses them). Both must give the same bytes and the same
 sending time, across zones (one, several, none, the account's own), languages, nicknames with
-accents, emoji or curly quotes, accounts sharing a phone, and facilities with overrides.
+accents, emoji or curly quotes, accounts sharing a phone, facilities with overrides, and with
+and without a runway to tell.
 """
 
 from __future__ import annotations
@@ -68,16 +69,20 @@ def test_queued_offers_read_as_the_general_path_words_them(
         )
     with freeze_time(MORNING_EAST):
         now = datetime.now(UTC)
-        for fields in ACCOUNTS:
+        for index, fields in enumerate(ACCOUNTS):
             account = admin.enrol(**fields)
             admin.credit(account["id"], 1000, f"seed-{account['id']}")
-            admin.usage(account["id"], 1000 - 310, f"calls-{account['id']}")
+            # Every other account in five charges: enough for a runway the offer tells.
+            charges = [690] if index % 2 else [138] * 5
+            for number, cents in enumerate(charges):
+                admin.usage(account["id"], cents, f"calls-{account['id']}-{number}")
         result = scan_now(app)
     assert result.prompted == len(ACCOUNTS)
     assert 0 < result.held < result.prompted  # some go now, some wait for their morning
 
     queued = outbox(engine)
     assert len(queued) == len(ACCOUNTS)
+    told: list[bool] = []
     with unit_of_work(engine) as session:
         spoken = voice(session, app.extensions["textpay"].engine_config)
         for message in queued:
@@ -101,6 +106,7 @@ def test_queued_offers_read_as_the_general_path_words_them(
                 payment_method_of(session, account.id),
                 deposited_last_24h_cents=0,
                 label=label,
+                now=now,  # the runway as of the scan
             )
             words = replies.offer(
                 known,
@@ -111,3 +117,7 @@ def test_queued_offers_read_as_the_general_path_words_them(
                 voice=spoken,
             )
             assert message.body == words, account.account_number
+            told.append("calls left" in words or "llamadas a su ritmo" in words)
+    # The runway was told where it is known and fits (every other account), and only there.
+    assert sum(told) >= len(ACCOUNTS) // 2 - 1
+    assert not any(told[1::2])

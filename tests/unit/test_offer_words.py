@@ -36,6 +36,7 @@ VOICES = [
 def general(
     language: str, nickname: str, zone: tuple[str, bool], voice: replies.Voice, *, label: str,
     balance: int, amount: int, fee: int, as_of: datetime, expires: datetime, now: datetime,
+    runway_days: int | None = None,
 ) -> str:  # fmt: skip
     account = AccountFacts(
         account_id=1,
@@ -55,6 +56,7 @@ def general(
         daily_limit_cents=100_000,
         deposited_last_24h_cents=0,
         payable_by_text=True,
+        runway_days=runway_days,
     )
     return replies.offer(account, amount, fee, expires, now=now, voice=voice)
 
@@ -70,17 +72,19 @@ def test_prepared_offer_words_are_the_general_ones(language: str, voice: replies
         [(310, 2500, 0), (99_999_999, 1_000_000, 10_000)],  # balance, amount, fee
         [timedelta(0), timedelta(hours=20), timedelta(days=3)],  # when the offer ends
         [timedelta(0), timedelta(hours=30)],  # how old the balance is
+        [None, 0, 1, 4, 365, 366],  # the runway: unknown, less than a day, ..., over a year
     )
-    for nickname, zone, label, (balance, amount, fee), lasts, age in cases:
+    for nickname, zone, label, (balance, amount, fee), lasts, age, runway in cases:
         expires, as_of = NOW + lasts, NOW - age
         expected = general(language, nickname, zone, voice, label=label, balance=balance,
                            amount=amount, fee=fee, as_of=as_of, expires=expires,
-                           now=NOW)  # fmt: skip
+                           now=NOW, runway_days=runway)  # fmt: skip
         rendered = words.render(label=label, nickname=nickname, balance_cents=balance,
                                 balance_as_of=as_of, card_last4="4242", amount_cents=amount,
                                 fee_cents=fee, expires_at=expires, now=NOW, zone=zone[0],
-                                zone_named=zone[1])  # fmt: skip
-        assert rendered == expected, (nickname, zone, label, balance, lasts, age)
+                                zone_named=zone[1], runway_days=runway)  # fmt: skip
+        assert rendered == expected, (nickname, zone, label, balance, lasts, age, runway)
+        assert segments(rendered) <= replies.MAX_SEGMENTS
 
 
 def counted_fit(*versions: str) -> str:

@@ -35,7 +35,8 @@ LINK = card_links.url(LONGEST_BASE, "T" * card_links.TOKEN_LENGTH)
 assert len(LONGEST_BASE) == PUBLIC_URL_MAX
 VOICE = replies.Voice(program="TextPay", support="textpay.example/help", messages_per_day=3)
 # Pieces of other replies, and replies built by their own functions from engine data.
-FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more"}
+FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more", "runway", "runway_one",
+             "runway_less", "runway_long"}  # fmt: skip
 BUILT_ELSEWHERE = {
     "offer",
     "top_up",
@@ -73,6 +74,7 @@ def accounts(language: str, nickname: str) -> tuple[AccountFacts, ...]:
             daily_limit_cents=10 * BIG,
             deposited_last_24h_cents=9 * BIG,
             zone_named=True,
+            runway_days=0,  # the longest runway words: "less than a day of calls left..."
         )
         for i, label in enumerate(LABELS.values(), start=1)
     )
@@ -324,3 +326,45 @@ def test_a_top_up_asked_for_by_text_names_everything_and_asks_for_a_yes() -> Non
     # A text we did not understand says how to add money.
     assert "ADD 20 to add $20" in en["not_understood"]
     assert "AGREGAR 20 para agregar $20" in es["not_understood"]
+
+
+@pytest.mark.parametrize(
+    ("days", "english", "spanish"),
+    [
+        (3, "about 3 days of calls left at your usual pace", "unos 3 dias de llamadas"),
+        (1, "about 1 day of calls left at your usual pace", "cerca de 1 dia de llamadas"),
+        (0, "less than a day of calls left at your usual pace", "menos de un dia de llamadas"),
+        (366, "over a year of calls left at your usual pace", "mas de un año de llamadas"),
+    ],
+)
+def test_offers_and_bal_say_how_long_the_balance_lasts(
+    days: int, english: str, spanish: str
+) -> None:
+    for language, words in (("en", english), ("es", spanish)):
+        mom = replace(accounts(language, "Mom")[0], label="4821", balance_cents=310,
+                      runway_days=days)  # fmt: skip
+        offer = replies.offer(mom, 2500, 0, NOW + timedelta(days=1), now=NOW, voice=VOICE)
+        balance = replies.render(Reply("balance"), Facts(accounts=(mom,)), language=language,
+                                 now=NOW, voice=VOICE)  # fmt: skip
+        for text in (offer, balance):
+            assert words in replies.fold(text) if language == "es" else words in text
+            assert segments(text) <= 2
+
+
+def test_an_unknown_runway_is_not_mentioned() -> None:
+    mom = replace(accounts("en", "Mom")[0], label="4821", runway_days=None)
+    offer = replies.offer(mom, 2500, 0, NOW + timedelta(days=1), now=NOW, voice=VOICE)
+    assert "calls left" not in offer
+    assert "as of Nov 25 7:05am CT. Reply YES" in offer
+
+
+def test_the_runway_goes_before_the_nickname_when_a_text_is_too_long() -> None:
+    # The longest nickname, amounts and labels: the runway does not fit beside them.
+    mom = replace(accounts("en", NICKNAMES["ascii"])[0], runway_days=3)
+    text = replies.offer(mom, BIG, BIG, NOW + timedelta(days=2), now=NOW, voice=VOICE)
+    assert "calls left" not in text
+    assert NICKNAMES["ascii"] in text
+    # With a short nickname it does.
+    short = replace(mom, nickname="Mom")
+    text = replies.offer(short, BIG, BIG, NOW + timedelta(days=2), now=NOW, voice=VOICE)
+    assert "(Mom): balance $999,999.99 as of Nov 25 7:05am CT, about 3 days of calls" in text

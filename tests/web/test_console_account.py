@@ -435,3 +435,24 @@ def test_a_card_link_resent_at_night_waits_for_the_morning(
                                    actor="operator:ann@example.org")  # fmt: skip
         assert queued.engine_initiated is True
         assert queued.send_after == datetime(2026, 11, 27, 13, 0, tzinfo=UTC)  # 08:00 there
+
+
+def test_an_agent_sets_an_accounts_own_runway_on_its_console_page(
+    agent: FlaskClient, seeded: Seeded, engine: Engine
+) -> None:
+    fields = {"threshold": "", "preset": "", "language": "en", "timezone": ""}
+    assert post(agent, seeded.account_id, "settings", runway="6", **fields).status_code == 303
+    assert account_row(engine, seeded.account_id).runway_days == 6
+    assert 'id="runway" name="runway" inputmode="numeric" value="6"' in page(
+        agent, seeded.account_id
+    )
+    # A form without the box leaves it; an empty box inherits again.
+    assert post(agent, seeded.account_id, "settings", **fields).status_code == 303
+    assert account_row(engine, seeded.account_id).runway_days == 6
+    for bad in ("0", "91", "2.5", "five", "٣"):
+        refused = post(agent, seeded.account_id, "settings", runway=bad, **fields)
+        assert refused.status_code == 422, bad
+        assert 'id="error-settings"' in refused.get_data(as_text=True)
+    assert account_row(engine, seeded.account_id).runway_days == 6
+    assert post(agent, seeded.account_id, "settings", runway="", **fields).status_code == 303
+    assert account_row(engine, seeded.account_id).runway_days is None

@@ -49,6 +49,7 @@ class SettingsValues(Out):
     quiet_hours_start: str
     quiet_hours_end: str
     daily_message_cap: int
+    runway_days: int | None
 
 
 class EffectiveOut(SettingsValues):
@@ -75,6 +76,7 @@ class FacilityOut(Out):
     quiet_hours_start: str | None
     quiet_hours_end: str | None
     daily_message_cap: int | None
+    runway_days: int | None
     effective: EffectiveOut
     created_at: str
     updated_at: str
@@ -122,6 +124,8 @@ class AccountOut(Out):
     autopay_enabled: bool
     preset_amount_cents: int | None
     threshold_cents: int | None
+    runway_days: int | None
+    runway_estimate_days: int | None
     status: str
     opted_out: bool
     opted_out_at: str | None

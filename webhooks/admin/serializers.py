@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from textpay import prompts
+from textpay import episodes, prompts
 from textpay.accounts import payment_method_of
 from textpay.card_refunds import RefundFacts
 from textpay.models import (
@@ -23,6 +23,7 @@ from textpay.models import (
     Prompt,
 )
 from textpay.policy import effective_for_account, get_global_settings, resolve
+from textpay.timeutil import utcnow
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -48,6 +49,9 @@ def account_json(session: Session, account: Account) -> dict[str, Any]:
         "autopay_enabled": account.autopay_enabled,
         "preset_amount_cents": account.preset_amount_cents,
         "threshold_cents": account.threshold_cents,
+        "runway_days": account.runway_days,
+        # Days of calls left at the account's usual pace (`textpay.runway`); null: unknown.
+        "runway_estimate_days": episodes.runway_days_left(account, now=utcnow()),
         "status": account.status,
         "opted_out": account.opted_out,
         "opted_out_at": iso(account.opted_out_at),

@@ -155,6 +155,8 @@ def settings(account_id: int) -> tuple[str, int] | WerkzeugResponse:
             "language": _field("language"),
             "timezone": _field("timezone") or None,
         }
+        if "runway" in request.form:  # a form without the box leaves it as it is
+            changes["runway_days"] = _days("settings", "runway")
         return _update(account_id, "settings", changes, done="settings")
 
     return _acting(account_id, "settings", act)
@@ -249,7 +251,7 @@ def _update(account_id: int, form: str, changes: dict[str, Any], *, done: str) -
 
 def _fingerprint(row: Any) -> tuple[Any, ...]:
     return (row.textpay_enabled, row.autopay_enabled, row.threshold_cents,
-            row.preset_amount_cents, row.language, row.timezone)  # fmt: skip
+            row.preset_amount_cents, row.language, row.timezone, row.runway_days)  # fmt: skip
 
 
 def _valid(form: str, schema: Any, **values: Any) -> Any:
@@ -284,8 +286,18 @@ def _cents(form: str, name: str, *, blank_ok: bool = False, zero_ok: bool = Fals
     return cents
 
 
+def _days(form: str, name: str) -> int | None:
+    """Whole days as typed; None for a blank box (inherit)."""
+    typed = _field(name)
+    if not typed:
+        return None
+    if not typed.isascii() or not typed.isdigit() or len(typed) > 6:
+        raise Refused(form, f"Write the {_plain(name)} in whole days, such as 5 (not {typed!r}).")
+    return int(typed)
+
+
 def _plain(field: str) -> str:
-    return {"amount_cents": "amount", "threshold_cents": "threshold",
+    return {"amount_cents": "amount", "threshold_cents": "threshold", "runway_days": "runway",
             "preset_amount_cents": "preset amount", "deposit_id": "deposit"}.get(
                 field, field.replace("_", " "))  # fmt: skip
 

@@ -35,7 +35,7 @@ from textpay.operator_settings import (
     put_facility,
     update_global_settings,
 )
-from textpay.policy import get_global_settings
+from textpay.policy import NULLABLE_SETTINGS, get_global_settings
 from textpay.schemas import SettingsPatch
 from textpay.timeutil import utcnow
 from webhooks.console import bp, current_operator, requires
@@ -54,6 +54,7 @@ LABELS = {
     "quiet_hours_start": "Sending window opens (HH:MM)",
     "quiet_hours_end": "Sending window closes (HH:MM)",
     "daily_message_cap": "Texts per number per day, at most",
+    "runway_days": "Also offer when calls left fall below (days; empty: off)",
 }
 TEXT_FIELDS = frozenset({"quiet_hours_start", "quiet_hours_end"})
 _DIGITS = re.compile(r"[0-9]{1,12}")
@@ -91,15 +92,19 @@ class FormState:
     saved: bool = False
 
 
-def _parse(form: dict[str, str], *, facility: bool) -> tuple[dict[str, Any], list[FieldError]]:
+def _parse(
+    form: dict[str, str], *, facility: bool, present: frozenset[str] = frozenset()
+) -> tuple[dict[str, Any], list[FieldError]]:
     """The form's values for the settings model: numbers as integers; an empty box is "inherit"
-    for a facility and "no change" for the global defaults."""
+    for a facility and "no change" for the global defaults, except that a global setting whose
+    null is a value (`runway_days`: off), shown empty when null, is null when its box is sent
+    empty (`present`: the boxes the form sent; one not sent is no change)."""
     values: dict[str, Any] = {}
     errors: list[FieldError] = []
     for name in SETTING_FIELDS:
         raw = form.get(name, "").strip()[:_LONGEST]
         if raw == "":
-            if facility:
+            if facility or (name in NULLABLE_SETTINGS and name in present):
                 values[name] = None
             continue
         if name in TEXT_FIELDS:
@@ -178,7 +183,7 @@ def settings_post() -> tuple[str, int] | WerkzeugResponse:
     target = request.form.get("target", "global")[:40]
     form = {name: request.form.get(name, "") for name in (*SETTING_FIELDS, "name", "timezone")}
     shown = {name: value[:_LONGEST] for name, value in form.items()}
-    values, errors = _parse(form, facility=target != "global")
+    values, errors = _parse(form, facility=target != "global", present=frozenset(request.form))
     state = FormState(target=target, values=shown, errors={})
     if errors:
         state.errors = _by_field(errors)

@@ -3,7 +3,7 @@ expired one, recorded once per card, kind and episode; and an index to find the 
 around a month.
 
 Revision ID: 0011_card_expiry
-Revises: 0009_clock_heartbeat
+Revises: 0010_runway
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0011_card_expiry"
-down_revision = "0009_clock_heartbeat"
+down_revision = "0010_runway"
 branch_labels = None
 depends_on = None
 
