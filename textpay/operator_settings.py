@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from textpay import audit, settings_cache
 from textpay.errors import FieldError, NotFound, ValidationFailed
-from textpay.models import SETTING_FIELDS, Facility, GlobalSettings
+from textpay.models import NULLABLE_SETTINGS, SETTING_FIELDS, Facility, GlobalSettings
 from textpay.policy import (
     closed_places,
     get_global_settings,
@@ -77,7 +77,11 @@ def update_global_settings(session: Session, patch: SettingsPatch, *, actor: str
     row = get_global_settings(session)
     before = audit.snapshot(row)
     changes = patch.changes()
-    nulls = [FieldError(name, "must not be null") for name, v in changes.items() if v is None]
+    nulls = [
+        FieldError(name, "must not be null")
+        for name, v in changes.items()
+        if v is None and name not in NULLABLE_SETTINGS  # null: the passcode rule is off
+    ]
     if nulls:
         raise ValidationFailed(nulls)
     for name, value in changes.items():

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from textpay import quiet_hours, settings_cache
 from textpay.errors import FieldError, ValidationFailed
 from textpay.localtime import FALLBACK_ZONE, country_wide, likeliest_zone, place_of
-from textpay.models import SETTING_FIELDS, Account, Facility, GlobalSettings
+from textpay.models import NULLABLE_SETTINGS, SETTING_FIELDS, Account, Facility, GlobalSettings
 
 # FCC rules for inmate calling services: a provider must accept deposits of at least $50.
 FCC_MINIMUM_ALLOWED_DEPOSIT_CENTS = 5_000
@@ -50,7 +50,13 @@ SETTING_RANGES: dict[str, tuple[int, int]] = {
     "prompt_ttl_minutes": (5, 7 * 24 * 60),
     "prompt_cooldown_hours": (1, 30 * 24),
     "daily_message_cap": (1, 20),
+    # Null (at every level) turns these rules off; below a global value, `passcode_over_cents`
+    # at its maximum (no deposit is larger) or `passcode_new_phone_days` 0 turns them off.
+    "passcode_over_cents": (0, MAX_AMOUNT_CENTS),
+    "passcode_new_phone_days": (0, 365),
 }
+# Settings an account may override for itself (each also a column of `account`).
+ACCOUNT_OVERRIDES = ("passcode_over_cents", "passcode_new_phone_days")
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class EffectiveSettings:
     quiet_hours_start: str
     quiet_hours_end: str
     daily_message_cap: int
+    passcode_over_cents: int | None
+    passcode_new_phone_days: int | None
     sources: dict[str, str]
     # Where the facility is (not a setting: it is not inherited and not shown among them).
     facility_timezone: str | None = None
@@ -132,6 +140,11 @@ def resolve(
         if account.preset_amount_cents is not None:
             values["preset_amount_cents"] = account.preset_amount_cents
             sources["preset_amount_cents"] = "account"
+        for name in ACCOUNT_OVERRIDES:  # the scan's plain rows do not carry them
+            own = getattr(account, name, None)
+            if own is not None:
+                values[name] = own
+                sources[name] = "account"
     return EffectiveSettings(
         **values,
         sources=sources,
@@ -168,7 +181,9 @@ def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
     errors: list[FieldError] = []
     for name, (low, high) in SETTING_RANGES.items():
         value = values[name]
-        if not low <= value <= high:
+        if value is None and name in NULLABLE_SETTINGS:
+            continue
+        if value is None or not low <= value <= high:
             errors.append(FieldError(prefix + name, f"must be between {low} and {high}"))
     for name in ("quiet_hours_start", "quiet_hours_end"):
         if not _HH_MM.match(values[name]):

@@ -94,6 +94,13 @@ AccountNumber = Annotated[
 Nickname = Annotated[str, StringConstraints(max_length=40)]
 
 
+def _setting(name: str) -> Any:
+    """An optional integer setting with its range from `textpay.policy.SETTING_RANGES`: the
+    schema (and the OpenAPI document made from it) states every bound the policy enforces."""
+    low, high = SETTING_RANGES[name]
+    return Field(default=None, ge=low, le=high)
+
+
 # A phone number is stored only as libphonenumber's E.164 form of it, never as typed, and a
 # valid one can pass the card rule (`+86 138 0013 8002`: 13 digits, Luhn-valid): it is checked
 # as a phone number (`textpay.phones.to_e164`, which never repeats a card number back).
@@ -114,6 +121,9 @@ class AccountCreate(StrictInput):
     preset_amount_cents: PositiveCents | None = None
     threshold_cents: Cents | None = None
     payment_method: PaymentMethodIn | None = None
+    # The account's own passcode rules (null: the facility's, else the global ones).
+    passcode_over_cents: int | None = _setting("passcode_over_cents")
+    passcode_new_phone_days: int | None = _setting("passcode_new_phone_days")
 
 
 class AccountUpdate(StrictInput):
@@ -132,6 +142,8 @@ class AccountUpdate(StrictInput):
     threshold_cents: Cents | None = None
     status: Literal["active", "suspended", "closed"] | None = None
     payment_method: PaymentMethodIn | None = None
+    passcode_over_cents: int | None = _setting("passcode_over_cents")
+    passcode_new_phone_days: int | None = _setting("passcode_new_phone_days")
 
 
 # Fields of AccountUpdate that cannot be null: sending null for them is an error, not a clear.
@@ -143,13 +155,6 @@ ACCOUNT_FIELDS_NOT_NULLABLE = (
     "autopay_enabled",
     "status",
 )
-
-
-def _setting(name: str) -> Any:
-    """An optional integer setting with its range from `textpay.policy.SETTING_RANGES`: the
-    schema (and the OpenAPI document made from it) states every bound the policy enforces."""
-    low, high = SETTING_RANGES[name]
-    return Field(default=None, ge=low, le=high)
 
 
 class SettingsFields(StrictInput):
@@ -167,6 +172,9 @@ class SettingsFields(StrictInput):
     quiet_hours_start: HHMM | None = None
     quiet_hours_end: HHMM | None = None
     daily_message_cap: int | None = _setting("daily_message_cap")
+    # Null at the global level: the rule is off; at a facility: the global value.
+    passcode_over_cents: int | None = _setting("passcode_over_cents")
+    passcode_new_phone_days: int | None = _setting("passcode_new_phone_days")
 
 
 StateCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
@@ -224,6 +232,15 @@ class CardRefundIn(StrictInput):
     deposit_id: Annotated[int, Field(ge=1, le=ID_MAX)]
     amount_cents: PositiveCents
     reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class PasscodeIn(StrictInput):
+    """An account's passcode (`PUT /admin/accounts/{id}/passcode`): exactly four ASCII digits,
+    taken as sent (no spaces trimmed: a passcode that is not what was typed is refused)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
+
+    passcode: Annotated[str, StringConstraints(min_length=4, max_length=4, pattern=r"^[0-9]{4}$")]
 
 
 # An operator's email: ASCII only (lower-casing it never changes its length), short enough that

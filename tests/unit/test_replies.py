@@ -35,7 +35,14 @@ LINK = card_links.url(LONGEST_BASE, "T" * card_links.TOKEN_LENGTH)
 assert len(LONGEST_BASE) == PUBLIC_URL_MAX
 VOICE = replies.Voice(program="TextPay", support="textpay.example/help", messages_per_day=3)
 # Pieces of other replies, and replies built by their own functions from engine data.
-FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more"}
+FRAGMENTS = {
+    "fee_note",
+    "balance_line",
+    "balance_offer",
+    "balance_more",
+    "passcode_tries",
+    "passcode_try",
+}
 BUILT_ELSEWHERE = {
     "offer",
     "receipt",

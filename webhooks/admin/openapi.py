@@ -21,6 +21,7 @@ from textpay.schemas import (
     CardRefundIn,
     CreditIn,
     OperatorIn,
+    PasscodeIn,
     SettingsPatch,
     TokenIn,
     UsageIn,
@@ -49,6 +50,8 @@ class SettingsValues(Out):
     quiet_hours_start: str
     quiet_hours_end: str
     daily_message_cap: int
+    passcode_over_cents: int | None
+    passcode_new_phone_days: int | None
 
 
 class EffectiveOut(SettingsValues):
@@ -75,6 +78,8 @@ class FacilityOut(Out):
     quiet_hours_start: str | None
     quiet_hours_end: str | None
     daily_message_cap: int | None
+    passcode_over_cents: int | None
+    passcode_new_phone_days: int | None
     effective: EffectiveOut
     created_at: str
     updated_at: str
@@ -122,6 +127,11 @@ class AccountOut(Out):
     autopay_enabled: bool
     preset_amount_cents: int | None
     threshold_cents: int | None
+    passcode_over_cents: int | None
+    passcode_new_phone_days: int | None
+    passcode_set: bool
+    passcode_locked_until: str | None
+    phone_since: str
     status: str
     opted_out: bool
     opted_out_at: str | None
@@ -133,6 +143,11 @@ class AccountOut(Out):
     disputes: list[DisputeOut]
     created_at: str
     updated_at: str
+
+
+class PasscodeOut(Out):
+    account_id: int
+    passcode_set: bool
 
 
 class AccountList(Out):
@@ -295,13 +310,13 @@ class TokenList(Out):
 def _components() -> dict[str, Any]:
     inputs: list[type[BaseModel]] = [
         AccountCreate, AccountUpdate, UsageIn, CreditIn, CardRefundIn, SettingsPatch,
-        FacilityIn, OperatorIn, TokenIn,
+        FacilityIn, OperatorIn, TokenIn, PasscodeIn,
     ]  # fmt: skip
     outputs: list[type[BaseModel]] = [
         ProblemOut, SettingsOut, FacilityOut, FacilityList, AccountOut, AccountList,
         LedgerEntryOut, LedgerPage, CardRefundOut, CardRefundList, AuditPage, MessagePage,
         ScanRunOut, ScanRunPage, OperatorOut, OperatorCreated, OperatorList, TokenOut,
-        TokenCreated, TokenList,
+        TokenCreated, TokenList, PasscodeOut,
     ]  # fmt: skip
     validation: Literal["validation"] = "validation"
     serialization: Literal["serialization"] = "serialization"
@@ -491,6 +506,18 @@ def document() -> dict[str, Any]:
                     "AccountOut",
                     body="AccountUpdate",
                     params=[ACCOUNT_ID],
+                ),
+            },
+            "/admin/accounts/{account_id}/passcode": {
+                "put": _operation(
+                    "Set the account's 4-digit passcode (never returned, stored hashed)",
+                    200,
+                    "PasscodeOut",
+                    body="PasscodeIn",
+                    params=[ACCOUNT_ID],
+                ),
+                "delete": _operation(
+                    "Clear the account's passcode", 200, "PasscodeOut", params=[ACCOUNT_ID]
                 ),
             },
             "/admin/accounts/{account_id}/usage": {

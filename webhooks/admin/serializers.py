@@ -48,6 +48,12 @@ def account_json(session: Session, account: Account) -> dict[str, Any]:
         "autopay_enabled": account.autopay_enabled,
         "preset_amount_cents": account.preset_amount_cents,
         "threshold_cents": account.threshold_cents,
+        "passcode_over_cents": account.passcode_over_cents,
+        "passcode_new_phone_days": account.passcode_new_phone_days,
+        # Whether it has a passcode, never the passcode (only its hash is kept, never shown).
+        "passcode_set": account.passcode_hash is not None,
+        "passcode_locked_until": iso(account.passcode_locked_until),
+        "phone_since": iso(account.phone_since),
         "status": account.status,
         "opted_out": account.opted_out,
         "opted_out_at": iso(account.opted_out_at),

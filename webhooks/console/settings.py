@@ -27,7 +27,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from textpay import lowbalance
 from textpay.errors import FieldError, NotFound, ValidationFailed
 from textpay.lowbalance import Action
-from textpay.models import SETTING_FIELDS, OperatorRole
+from textpay.models import NULLABLE_SETTINGS, SETTING_FIELDS, OperatorRole
 from textpay.operator_settings import (
     FacilityIn,
     get_facility,
@@ -54,6 +54,8 @@ LABELS = {
     "quiet_hours_start": "Sending window opens (HH:MM)",
     "quiet_hours_end": "Sending window closes (HH:MM)",
     "daily_message_cap": "Texts per number per day, at most",
+    "passcode_over_cents": "Passcode for deposits over (cents; empty: never)",
+    "passcode_new_phone_days": "Passcode for a phone newer than (days; empty: never)",
 }
 TEXT_FIELDS = frozenset({"quiet_hours_start", "quiet_hours_end"})
 _DIGITS = re.compile(r"[0-9]{1,12}")
@@ -93,13 +95,14 @@ class FormState:
 
 def _parse(form: dict[str, str], *, facility: bool) -> tuple[dict[str, Any], list[FieldError]]:
     """The form's values for the settings model: numbers as integers; an empty box is "inherit"
-    for a facility and "no change" for the global defaults."""
+    for a facility and "no change" for the global defaults, except for the passcode rules,
+    whose empty global box is "never" (the box shows the value in force)."""
     values: dict[str, Any] = {}
     errors: list[FieldError] = []
     for name in SETTING_FIELDS:
         raw = form.get(name, "").strip()[:_LONGEST]
         if raw == "":
-            if facility:
+            if facility or name in NULLABLE_SETTINGS:
                 values[name] = None
             continue
         if name in TEXT_FIELDS:
