@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from textpay import prompts
+from textpay import passcodes, prompts
 from textpay.accounts import payment_method_of
 from textpay.card_refunds import RefundFacts
 from textpay.models import (
@@ -23,6 +23,7 @@ from textpay.models import (
     Prompt,
 )
 from textpay.policy import effective_for_account, get_global_settings, resolve
+from textpay.timeutil import utcnow
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -52,7 +53,8 @@ def account_json(session: Session, account: Account) -> dict[str, Any]:
         "passcode_new_phone_days": account.passcode_new_phone_days,
         # Whether it has a passcode, never the passcode (only its hash is kept, never shown).
         "passcode_set": account.passcode_hash is not None,
-        "passcode_locked_until": iso(account.passcode_locked_until),
+        # While three wrong passcodes lock passcode payments (null otherwise).
+        "passcode_locked_until": iso(passcodes.locked_until(account, now=utcnow())),
         "phone_since": iso(account.phone_since),
         "status": account.status,
         "opted_out": account.opted_out,
