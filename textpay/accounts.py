@@ -141,6 +141,9 @@ def create_account(session: Session, data: AccountCreate, ctx: Enrolment) -> Acc
         preset_amount_cents=data.preset_amount_cents,
         threshold_cents=data.threshold_cents,
         runway_days=data.runway_days,
+        passcode_over_cents=data.passcode_over_cents,
+        passcode_new_phone_days=data.passcode_new_phone_days,
+        phone_since=now,
         balance_updated_at=now,
         created_at=now,
         updated_at=now,
@@ -218,6 +221,8 @@ def update_account(
             # at the next scan rather than after the reminder's cooldown.
             account.episode_prompts = 0
             account.episode_last_prompt_at = None
+            # A new phone for the account (`passcode_new_phone_days`).
+            account.phone_since = now
     session.flush()
     _check_account_limits(session, account)
     if new_method is not None:

@@ -15,7 +15,8 @@ from textpay.models import AuditLogEntry
 from textpay.timeutil import utcnow
 
 # Columns never copied into the trail: secrets and noise.
-_OMITTED = frozenset({"token", "created_at", "updated_at", "balance_updated_at"})
+# A passcode's hash is as good as the passcode to whoever can try 10,000 guesses offline.
+_OMITTED = frozenset({"token", "passcode_hash", "created_at", "updated_at", "balance_updated_at"})
 
 
 def snapshot(row: SQLModel | None) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from textpay.money import ascii_digits, parse_amount
-from textpay.redaction import mask_card_numbers
+from textpay.redaction import mask_card_numbers, passcode_typed
 
 
 class Intent(StrEnum):
@@ -38,6 +38,7 @@ class Intent(StrEnum):
     LANGUAGE = "language"
     CARD = "card"
     TOP_UP = "top_up"
+    PASSCODE = "passcode"  # four digits alone: a passcode while one is asked for
     EMPTY = "empty"
     UNKNOWN = "unknown"
 
@@ -150,6 +151,7 @@ class Command:
     # `40 cents`, `-5`, `40¢`, `1,5`, `.40`, digits of two scripts.
     bad_amount: bool = False
     card_number: bool = False  # the text held a card number (it has been masked)
+    passcode: str | None = None  # PASSCODE: the four digits, in ASCII (never stored)
 
     def read(self, labels: Iterable[str]) -> Reading:
         """The accounts named and the amount asked for, among accounts labelled `labels`."""
@@ -237,6 +239,9 @@ def parse(text: str) -> Command:
     tokens = _tokens(blanked)
     if not tokens:
         return Command(Intent.EMPTY, card_number=card_number)
+    typed = passcode_typed(blanked)
+    if typed is not None:  # `decide` reads it as a passcode only while one is asked for
+        return Command(Intent.PASSCODE, passcode=typed)
     spanish_stop = _opt_out(tokens)
     if spanish_stop is not None:  # opt-out wins over everything, YES and amounts included
         return Command(Intent.OPT_OUT, spanish=spanish_stop, card_number=card_number)
@@ -349,6 +354,14 @@ class AccountFacts:
     zone_named: bool = False
     # Days of calls left at the account's usual pace (`textpay.runway`), when known.
     runway_days: int | None = None
+    # Passcodes (`textpay.passcodes`): whether the account has one; a YES adding more than
+    # `passcode_over_cents`, or from a phone new to the account, needs it; passcode payments
+    # are locked until `passcode_locked_until` (None: not locked) after too many wrong ones.
+    has_passcode: bool = False
+    passcode_over_cents: int | None = None
+    new_phone: bool = False
+    passcode_locked_until: datetime | None = None
+    passcode_tries_left: int = 3
 
 
 @dataclass(frozen=True)
@@ -365,6 +378,12 @@ class OfferFacts:
     # How the offer's text named the account, when known: a YES naming that label may mean
     # this offer even if another account on the phone has taken the label since.
     label_sent: str | None = None
+    # A passcode a YES asked for on this offer: "open" (four digits now answer it), "lapsed"
+    # (not answered in time, or the offer lapsed), "used" (answered: the offer was accepted);
+    # None when none was asked for lately. With the amount that YES asked for.
+    passcode: str | None = None
+    passcode_amount_cents: int | None = None
+    passcode_requested_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -374,6 +393,9 @@ class Facts:
     opted_out: bool = False
     # Twilio's own opt-out handling answers STOP/START/HELP for the sender: record, don't reply.
     carrier_answers_keywords: bool = False
+    # The engine's check of a PASSCODE text against the passcode of the account whose request
+    # is open (`passcode_request`); None when nothing was checked.
+    passcode_right: bool | None = None
 
     def account(self, account_id: int) -> AccountFacts:
         return next(a for a in self.accounts if a.account_id == account_id)
@@ -387,6 +409,7 @@ class Reply:
     account_id: int | None = None
     account_ids: tuple[int, ...] = ()
     amount_cents: int | None = None
+    count: int | None = None  # passcode tries left
 
 
 @dataclass(frozen=True)
@@ -438,7 +461,29 @@ class SetLanguage:
     language: str
 
 
-Effect = OptOut | OptIn | Fund | DeclineOffer | OfferAgain | TopUp | SetAutopay | SetLanguage
+@dataclass(frozen=True)
+class AskPasscode:
+    """Charge nothing yet: the offer waits for the account's passcode, for this amount."""
+
+    prompt_id: int
+    account_id: int
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class PasscodeTried:
+    """A passcode was checked: a right one clears the wrong tries, a wrong one counts, and the
+    last wrong one allowed locks passcode payments."""
+
+    account_id: int
+    right: bool
+    lock: bool = False
+
+
+Effect = (
+    OptOut | OptIn | Fund | DeclineOffer | OfferAgain | TopUp | SetAutopay | SetLanguage
+    | AskPasscode | PasscodeTried
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -499,6 +544,8 @@ def decide(facts: Facts, command: Command) -> Decision:
         return _card(facts, command)
     if intent is Intent.TOP_UP:
         return _top_up(facts, command)
+    if intent is Intent.PASSCODE:
+        return _passcode(facts)
     return Decision(Reply("not_understood"))
 
 
@@ -552,6 +599,8 @@ def _confirm(facts: Facts, command: Command) -> Decision:
         return Decision(Reply("out_of_limits", account_id=chosen, amount_cents=offer.amount_cents))
     if account.deposited_last_24h_cents + amount > account.daily_limit_cents:
         return Decision(Reply("daily_limit", account_id=chosen))
+    if needs_passcode(account, amount):
+        return _ask_passcode(account, offer.prompt_id, amount)
     return Decision(None, (Fund(offer.prompt_id, chosen, amount),))
 
 
@@ -704,3 +753,73 @@ def _card(facts: Facts, command: Command) -> Decision:
             Reply("which_account_card", account_ids=tuple(a.account_id for a in facts.accounts))
         )
     return Decision(Reply("card_link", account_id=chosen))
+
+
+# ---------------------------------------------------------------------------------------------
+# Passcodes
+
+
+def needs_passcode(account: AccountFacts, amount_cents: int) -> bool:
+    """Whether a YES adding `amount_cents` needs the account's passcode: only an account with
+    one, and only when the deposit is over `passcode_over_cents` or the phone is new to it."""
+    if not account.has_passcode:
+        return False
+    over = account.passcode_over_cents
+    return account.new_phone or (over is not None and amount_cents > over)
+
+
+def _ask_passcode(account: AccountFacts, prompt_id: int, amount_cents: int) -> Decision:
+    if account.passcode_locked_until is not None:
+        return Decision(Reply("passcode_locked", account_id=account.account_id))
+    return Decision(
+        Reply("passcode_asked", account_id=account.account_id, amount_cents=amount_cents),
+        (AskPasscode(prompt_id, account.account_id, amount_cents),),
+    )
+
+
+def passcode_request(facts: Facts) -> OfferFacts | None:
+    """The offer whose passcode four digits answer now: the latest one asked for, still open."""
+    asked = [o for o in facts.offers if o.passcode == "open" and o.live]
+    return max(asked, key=lambda o: o.passcode_requested_at or o.expires_at, default=None)
+
+
+def _passcode(facts: Facts) -> Decision:
+    """Four digits alone. While a YES's passcode request is open, a passcode: the right one
+    accepts the offer as that YES would have (through the same checks again: the limits or the
+    card may have changed meanwhile), a wrong one counts. Otherwise they mean what they meant
+    before passcodes: nothing, unless a request lapsed or was answered a moment ago."""
+    offer = passcode_request(facts)
+    if offer is None:
+        recent = [o for o in facts.offers if o.passcode is not None]
+        if not recent:
+            return Decision(Reply("not_understood"))
+        if recent[0].passcode == "used":
+            key = "already_processing" if recent[0].status == "accepted" else "passcode_used"
+            return Decision(Reply(key, account_id=recent[0].account_id))
+        return Decision(Reply("passcode_lapsed", account_id=recent[0].account_id))
+    account = facts.account(offer.account_id)
+    chosen = account.account_id
+    if not account.payable_by_text:
+        return Decision(Reply("not_payable", account_id=chosen))
+    if account.passcode_locked_until is not None:
+        return Decision(Reply("passcode_locked", account_id=chosen))
+    if facts.passcode_right is None:  # not checked: nothing can be charged on it
+        return Decision(Reply("not_understood"))
+    if not facts.passcode_right:
+        left = account.passcode_tries_left - 1
+        if left <= 0:
+            return Decision(Reply("passcode_locked_now", account_id=chosen),
+                            (PasscodeTried(chosen, right=False, lock=True),))  # fmt: skip
+        return Decision(Reply("passcode_wrong", account_id=chosen, count=left),
+                        (PasscodeTried(chosen, right=False),))  # fmt: skip
+    amount = offer.amount_cents if offer.passcode_amount_cents is None \
+        else offer.passcode_amount_cents  # fmt: skip
+    tried = PasscodeTried(chosen, right=True)
+    if account.card_last4 is None:
+        return Decision(Reply("no_card", account_id=chosen), (tried,))
+    if not account.min_deposit_cents <= amount <= account.max_deposit_cents:
+        return Decision(Reply("out_of_limits", account_id=chosen, amount_cents=offer.amount_cents),
+                        (tried,))  # fmt: skip
+    if account.deposited_last_24h_cents + amount > account.daily_limit_cents:
+        return Decision(Reply("daily_limit", account_id=chosen), (tried,))
+    return Decision(None, (tried, Fund(offer.prompt_id, chosen, amount)))

@@ -9,7 +9,7 @@ another, so no transaction is ever held open across the network call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
@@ -23,12 +23,14 @@ from textpay import (
     funding,
     messages,
     offers,
+    passcodes,
     prompts,
     replies,
     settlement,
 )
 from textpay import facts as gathered_facts
 from textpay.conversation import (
+    AskPasscode,
     Decision,
     DeclineOffer,
     Facts,
@@ -36,6 +38,7 @@ from textpay.conversation import (
     OfferAgain,
     OptIn,
     OptOut,
+    PasscodeTried,
     Reply,
     SetAutopay,
     SetLanguage,
@@ -57,7 +60,7 @@ from textpay.money import format_cents
 from textpay.payments import ChargeResult, ChargeStatus, Initiator
 from textpay.phones import to_e164
 from textpay.policy import effective_for_account
-from textpay.redaction import storable
+from textpay.redaction import PASSCODE_MASK, mask_four_digit_runs, storable
 
 DAY = timedelta(hours=24)
 # The inbound flood limit (`EngineConfig.inbound_per_minute`) counts texts over this window.
@@ -68,8 +71,10 @@ FLOOD_WINDOW = timedelta(minutes=1)
 INBOUND_LOCK_SPACE = 0x5450494E
 
 
-# Texts whose decision checks the daily deposit limit: today's deposits are read for them.
-_MOVES_MONEY = frozenset({conversation.Intent.CONFIRM, conversation.Intent.TOP_UP})
+# Texts whose decision may move money, or offer to: they need the day's deposits.
+_MOVES_MONEY = frozenset(
+    {conversation.Intent.CONFIRM, conversation.Intent.TOP_UP, conversation.Intent.PASSCODE}
+)
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
     if found.seen_message_id is not None:
         return _replayed(session, found.seen_message_id, config, now=now)
     facts = found.facts
-    body = storable(sms.body)
+    body = _storable(sms.body, command, facts)
     account_id = facts.accounts[0].account_id if facts.accounts else None
     if weighed and found.recent_inbound + 1 > config.inbound_per_minute:
         # Recorded, not answered: a runaway script or a loop between two bots costs nothing.
@@ -125,10 +130,13 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
             reply_body="", request_id=sms.request_id,
         )  # fmt: skip
         return Turn(message_id, None, intent="flood")
+    if command.passcode is not None:
+        facts = _check_passcode(found, command.passcode)
     decision = conversation.decide(facts, command)
     language = _language(facts, command, decision)
     spoken = voice(session, config)
 
+    reply = decision.reply
     answer: str | None = None
     charge: funding.ChargeOrder | None = None
     for effect in decision.effects:
@@ -151,10 +159,18 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
                                   top_up=effect)  # fmt: skip
         elif isinstance(effect, Fund):
             charge, answer = _accept(session, effect, found, now=now, config=config)
+        elif isinstance(effect, AskPasscode):
+            if not passcodes.ask(session, effect.prompt_id, effect.amount_cents, now=now):
+                reply = None  # it expired between the read and the update
+                answer = _offer_again(session, effect.account_id, facts, now=now, config=config)
+        elif isinstance(effect, PasscodeTried):
+            tried = facts.account(effect.account_id)
+            passcodes.record_try(session, effect.account_id, right=effect.right, lock=effect.lock,
+                                 tries_left=tried.passcode_tries_left, now=now)  # fmt: skip
 
-    if decision.reply is not None:
-        link = _link_for(session, decision.reply, phone=phone, now=now, config=config)
-        answer = replies.render(decision.reply, facts, language=language, now=now, voice=spoken,
+    if reply is not None:
+        link = _link_for(session, reply, phone=phone, now=now, config=config)
+        answer = replies.render(reply, facts, language=language, now=now, voice=spoken,
                                 link=link)  # fmt: skip
     # Stored with any card link masked: the link works only from the text it went out in. With
     # a charge, the answer waits for the card (a replay meanwhile hears "processing").
@@ -170,6 +186,31 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
     )
     label = facts.account(charge_account).label if (charge_account := _charged(decision)) else None
     return Turn(message_id, answer, charge, label=label, intent=command.intent.value)
+
+
+def _storable(body: str, command: conversation.Command, facts: Facts) -> str:
+    """The text as it may be kept: card numbers masked, a text of four digits alone masked
+    whole (it may be a passcode, asked for or not), and while a passcode is asked for, every
+    four digits in any text (`textpay.passcodes`)."""
+    if command.intent is conversation.Intent.PASSCODE:
+        return PASSCODE_MASK
+    kept = storable(body)
+    if any(o.passcode == "open" for o in facts.offers):
+        return mask_four_digit_runs(kept)
+    return kept
+
+
+def _check_passcode(found: gathered_facts.PhoneFacts, typed: str) -> Facts:
+    """The facts with the verdict on four digits typed while a passcode request is open: the
+    passcode of the account whose request it is (a slow hash: only then is it checked)."""
+    request = conversation.passcode_request(found.facts)
+    if request is None:
+        return found.facts
+    account = next(a for a in found.accounts if a.id == request.account_id)
+    locked = found.facts.account(request.account_id).passcode_locked_until is not None
+    if account.passcode_hash is None or locked:
+        return found.facts  # locked, or the passcode was cleared: not checked, never charged
+    return replace(found.facts, passcode_right=passcodes.matches(account.passcode_hash, typed))
 
 
 def _charged(decision: Decision) -> int | None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, func, literal, null
 from sqlmodel import Session, col, select
 
-from textpay import consent, episodes, funding, labels, prompts
+from textpay import consent, episodes, funding, labels, passcodes, prompts
 from textpay.accounts import payment_method_of
 from textpay.conversation import AccountFacts, Facts, OfferFacts
 from textpay.db import core, text_in
@@ -77,10 +77,20 @@ def account_facts_from(
     now: datetime | None = None,
 ) -> AccountFacts:
     """The facts about an account from what the caller already loaded (the scan loads a whole
-    batch at once). `now`: the moment its runway is told as of (`textpay.runway`); without it
-    the runway is left unsaid."""
+    batch at once). `now`: the moment its runway is told as of (`textpay.runway`), and what a
+    YES needs to know about the account's passcode; without it (the scan's offers) the runway
+    is left unsaid and no passcode is asked for."""
     assert account.id is not None
     zone, zone_named = text_zone(account, effective.facility_timezone)
+    passcode: dict[str, Any] = {}
+    if now is not None and account.passcode_hash is not None:
+        passcode = {
+            "has_passcode": True,
+            "passcode_over_cents": effective.passcode_over_cents,
+            "new_phone": passcodes.new_phone(account, effective, now=now),
+            "passcode_locked_until": passcodes.locked_until(account, now=now),
+            "passcode_tries_left": passcodes.tries_left(account, now=now),
+        }
     return AccountFacts(
         account_id=account.id,
         label=label or account.account_number[-4:],
@@ -100,6 +110,7 @@ def account_facts_from(
         deposited_last_24h_cents=deposited_last_24h_cents,
         payable_by_text=payable_by_text(account),
         runway_days=None if now is None else episodes.runway_days_left(account, now=now),
+        **passcode,
     )
 
 
@@ -132,6 +143,7 @@ def offer_facts(prompt: Prompt, *, now: datetime, card_token: str | None) -> Off
     card it named is still the card on file (`card_token`)."""
     same_card = prompt.card_token is None or prompt.card_token == card_token
     pending = prompt.status == PromptStatus.PENDING.value and prompt.expires_at > now and same_card
+    live = pending and prompts.acceptable(prompt, now=now)
     return OfferFacts(
         prompt_id=prompt.id or 0,
         account_id=prompt.account_id,
@@ -139,8 +151,11 @@ def offer_facts(prompt: Prompt, *, now: datetime, card_token: str | None) -> Off
         amount_cents=prompt.amount_cents,
         fee_cents=prompt.fee_cents,
         expires_at=prompt.expires_at,
-        live=pending and prompts.acceptable(prompt, now=now),
+        live=live,
         label_sent=prompt.label,
+        passcode=passcodes.request_state(prompt, live=live, now=now),
+        passcode_amount_cents=prompt.passcode_amount_cents,
+        passcode_requested_at=prompt.passcode_requested_at,
     )
 
 

@@ -125,6 +125,14 @@ SETTING_FIELDS: tuple[str, ...] = (
     "quiet_hours_end",
     "daily_message_cap",
     "runway_days",
+    # Passcode rules (`textpay.passcodes`): null at every level means the rule never applies.
+    "passcode_over_cents",
+    "passcode_new_phone_days",
+)
+# Settings whose global value may be null (the rule they set is off); every other setting
+# always has a global value.
+NULLABLE_SETTINGS: frozenset[str] = frozenset(
+    {"runway_days", "passcode_over_cents", "passcode_new_phone_days"}
 )
 
 
@@ -149,6 +157,10 @@ class GlobalSettings(SQLModel, table=True):
     daily_message_cap: int = Field(default=3)
     # Offer also when the calls left at the usual pace fall below this many days (null: off).
     runway_days: int | None = Field(default=None)
+    # A YES adding more than this (cents), or from a phone on its account for fewer than this
+    # many days, needs the account's passcode, when it has one. Null: never.
+    passcode_over_cents: int | None = _cents(nullable=True)
+    passcode_new_phone_days: int | None = Field(default=None)
     # Per-state sending windows stricter than the default: {"FL": ["08:00", "20:00"], ...}.
     state_quiet_hours: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_STATE_WINDOWS.items()},
@@ -183,6 +195,8 @@ class Facility(SQLModel, table=True):
     quiet_hours_end: str | None = Field(default=None, max_length=5)
     daily_message_cap: int | None = Field(default=None)
     runway_days: int | None = Field(default=None)
+    passcode_over_cents: int | None = _cents(nullable=True)
+    passcode_new_phone_days: int | None = Field(default=None)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -270,6 +284,19 @@ class Account(SQLModel, table=True):
     # AutoPay declines in this episode, and when the next try is due.
     autopay_failures: int = Field(default=0)
     autopay_retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # When the phone became this account's: set at enrolment and whenever the number changes
+    # (`passcode_new_phone_days` asks a new phone for the passcode).
+    phone_since: datetime = _timestamp()
+    # The subscriber's 4-digit passcode (`textpay.passcodes`): only a salted scrypt hash, never
+    # the digits, never in the audit trail or an API answer. Wrong passcodes in a row (the
+    # count restarts after a day without one), and the lock the third one sets.
+    passcode_hash: str | None = Field(default=None, max_length=255)
+    passcode_failures: int = Field(default=0)
+    passcode_failed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    passcode_locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The account's own passcode rules (null: the facility's, else the global ones).
+    passcode_over_cents: int | None = _cents(nullable=True)
+    passcode_new_phone_days: int | None = Field(default=None)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -441,6 +468,11 @@ class Prompt(SQLModel, table=True):
     # or a reply's answer plus a moment to read it). Null while the text waits in the outbox:
     # a subscriber cannot accept an offer they have not been sent.
     acceptable_after: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A YES that needed the account's passcode: when it was asked for and the amount that YES
+    # asked for. The offer stays pending; the passcode, within `passcodes.ANSWER_WITHIN`,
+    # accepts it for that amount as a YES would.
+    passcode_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    passcode_amount_cents: int | None = _cents(nullable=True)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -677,6 +709,7 @@ class ConsentEvent(SQLModel, table=True):
 __all__ = [
     "ID_MAX",
     "LEDGER_KIND_SIGN",
+    "NULLABLE_SETTINGS",
     "OPEN_PROMPT_STATUSES",
     "SETTING_FIELDS",
     "Account",

@@ -19,9 +19,8 @@ from sqlmodel import Session, col, select
 
 from textpay import audit, settings_cache
 from textpay.errors import FieldError, NotFound, ValidationFailed
-from textpay.models import SETTING_FIELDS, Facility, GlobalSettings
+from textpay.models import NULLABLE_SETTINGS, SETTING_FIELDS, Facility, GlobalSettings
 from textpay.policy import (
-    NULLABLE_SETTINGS,
     closed_places,
     get_global_settings,
     resolve,
@@ -81,7 +80,7 @@ def update_global_settings(session: Session, patch: SettingsPatch, *, actor: str
     nulls = [
         FieldError(name, "must not be null")
         for name, v in changes.items()
-        if v is None and name not in NULLABLE_SETTINGS
+        if v is None and name not in NULLABLE_SETTINGS  # null: the rule is off
     ]
     if nulls:
         raise ValidationFailed(nulls)

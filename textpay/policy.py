@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from textpay import quiet_hours, settings_cache
 from textpay.errors import FieldError, ValidationFailed
 from textpay.localtime import FALLBACK_ZONE, country_wide, likeliest_zone, place_of
-from textpay.models import SETTING_FIELDS, Account, Facility, GlobalSettings
+from textpay.models import NULLABLE_SETTINGS, SETTING_FIELDS, Account, Facility, GlobalSettings
 
 # FCC rules for inmate calling services: a provider must accept deposits of at least $50.
 FCC_MINIMUM_ALLOWED_DEPOSIT_CENTS = 5_000
@@ -52,9 +52,14 @@ SETTING_RANGES: dict[str, tuple[int, int]] = {
     "daily_message_cap": (1, 20),
     # Whole days; beyond a few weeks a 30-day pace says little about what is left.
     "runway_days": (1, 90),
+    # Null (at every level) turns these rules off; below a global value, `passcode_over_cents`
+    # at its maximum (no deposit is larger) or `passcode_new_phone_days` 0 turns them off.
+    "passcode_over_cents": (0, MAX_AMOUNT_CENTS),
+    "passcode_new_phone_days": (0, 365),
 }
-# Settings whose null is a value at every level (for the global default: "off"), not "inherit".
-NULLABLE_SETTINGS = frozenset({"runway_days"})
+# Settings an account may override for itself besides its threshold and preset (each also a
+# column of `account`). Null (`NULLABLE_SETTINGS`) is "off" globally, "inherit" below.
+ACCOUNT_OVERRIDES = ("runway_days", "passcode_over_cents", "passcode_new_phone_days")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class EffectiveSettings:
     quiet_hours_end: str
     daily_message_cap: int
     runway_days: int | None  # `textpay.runway`: None is off
+    passcode_over_cents: int | None  # `textpay.passcodes`: None is never
+    passcode_new_phone_days: int | None
     sources: dict[str, str]
     # Where the facility is (not a setting: it is not inherited and not shown among them).
     facility_timezone: str | None = None
@@ -139,9 +146,11 @@ def resolve(
         if account.preset_amount_cents is not None:
             values["preset_amount_cents"] = account.preset_amount_cents
             sources["preset_amount_cents"] = "account"
-        if account.runway_days is not None:
-            values["runway_days"] = account.runway_days
-            sources["runway_days"] = "account"
+        for name in ACCOUNT_OVERRIDES:  # the scan's plain rows carry only runway_days
+            own = getattr(account, name, None)
+            if own is not None:
+                values[name] = own
+                sources[name] = "account"
     return EffectiveSettings(
         **values,
         sources=sources,
@@ -192,7 +201,7 @@ def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
         value = values[name]
         if value is None and name in NULLABLE_SETTINGS:
             continue
-        if not low <= value <= high:
+        if value is None or not low <= value <= high:
             errors.append(FieldError(prefix + name, f"must be between {low} and {high}"))
     for name in ("quiet_hours_start", "quiet_hours_end"):
         if not _HH_MM.match(values[name]):

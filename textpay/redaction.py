@@ -1,4 +1,4 @@
-"""Keeping card numbers out of everything TextPay writes.
+"""Keeping card numbers and passcodes out of everything TextPay writes.
 
 Subscribers sometimes text their card number, and operators sometimes paste one into the wrong
 field. It must never reach the database, a log line or a text (PCI DSS): in a subscriber's
@@ -22,14 +22,23 @@ What counts as a card number, however it was typed:
   or 14 digits that pass the Luhn check (13-digit Visa, 14-digit Diners).
 
 The whole run is masked, separators inside it included; what is around it is kept as typed.
+
+A passcode (`textpay.passcodes`) is a text of four digits and nothing else (`passcode_typed`):
+any such text is stored as `PASSCODE_MASK`, whether or not a passcode was asked for, and while
+one is asked for every run of four digits in any text is masked too (`mask_four_digit_runs`).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator
 
 MASK = "[card number removed]"
+PASSCODE_MASK = "[passcode removed]"
+PASSCODE_DIGITS = 4
+# Four decimal digits of any script, not part of a longer run of digits.
+_FOUR_DIGITS = re.compile(r"(?<!\d)\d{4}(?!\d)")
 MIN_DIGITS = 13  # a run shorter than this is never a card number
 ALWAYS_DIGITS = 15  # from here on a run is a card number whatever its check digit
 MAX_GAP = 3  # separator characters allowed between two digits of one run (` - `, `) (`)
@@ -150,3 +159,26 @@ def storable(text: str) -> str:
     """Text safe to keep and log: control characters dropped, then card numbers masked (in
     that order, so that a control character typed between digits hides nothing)."""
     return mask_card_numbers(without_control_characters(text))[0]
+
+
+def passcode_typed(text: str) -> str | None:
+    """The passcode (as ASCII digits) of a text that is four digits and nothing else: decimal
+    digits of any script as NFKC reads them (`1234`, full-width, Arabic-Indic, keycaps), with
+    only spaces, punctuation and invisible characters around or between them. None for any
+    other text (`YES 1234`, `12345`); `12 34` and `#1234` are four digits too."""
+    digits: list[str] = []
+    for _, char in _read(text):
+        kind = _kind(char)
+        if kind == _DIGIT:
+            digits.append(str(unicodedata.decimal(char)))
+            if len(digits) > PASSCODE_DIGITS:
+                return None
+        elif kind == _BREAK:
+            return None  # a letter, a currency sign, another kind of number
+    return "".join(digits) if len(digits) == PASSCODE_DIGITS else None
+
+
+def mask_four_digit_runs(text: str) -> str:
+    """`text` with every run of exactly four digits written `PASSCODE_MASK` (while a passcode
+    is asked for, `my code is 1234` is kept without it)."""
+    return _FOUR_DIGITS.sub(PASSCODE_MASK, text)

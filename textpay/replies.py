@@ -339,6 +339,43 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "es": "{program}: AutoPay desactivado para {labels}. Le avisaremos por mensaje cuando "
         "el saldo esté bajo.",
     },
+    # Passcodes (`textpay.passcodes`): a YES that needs one, and the answers to four digits.
+    "passcode_asked": {
+        "en": "{program}: reply with your 4-digit passcode to add {amount} to acct ...{label}. "
+        "Nothing is charged until you do. The request lasts 10 min.",
+        "es": "{program}: responda con su clave de 4 dígitos para agregar {amount} a la cuenta "
+        "...{label}. No se cobra nada hasta entonces. La solicitud dura 10 min.",
+    },
+    "passcode_wrong": {
+        "en": "{program}: wrong passcode for acct ...{label}, so nothing was charged. {tries}.",
+        "es": "{program}: clave incorrecta para la cuenta ...{label}; no se cobró nada. {tries}.",
+    },
+    "passcode_locked_now": {
+        "en": "{program}: 3 wrong passcodes, so passcode payments for acct ...{label} are locked "
+        "for 24 hours. Nothing was charged. For help, contact {support}.",
+        "es": "{program}: 3 claves incorrectas; los pagos con clave de la cuenta ...{label} "
+        "quedan bloqueados por 24 horas. No se cobró nada. Para ayuda, contacte a {support}.",
+    },
+    "passcode_locked": {
+        "en": "{program}: passcode payments for acct ...{label} are locked until {until} after "
+        "3 wrong passcodes, so nothing was charged. For help, contact {support}.",
+        "es": "{program}: los pagos con clave de la cuenta ...{label} están bloqueados hasta "
+        "{until} por 3 claves incorrectas; no se cobró nada. Para ayuda, contacte a {support}.",
+    },
+    "passcode_lapsed": {
+        "en": "{program}: that passcode came after the 10-min limit, so nothing was charged to "
+        "acct ...{label}. Reply YES to start again.",
+        "es": "{program}: esa clave llegó después del límite de 10 min; no se cobró nada a la "
+        "cuenta ...{label}. Responda SI para empezar de nuevo.",
+    },
+    "passcode_used": {
+        "en": "{program}: that payment for acct ...{label} is already done, so nothing more was "
+        "charged. Text BAL for your balance.",
+        "es": "{program}: ese pago para la cuenta ...{label} ya se hizo; no se cobró nada más. "
+        "Envíe SALDO para ver su saldo.",
+    },
+    "passcode_tries": {"en": "{count} tries left", "es": "Quedan {count} intentos"},
+    "passcode_try": {"en": "1 try left", "es": "Queda 1 intento"},
     "autopay_already_off": {
         "en": "{program}: AutoPay isn't on for any of your accounts. Reply AUTOPAY ON to start.",
         "es": "{program}: AutoPay no está activado en sus cuentas. Responda AUTOPAY ON para "
@@ -714,6 +751,15 @@ def render(
     elif account is not None and reply.key == "daily_limit":
         left = max(0, account.daily_limit_cents - account.deposited_last_24h_cents)
         fields.update(limit=format_cents(account.daily_limit_cents), left=format_cents(left))
+    elif account is not None and reply.key == "passcode_asked":
+        fields.update(amount=format_cents(reply.amount_cents or account.preset_amount_cents))
+    elif reply.key == "passcode_wrong":
+        key = "passcode_try" if reply.count == 1 else "passcode_tries"
+        fields.update(tries=_fill(key, language, voice, count=reply.count))
+    elif account is not None and reply.key == "passcode_locked":
+        until = account.passcode_locked_until or now
+        fields.update(until=when(until, now, account.timezone, language,
+                                 name_zone=account.zone_named))  # fmt: skip
     elif account is not None and reply.key == "autopay_on":
         fields.update(
             threshold=format_cents(account.threshold_cents),

@@ -97,6 +97,13 @@ AccountNumber = Annotated[
 Nickname = Annotated[str, StringConstraints(max_length=40)]
 
 
+def _setting(name: str) -> Any:
+    """An optional integer setting with its range from `textpay.policy.SETTING_RANGES`: the
+    schema (and the OpenAPI document made from it) states every bound the policy enforces."""
+    low, high = SETTING_RANGES[name]
+    return Field(default=None, ge=low, le=high)
+
+
 # A phone number is stored only as libphonenumber's E.164 form of it, never as typed, and a
 # valid one can pass the card rule (`+86 138 0013 8002`: 13 digits, Luhn-valid): it is checked
 # as a phone number (`textpay.phones.to_e164`, which never repeats a card number back).
@@ -118,6 +125,9 @@ class AccountCreate(StrictInput):
     threshold_cents: Cents | None = None
     runway_days: RunwayDays | None = None
     payment_method: PaymentMethodIn | None = None
+    # The account's own passcode rules (null: the facility's, else the global ones).
+    passcode_over_cents: int | None = _setting("passcode_over_cents")
+    passcode_new_phone_days: int | None = _setting("passcode_new_phone_days")
 
 
 class AccountUpdate(StrictInput):
@@ -137,6 +147,8 @@ class AccountUpdate(StrictInput):
     runway_days: RunwayDays | None = None
     status: Literal["active", "suspended", "closed"] | None = None
     payment_method: PaymentMethodIn | None = None
+    passcode_over_cents: int | None = _setting("passcode_over_cents")
+    passcode_new_phone_days: int | None = _setting("passcode_new_phone_days")
 
 
 # Fields of AccountUpdate that cannot be null: sending null for them is an error, not a clear.
@@ -148,13 +160,6 @@ ACCOUNT_FIELDS_NOT_NULLABLE = (
     "autopay_enabled",
     "status",
 )
-
-
-def _setting(name: str) -> Any:
-    """An optional integer setting with its range from `textpay.policy.SETTING_RANGES`: the
-    schema (and the OpenAPI document made from it) states every bound the policy enforces."""
-    low, high = SETTING_RANGES[name]
-    return Field(default=None, ge=low, le=high)
 
 
 class SettingsFields(StrictInput):
@@ -175,6 +180,9 @@ class SettingsFields(StrictInput):
     # Offer also when the days of calls left at the usual pace fall below this (null: off for
     # the global default, "inherit" for a facility).
     runway_days: int | None = _setting("runway_days")
+    # Null at the global level: the rule is off; at a facility: the global value.
+    passcode_over_cents: int | None = _setting("passcode_over_cents")
+    passcode_new_phone_days: int | None = _setting("passcode_new_phone_days")
 
 
 StateCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
@@ -233,6 +241,15 @@ class CardRefundIn(StrictInput):
     deposit_id: Annotated[int, Field(ge=1, le=ID_MAX)]
     amount_cents: PositiveCents
     reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class PasscodeIn(StrictInput):
+    """An account's passcode (`PUT /admin/accounts/{id}/passcode`): exactly four ASCII digits,
+    taken as sent (no spaces trimmed: a passcode that is not what was typed is refused)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
+
+    passcode: Annotated[str, StringConstraints(min_length=4, max_length=4, pattern=r"^[0-9]{4}$")]
 
 
 # An operator's email: ASCII only (lower-casing it never changes its length), short enough that

@@ -229,8 +229,12 @@ def _flat(value: object) -> str:
 def enrol(demo: Demo) -> None:
     heading(demo.out, "1. Families enrol their accounts (admin API)")
     for n, account in enumerate(demo.story["accounts"]):
-        fields = {k: v for k, v in account.items() if k not in ("start_cents", "calls_cents")}
+        fields = {k: v for k, v in account.items()
+                  if k not in ("start_cents", "calls_cents", "passcode")}  # fmt: skip
         created = demo.call("POST", "/admin/accounts", fields)
+        if account.get("passcode"):
+            demo.call("PUT", f"/admin/accounts/{created['id']}/passcode",
+                      {"passcode": account["passcode"]})  # fmt: skip
         deposit = {"amount_cents": account["start_cents"], "reason": "first deposit"}
         demo.call("POST", f"/admin/accounts/{created['id']}/credits", deposit,
                   **{"Idempotency-Key": f"demo-start-{n}"})  # fmt: skip

@@ -36,7 +36,7 @@ assert len(LONGEST_BASE) == PUBLIC_URL_MAX
 VOICE = replies.Voice(program="TextPay", support="textpay.example/help", messages_per_day=3)
 # Pieces of other replies, and replies built by their own functions from engine data.
 FRAGMENTS = {"fee_note", "balance_line", "balance_offer", "balance_more", "runway", "runway_one",
-             "runway_less", "runway_long"}  # fmt: skip
+             "runway_less", "runway_long", "passcode_tries", "passcode_try"}  # fmt: skip
 BUILT_ELSEWHERE = {
     "offer",
     "top_up",

@@ -48,6 +48,8 @@ CONSOLE_WRITES = {
 ADMIN_WRITES = {
     "admin.create": OperatorRole.AGENT,
     "admin.change": OperatorRole.AGENT,
+    "admin.put_passcode": OperatorRole.AGENT,
+    "admin.delete_passcode": OperatorRole.AGENT,
     "admin.card_refund": OperatorRole.AGENT,
     "admin.credit": OperatorRole.AGENT,
     "admin.usage": OperatorRole.AGENT,

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from sqlmodel import Session
 
+from textpay import passcodes
 from textpay.accounts import (
     Enrolment,
     create_account,
@@ -16,7 +17,8 @@ from textpay.accounts import (
     update_account,
 )
 from textpay.models import OperatorRole
-from textpay.schemas import AccountCreate, AccountUpdate, PaymentMethodIn
+from textpay.schemas import AccountCreate, AccountUpdate, PasscodeIn, PaymentMethodIn
+from textpay.timeutil import utcnow
 from webhooks.admin import bp, requires
 from webhooks.admin.requests import actor, body, id_arg, int_arg
 from webhooks.admin.serializers import account_json
@@ -100,3 +102,41 @@ def change(account_id: int) -> Response:
             )
         )
     )
+
+
+def _passcode_json(account_id: int, has_one: bool) -> dict[str, Any]:
+    return {"account_id": account_id, "passcode_set": has_one}
+
+
+@bp.put("/accounts/<id:account_id>/passcode")
+@requires(OperatorRole.AGENT)
+def put_passcode(account_id: int) -> Response:
+    """Set (or replace) the account's 4-digit passcode. Answers only that it is set: the
+    digits are never returned, stored (only their scrypt hash) nor logged."""
+    data = body(PasscodeIn)
+    who = actor()
+
+    def work(session: Session) -> dict[str, Any]:
+        account = get_account(session, account_id)
+        passcodes.set_passcode(session, account, data.passcode, actor=who, now=utcnow())
+        session.add(account)
+        return _passcode_json(account_id, True)
+
+    return jsonify(in_transaction(work))
+
+
+@bp.delete("/accounts/<id:account_id>/passcode")
+@requires(OperatorRole.AGENT)
+def delete_passcode(account_id: int) -> Response:
+    """Clear the account's passcode (its YES pays without one again). Clearing an account
+    with none changes nothing and is not audited."""
+    who = actor()
+
+    def work(session: Session) -> dict[str, Any]:
+        account = get_account(session, account_id)
+        if account.passcode_hash is not None:
+            passcodes.clear_passcode(session, account, actor=who, now=utcnow())
+            session.add(account)
+        return _passcode_json(account_id, False)
+
+    return jsonify(in_transaction(work))

@@ -21,6 +21,7 @@ from textpay.schemas import (
     CardRefundIn,
     CreditIn,
     OperatorIn,
+    PasscodeIn,
     SettingsPatch,
     TokenIn,
     UsageIn,
@@ -50,6 +51,8 @@ class SettingsValues(Out):
     quiet_hours_end: str
     daily_message_cap: int
     runway_days: int | None
+    passcode_over_cents: int | None
+    passcode_new_phone_days: int | None
 
 
 class EffectiveOut(SettingsValues):
@@ -77,6 +80,8 @@ class FacilityOut(Out):
     quiet_hours_end: str | None
     daily_message_cap: int | None
     runway_days: int | None
+    passcode_over_cents: int | None
+    passcode_new_phone_days: int | None
     effective: EffectiveOut
     created_at: str
     updated_at: str
@@ -126,6 +131,11 @@ class AccountOut(Out):
     threshold_cents: int | None
     runway_days: int | None
     runway_estimate_days: int | None
+    passcode_over_cents: int | None
+    passcode_new_phone_days: int | None
+    passcode_set: bool
+    passcode_locked_until: str | None
+    phone_since: str
     status: str
     opted_out: bool
     opted_out_at: str | None
@@ -137,6 +147,11 @@ class AccountOut(Out):
     disputes: list[DisputeOut]
     created_at: str
     updated_at: str
+
+
+class PasscodeOut(Out):
+    account_id: int
+    passcode_set: bool
 
 
 class AccountList(Out):
@@ -299,13 +314,13 @@ class TokenList(Out):
 def _components() -> dict[str, Any]:
     inputs: list[type[BaseModel]] = [
         AccountCreate, AccountUpdate, UsageIn, CreditIn, CardRefundIn, SettingsPatch,
-        FacilityIn, OperatorIn, TokenIn,
+        FacilityIn, OperatorIn, TokenIn, PasscodeIn,
     ]  # fmt: skip
     outputs: list[type[BaseModel]] = [
         ProblemOut, SettingsOut, FacilityOut, FacilityList, AccountOut, AccountList,
         LedgerEntryOut, LedgerPage, CardRefundOut, CardRefundList, AuditPage, MessagePage,
         ScanRunOut, ScanRunPage, OperatorOut, OperatorCreated, OperatorList, TokenOut,
-        TokenCreated, TokenList,
+        TokenCreated, TokenList, PasscodeOut,
     ]  # fmt: skip
     validation: Literal["validation"] = "validation"
     serialization: Literal["serialization"] = "serialization"
@@ -495,6 +510,18 @@ def document() -> dict[str, Any]:
                     "AccountOut",
                     body="AccountUpdate",
                     params=[ACCOUNT_ID],
+                ),
+            },
+            "/admin/accounts/{account_id}/passcode": {
+                "put": _operation(
+                    "Set the account's 4-digit passcode (never returned, stored hashed)",
+                    200,
+                    "PasscodeOut",
+                    body="PasscodeIn",
+                    params=[ACCOUNT_ID],
+                ),
+                "delete": _operation(
+                    "Clear the account's passcode", 200, "PasscodeOut", params=[ACCOUNT_ID]
                 ),
             },
             "/admin/accounts/{account_id}/usage": {

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from textpay import episodes, prompts
+from textpay import episodes, passcodes, prompts
 from textpay.accounts import payment_method_of
 from textpay.card_refunds import RefundFacts
 from textpay.models import (
@@ -52,6 +52,13 @@ def account_json(session: Session, account: Account) -> dict[str, Any]:
         "runway_days": account.runway_days,
         # Days of calls left at the account's usual pace (`textpay.runway`); null: unknown.
         "runway_estimate_days": episodes.runway_days_left(account, now=utcnow()),
+        "passcode_over_cents": account.passcode_over_cents,
+        "passcode_new_phone_days": account.passcode_new_phone_days,
+        # Whether it has a passcode, never the passcode (only its hash is kept, never shown).
+        "passcode_set": account.passcode_hash is not None,
+        # While three wrong passcodes lock passcode payments (null otherwise).
+        "passcode_locked_until": iso(passcodes.locked_until(account, now=utcnow())),
+        "phone_since": iso(account.phone_since),
         "status": account.status,
         "opted_out": account.opted_out,
         "opted_out_at": iso(account.opted_out_at),

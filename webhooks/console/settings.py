@@ -27,7 +27,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from textpay import lowbalance
 from textpay.errors import FieldError, NotFound, ValidationFailed
 from textpay.lowbalance import Action
-from textpay.models import SETTING_FIELDS, OperatorRole
+from textpay.models import NULLABLE_SETTINGS, SETTING_FIELDS, OperatorRole
 from textpay.operator_settings import (
     FacilityIn,
     get_facility,
@@ -35,7 +35,7 @@ from textpay.operator_settings import (
     put_facility,
     update_global_settings,
 )
-from textpay.policy import NULLABLE_SETTINGS, get_global_settings
+from textpay.policy import get_global_settings
 from textpay.schemas import SettingsPatch
 from textpay.timeutil import utcnow
 from webhooks.console import bp, current_operator, requires
@@ -55,6 +55,8 @@ LABELS = {
     "quiet_hours_end": "Sending window closes (HH:MM)",
     "daily_message_cap": "Texts per number per day, at most",
     "runway_days": "Also offer when calls left fall below (days; empty: off)",
+    "passcode_over_cents": "Passcode for deposits over (cents; empty: never)",
+    "passcode_new_phone_days": "Passcode for a phone newer than (days; empty: never)",
 }
 TEXT_FIELDS = frozenset({"quiet_hours_start", "quiet_hours_end"})
 _DIGITS = re.compile(r"[0-9]{1,12}")
@@ -97,8 +99,9 @@ def _parse(
 ) -> tuple[dict[str, Any], list[FieldError]]:
     """The form's values for the settings model: numbers as integers; an empty box is "inherit"
     for a facility and "no change" for the global defaults, except that a global setting whose
-    null is a value (`runway_days`: off), shown empty when null, is null when its box is sent
-    empty (`present`: the boxes the form sent; one not sent is no change)."""
+    null is a value (`runway_days`: off; the passcode rules: never), shown empty when null, is
+    null when its box is sent empty (`present`: the boxes the form sent; one not sent is no
+    change)."""
     values: dict[str, Any] = {}
     errors: list[FieldError] = []
     for name in SETTING_FIELDS:
