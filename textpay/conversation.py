@@ -384,6 +384,9 @@ class OfferFacts:
     passcode: str | None = None
     passcode_amount_cents: int | None = None
     passcode_requested_at: datetime | None = None
+    # Funded within the last `JUST_FUNDED` (facts.offer_facts): a plain YES now is most likely
+    # the same YES sent twice, and is not read as a request for another top-up.
+    just_funded: bool = False
 
 
 @dataclass(frozen=True)
@@ -616,6 +619,9 @@ def _confirm_without_offer(facts: Facts, account_id: int, reading: Reading) -> D
     # A pending one here is past its expiry, or not yet acceptable (sent a moment ago).
     if statuses & {"expired", "failed", "pending"} and _plain_yes(reading):
         return Decision(None, (OfferAgain(account_id),))
+    if _plain_yes(reading) and any(o.just_funded for o in facts.offers
+                                   if o.account_id == account_id):  # fmt: skip
+        return Decision(Reply("just_funded", account_id=account_id))
     return _offer_top_up(facts, account_id, reading)
 
 
@@ -636,6 +642,12 @@ def _nothing_live(facts: Facts, named: list[int], reading: Reading) -> Decision:
         if _plain_yes(reading):
             return Decision(None, (OfferAgain(chosen),))
         return _offer_top_up(facts, chosen, reading)
+    if _plain_yes(reading):
+        # A YES resent after its payment went through (a nervous second tap, a text that crossed
+        # the receipt) is told so; another top-up is one ADD away. `YES 20` still asks for one.
+        funded = _chosen(named, [o.account_id for o in facts.offers if o.just_funded])
+        if funded is not None:
+            return Decision(Reply("just_funded", account_id=funded))
     return _top_up_of(facts, named, reading)
 
 

@@ -33,6 +33,9 @@ from textpay.models import (
 from textpay.policy import EffectiveSettings, effective_for_account, text_zone
 
 DAY = timedelta(hours=24)
+# How long after an offer is funded a plain YES is taken for the same YES sent again
+# (`OfferFacts.just_funded`) rather than a request for another top-up.
+JUST_FUNDED = timedelta(minutes=10)
 
 
 def payable_by_text(account: Account) -> bool:
@@ -156,6 +159,8 @@ def offer_facts(prompt: Prompt, *, now: datetime, card_token: str | None) -> Off
         passcode=passcodes.request_state(prompt, live=live, now=now),
         passcode_amount_cents=prompt.passcode_amount_cents,
         passcode_requested_at=prompt.passcode_requested_at,
+        just_funded=prompt.status == PromptStatus.FUNDED.value
+        and prompt.updated_at > now - JUST_FUNDED,
     )
 
 

@@ -183,6 +183,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "es": "{program}: su pago para la cuenta ...{label} ya se está procesando. Le "
         "enviaremos el recibo. No se le cobrará dos veces.",
     },
+    "just_funded": {
+        "en": "{program}: your payment for acct ...{label} already went through, so nothing more "
+        "was charged. Text BAL for your balance, or ADD and an amount to add more (e.g. ADD 20).",
+        "es": "{program}: su pago para la cuenta ...{label} ya se hizo; no se cobró nada más. "
+        "Envíe SALDO para ver su saldo, o AGREGAR y un monto para agregar más (p. ej. AGREGAR "
+        "20).",
+    },
     "no_offer": {
         "en": "{program}: there's no top-up offer waiting, so nothing was charged. Text BAL for "
         "your balance or HELP for help.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -354,6 +355,10 @@ LAPSED = Facts(accounts=(account(),), offers=(offer(status="expired", live=False
 WAITING = Facts(accounts=(account(),), offers=(offer(status="pending", live=False),))
 IN_FLIGHT = Facts(accounts=(account(),), offers=(offer(status="accepted", live=False),))
 FUNDED = Facts(accounts=(account(),), offers=(offer(status="funded", live=False),))
+# Funded a moment ago: a plain YES now is the same YES sent twice.
+JUST_FUNDED = Facts(
+    accounts=(account(),), offers=(replace(offer(status="funded", live=False), just_funded=True),)
+)
 TWO = Facts(accounts=(MOM, SIS))
 # An account whose number is short enough that its label is "20": `20` names it.
 TWENTY = Facts(accounts=(account(1, "4821"), account(2, "20", nickname="Tio")))
@@ -378,6 +383,12 @@ TWENTY = Facts(accounts=(account(1, "4821"), account(2, "20", nickname="Tio")))
         (ALONE, "YES 20", (TopUp(1, 2000),), None),
         (SPANISH, "SI 20", (TopUp(1, 2000),), None),
         (FUNDED, "YES", (TopUp(1),), None),
+        # Right after a payment a plain YES is told it went through; an amount or ADD asks.
+        (JUST_FUNDED, "YES", (), "just_funded"),
+        (JUST_FUNDED, "SI", (), "just_funded"),
+        (JUST_FUNDED, "YES 4821", (), "just_funded"),
+        (JUST_FUNDED, "YES 20", (TopUp(1, 2000),), None),
+        (JUST_FUNDED, "ADD", (TopUp(1),), None),
         # A lapsed or waiting offer: a plain YES makes it again as it was; an amount asks for
         # that amount instead.
         (LAPSED, "YES", (OfferAgain(1),), None),

@@ -76,9 +76,15 @@ def test_add_is_answered_with_an_offer_and_the_next_yes_funds_it_once(
         assert charges(engine) == 1
         assert offers(engine) == [(mom["id"], "funded", 2000)]
 
-        # Another YES is not a second charge: it asks for another top-up, offered at the preset.
+        # The same YES sent again (another SID) is not a second charge, nor an offer a third
+        # tap would pay: it says the payment went through and how to add more.
         again = twilio.text(MOM, "YES")
-        assert "add $25.00 to acct ...4821" in again
+        assert "payment for acct ...4821 already went through" in again
+        assert "ADD and an amount" in again
+        assert offers(engine) == [(mom["id"], "funded", 2000)]
+        # Ten minutes on, a plain YES asks for a top-up again (an ADD would at once).
+        clock.tick(timedelta(minutes=10))
+        assert "add $25.00 to acct ...4821" in twilio.text(MOM, "YES")
         assert charges(engine) == 1
 
 
@@ -109,7 +115,8 @@ def test_yes_with_no_offer_asks_for_a_top_up_and_the_next_yes_funds_it(
         assert charges(engine) == 0
         clock.tick(READ)
         assert "added $25.00" in twilio.text(MOM, "YES")
-        # YES 20 with no offer asks for $20.00, and only the YES after it charges that.
+        # YES 20 with no offer asks for $20.00 (an amount typed is a new request even right
+        # after a payment), and only the YES after it charges that.
         offer = twilio.text(MOM, "YES 20")
         assert "add $20.00 to acct ...4821" in offer
         clock.tick(READ)
