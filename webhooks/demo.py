@@ -6,6 +6,10 @@ sender), and plays their text conversations as signed Twilio webhooks through th
 printing each exchange with the ledger entries it caused. Nothing here is a canned string: every
 line TextPay "says" is what the engine answered.
 
+Tio Luis, above the dollar threshold, is offered for his runway (days of calls left at his usual
+pace); Abuela's larger SI asks for her passcode; she tops up by text (AGREGAR 20); months later
+the card-expiry job warns of the cards about to expire (once each: it runs twice).
+
 A subscriber whose card declines texts CARD and "opens" the link TextPay answers with, as her
 phone's browser would: the demo GETs the card page through the Flask test client, posts its form
 (with the page's CSRF value) choosing another sandbox card, shows the confirmation page and the
@@ -30,7 +34,7 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,7 +45,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from scheduler import dispatch, scan
+from scheduler import card_expiry, dispatch, scan
 from textpay import card_links, ledger
 from textpay.config import Settings
 from textpay.db import create_schema, make_engine, unit_of_work
@@ -185,6 +189,7 @@ def run(out: TextIO, database: Path | None = None, payments: str = "sandbox") ->
         with travel(demo.when):
             first_scan(demo)
             converse(demo)
+        cards_expire(demo)
         sound = standings(demo)
         demo.engine.dispose()
     return sound
@@ -368,8 +373,22 @@ def page_words(html: str) -> str:
     return " | ".join(b.strip() for b in blocks if b.strip())
 
 
+def cards_expire(demo: Demo) -> None:
+    """Months later, the daily card-expiry job: 25 days before the end of August 2029, when
+    Mom's and Tio Luis's cards expire, each card on file gets one warning (a rerun, none)."""
+    moment = datetime(2029, 8, 7, 16, 0, tzinfo=UTC)  # noon in New York: inside the window
+    heading(demo.out, "5. Months later: cards about to expire (the daily card-expiry job)")
+    with travel(moment):
+        config = demo.app.extensions["textpay"].engine_config
+        first = card_expiry.run(demo.engine, config, now=moment)
+        again = card_expiry.run(demo.engine, config, now=moment)
+        demo.send()
+    print(f"  (warnings queued: {first.warned}; the same job run again: {again.warned})",
+          file=demo.out)  # fmt: skip
+
+
 def standings(demo: Demo) -> bool:
-    heading(demo.out, "5. Where everyone stands")
+    heading(demo.out, "6. Where everyone stands")
     with unit_of_work(demo.engine) as session:
         for account in session.exec(select(Account).order_by(col(Account.id))):
             state = "opted out" if account.opted_out else "subscribed"

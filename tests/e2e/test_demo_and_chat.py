@@ -57,6 +57,17 @@ def test_the_demo_transcript_matches_the_database(tmp_path: Path, payments: str)
     # link (Stripe's card page is Stripe Checkout, which the demo does not play).
     assert len(funded) == (6 if payments == "sandbox" else 5)
     assert (2000, "7730") in funded  # AGREGAR 20, then SI
+    # Tio Luis, above the dollar threshold, was offered for his runway, and the offer says so.
+    assert "acct ...5566 (Tio Luis): balance $10.00 as of" in transcript
+    assert "about 3 days of calls left at your usual pace" in transcript
+    # Abuela's SI 40 asked for her passcode, which paid; the passcode was not stored as typed.
+    assert (
+        "responda con su clave de 4 digitos para agregar $40.00 a la cuenta ...7730" in transcript
+    )
+    assert (4000, "7730") in funded
+    # Months later each card expiring in August 2029 was warned of once.
+    assert "card ...4242 on file for acct ...4821 (Mom) expires 08/29. Text CARD 4821" in transcript
+    assert "(warnings queued: 2; the same job run again: 0)" in transcript
     assert "ledger check: every balance equals the sum of its entries" in transcript
 
     engine = make_engine(f"sqlite:///{database}")
@@ -68,6 +79,10 @@ def test_the_demo_transcript_matches_the_database(tmp_path: Path, payments: str)
         ]
         # Every amount the transcript says was added is a deposit on that account, and no other.
         assert sorted(deposits) == sorted((cents, accounts[s].id) for cents, s in funded)
+
+        stored = [m.body for m in session.exec(select(Message)) if m.body]
+        assert not [body for body in stored if "2580" in body]
+        assert "[passcode removed]" in stored
 
         # The declined card moved no money; on the sandbox, the card Sis chose from the link
         # (its page, its confirmation text) paid her next YES.
