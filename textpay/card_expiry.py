@@ -14,6 +14,9 @@ Owns:
   charge the subscriber is texted the card link, once per card and low-balance episode,
   audited as `account.autopay_card_expired`.
 
+A notice waiting in the outbox (the night, the daily cap) is dropped when it leaves if the card
+it speaks of is no longer the one on file (`stale_notices`).
+
 Each text is recorded once in `card_expiry_notice`, whose unique key is (account, card, kind,
 episode), in the same savepoint as the text it queues: a rerun, or a second clock, finds the row
 and queues nothing. A card is named by `card_key`, a SHA-256 of its token and expiry (never the
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -156,6 +160,35 @@ def expired_card(session: Session, account: Account, *, now: datetime) -> Paymen
         return None
     moment = expires_at(session, account, method)
     return method if moment is not None and now >= moment else None
+
+
+def stale_notices(session: Session, message_ids: Iterable[int]) -> set[int]:
+    """Of these queued card notices (`Message.id`), those whose card is no longer the one on
+    file (a new card, a new expiry, or none): the outbox drops them, since "card ...4242
+    expires 03/27" or "card ...4242 expired" would not be true when it left."""
+    wanted = sorted(set(message_ids))
+    if not wanted:
+        return set()
+    told = session.execute(
+        select(CardExpiryNotice.message_id, CardExpiryNotice.account_id, CardExpiryNotice.card_key)
+        .where(col(CardExpiryNotice.message_id).in_(wanted))
+    ).all()  # fmt: skip
+    cards = {
+        m.account_id: m
+        for m in session.exec(
+            select(PaymentMethod).where(col(PaymentMethod.account_id).in_({a for _, a, _ in told}))
+        )
+    }
+
+    def on_file(account_id: int, key: str) -> bool:
+        method = cards.get(account_id)
+        return (
+            method is not None
+            and _has_expiry(method.exp_month, method.exp_year)
+            and _key_of(method) == key
+        )
+
+    return {message_id for message_id, account_id, key in told if not on_file(account_id, key)}
 
 
 def _months_around(now: datetime) -> list[tuple[int, int]]:

@@ -13,7 +13,8 @@ operator decides.
 What leaves must still be true when it leaves: a text may have waited hours (quiet hours, the
 cap), so at claim time it is dropped (`canceled`) if its number has opted out since, if the offer
 it carries is no longer pending or has expired, if an offer's account can no longer be paid by
-text (closed, suspended, TextPay off), or if a card notice's account is no longer active. An
+text (closed, suspended, TextPay off), or if a card notice's account is no longer active or its
+card is no longer the one on file. An
 offer becomes acceptable when its text is sent.
 
 The daily cap counts texts sent, claimed and of unknown outcome alike, and two dispatchers never
@@ -36,7 +37,7 @@ from sqlalchemy import delete, text, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from textpay import card_links, consent, messages, prompts
+from textpay import card_expiry, card_links, consent, messages, prompts
 from textpay.models import (
     WAITING_MESSAGE,
     Account,
@@ -197,6 +198,8 @@ class _Batch:
     # When each of those numbers' capped texts of the last day went (or were claimed).
     recent: dict[str, list[datetime]]
     rules: dict[int, DeliveryRules] = field(default_factory=dict)
+    # Card notices whose card is no longer the one on file (`card_expiry.stale_notices`).
+    stale_card_notices: set[int] = field(default_factory=set)
 
     @classmethod
     def load(cls, session: Session, due: Sequence[Message], *, now: datetime) -> _Batch:
@@ -220,6 +223,9 @@ class _Batch:
             accounts={i: a for i, a in accounts.items() if i is not None},
             ours=ours,
             recent=_capped_times(session, ours, now=now),
+            stale_card_notices=card_expiry.stale_notices(
+                session, (m.id for m in due if m.kind in ACTIVE_ACCOUNT_KINDS and m.id is not None)
+            ),
         )
 
 
@@ -239,10 +245,9 @@ def _verdict(
         and (account.status != AccountStatus.ACTIVE.value or not account.textpay_enabled)
     ):
         return _Verdict.DROP
-    if (
-        message.kind in ACTIVE_ACCOUNT_KINDS
-        and account is not None
-        and account.status != AccountStatus.ACTIVE.value
+    if message.kind in ACTIVE_ACCOUNT_KINDS and (
+        (account is not None and account.status != AccountStatus.ACTIVE.value)
+        or message.id in batch.stale_card_notices
     ):
         return _Verdict.DROP
     if not message.engine_initiated or account is None:
