@@ -665,9 +665,12 @@ def _top_up(facts: Facts, command: Command) -> Decision:
 
 def _top_up_of(facts: Facts, named: list[int], reading: Reading) -> Decision:
     every = [a.account_id for a in facts.accounts]
-    chosen = _chosen(named, every)
+    # Unnamed, the top-up is for the one account a text can pay (a closed account beside it
+    # is not a choice); named, for that account, payable or not (the reply then says why not).
+    payable = [a.account_id for a in facts.accounts if a.payable_by_text] or every
+    chosen = _chosen(named, every) if named else _chosen([], payable)
     if chosen is None:
-        return Decision(Reply("which_account_top_up", account_ids=tuple(every)))
+        return Decision(Reply("which_account_top_up", account_ids=tuple(payable)))
     return _offer_top_up(facts, chosen, reading)
 
 

@@ -389,6 +389,12 @@ TWENTY = Facts(accounts=(account(1, "4821"), account(2, "20", nickname="Tio")))
         (JUST_FUNDED, "YES 4821", (), "just_funded"),
         (JUST_FUNDED, "YES 20", (TopUp(1, 2000),), None),
         (JUST_FUNDED, "ADD", (TopUp(1),), None),
+        # Beside a closed account, the one payable account is the one meant; naming the closed
+        # one says it cannot be paid by text.
+        (Facts(accounts=(account(), account(2, "5566", payable_by_text=False))), "ADD 20",
+         (TopUp(1, 2000),), None),
+        (Facts(accounts=(account(), account(2, "5566", payable_by_text=False))), "ADD 20 5566",
+         (), "not_payable"),
         # A lapsed or waiting offer: a plain YES makes it again as it was; an amount asks for
         # that amount instead.
         (LAPSED, "YES", (OfferAgain(1),), None),
