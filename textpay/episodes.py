@@ -128,11 +128,38 @@ def _runway_short(new_balance: Any, runway_days: Any, now: Any) -> Any:
     )
 
 
-def rearm_if_healthy(session: Session, account: Account, *, now: datetime) -> bool:
-    """End the episode if the account is no longer low by either rule (`is_low`)."""
+# With no money in, an episode ends on the runway rule only once the runway is this many times
+# `runway_days`: a 30-day pace drifts as calls come and go (a few small calls spread the same
+# charges over a longer span), and an episode that ended on such a drift would offer again for
+# a balance nobody added to.
+RECOVERED_RUNWAY_FACTOR = 2
+
+
+def recovered_without_money(
+    account: _Runway, settings: EffectiveSettings, *, now: datetime
+) -> bool:
+    """Whether an episode may end when no money came in (the scan's sweep, after an operator's
+    change): back at the threshold, and the runway, if the rule applies and it is known, at
+    `RECOVERED_RUNWAY_FACTOR` times `runway_days`."""
+    if account.balance_cents < settings.low_balance_threshold_cents:
+        return False
+    if settings.runway_days is None or account.autopay_enabled or not account.textpay_enabled:
+        return True
+    left = runway_days_left(account, now=now)
+    return left is None or left >= RECOVERED_RUNWAY_FACTOR * settings.runway_days
+
+
+def rearm_if_healthy(
+    session: Session, account: Account, *, now: datetime, money_in: bool = True
+) -> bool:
+    """End the episode if the account is no longer low by either rule (`is_low`); with no
+    money in (`money_in=False`), only once it has clearly recovered (`recovered_without_money`)."""
     if not in_episode(account):
         return False
-    if is_low(account, effective_for_account(session, account), now=now):
+    settings = effective_for_account(session, account)
+    if is_low(account, settings, now=now):
+        return False
+    if not money_in and not recovered_without_money(account, settings, now=now):
         return False
     rearm(account, now=now)
     session.add(account)

@@ -286,10 +286,12 @@ def _with_charge_in_flight(session: Session, ids: list[int]) -> set[int]:
 
 
 def _rearm_recovered(session: Session, *, now: datetime) -> int:
-    """End the episodes of accounts whose balance has climbed back to their threshold."""
+    """End the episodes of accounts back at their threshold that no money event re-armed (an
+    operator lowered a threshold or a runway setting); a runway that only drifted back does not
+    end one (`episodes.recovered_without_money`)."""
     in_episode = session.exec(in_episode_query())
     count = 0
     for account in in_episode:
-        if episodes.rearm_if_healthy(session, account, now=now):
+        if episodes.rearm_if_healthy(session, account, now=now, money_in=False):
             count += 1
     return count

@@ -12,11 +12,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from tests.conftest import AdminClient
-from tests.scheduler.helpers import count_prompts, deliver, outbox, scan_now
+from tests.scheduler.helpers import count_prompts, deliver, outbox, prompts_of, scan_now
 from tests.scheduler.test_card_expiry import enrol, run_job
 from tests.scheduler.test_runway import calling
 from tests.scheduler.test_scan import low
 from tests.web.conftest import MOM, charges
+from tests.web.twilio_client import TwilioClient
 from textpay.db import unit_of_work
 from textpay.models import Account, CardExpiryNotice
 from textpay.sms import RecordingSender
@@ -200,3 +201,35 @@ def test_the_runway_of_an_account_with_a_huge_balance_does_not_overflow(
         row = session.get(Account, account["id"])
         assert row is not None
         assert row.usage_pace_cents == 6_000_000
+
+
+def test_a_declined_runway_offer_is_not_made_again_without_money_in(
+    app: Flask, admin: AdminClient, engine: Engine
+) -> None:
+    """The pace drifts with a few small calls (6, 7, 7 days left), then a large call brings the
+    runway back under 5 days: the same episode, since no money came in. It gets the one
+    reminder any episode gets after the cooldown, and no fresh offer after that."""
+    assert admin.patch("/admin/settings", json={"runway_days": 5}).status_code == 200
+    with freeze_time("2026-11-20 19:05:00") as clock:
+        account = calling(admin, clock, number="ACCT-4821", phone=MOM)  # $20.00, 4 days left
+        assert scan_now(app).prompted == 1
+        deliver(app, RecordingSender())
+        clock.tick(timedelta(minutes=1))
+        assert "no top-up" in TwilioClient(app.test_client()).text(MOM, "NO")
+        before = episode_of(engine, account["id"])
+        for n, (day, cents) in enumerate([(4, 1), (1, 1), (1, 1), (1, 900)]):
+            clock.tick(timedelta(days=day))  # 6, 7, 7, then 3 days left
+            assert admin.usage(account["id"], cents, f"drift-{n}").status_code == 201
+            scan_now(app)
+        clock.tick(timedelta(days=7))
+        scan_now(app)
+        assert episode_of(engine, account["id"])[0] == before[0]  # never re-armed
+    statuses = [p.status for p in prompts_of(engine, account["id"])]
+    assert statuses in (["declined", "pending"], ["declined", "expired"])  # the one reminder
+
+
+def episode_of(engine: Engine, account_id: int) -> tuple[int, int]:
+    with unit_of_work(engine) as session:
+        row = session.get(Account, account_id)
+        assert row is not None
+        return row.episode_seq, row.episode_prompts
