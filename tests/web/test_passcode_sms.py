@@ -79,7 +79,8 @@ def test_over_the_amount_the_passcode_funds_the_offer_once(
     # The subscriber sends the passcode again: done already, nothing more.
     again = twilio.text(MOM, PASSCODE)
     assert "already done, so nothing more was charged" in again
-    assert "nothing was charged" in twilio.text(MOM, "YES 100")
+    # A YES now asks for a new top-up (the offer was funded): it charges nothing.
+    assert "Reply YES to confirm" in twilio.text(MOM, "YES 100")
     assert charges(engine) == 1
     assert deposits(engine) == 1
     assert balance(admin, guarded["id"]) == 10_310
@@ -146,9 +147,9 @@ def test_the_lock_ends_after_a_day_and_an_operator_may_lift_it(
         for _ in range(3):
             twilio.text(MOM, WRONG)
         clock.tick(timedelta(hours=24, seconds=1))
-        # The offer lapsed meanwhile: a YES gets a fresh one, and once it is read, the passcode
-        # is asked for again; the wrong tries are counted afresh.
-        assert "Reply YES to add $25.00" in twilio.text(MOM, "YES 100")
+        # The offer lapsed meanwhile: a YES gets a fresh one (of the amount it names), and once
+        # it is read, the passcode is asked for again; the wrong tries are counted afresh.
+        assert "add $100.00 to acct ...4821" in twilio.text(MOM, "YES 100")
         clock.tick(timedelta(seconds=30))
         assert "reply with your 4-digit passcode" in twilio.text(MOM, "YES 100")
         assert "2 tries left" in twilio.text(MOM, WRONG)
