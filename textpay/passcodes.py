@@ -3,7 +3,8 @@ than a YES.
 
 Owns the rules:
 
-- An operator sets or clears an account's passcode (`set_passcode`, `clear_passcode`); only
+- An operator sets or clears an account's passcode (`set_passcode`, `clear_passcode`), never
+  the account number's last four digits (the label every text prints); only
   werkzeug's salted scrypt hash is kept (as for operators' passwords, `textpay.operators`),
   never the digits, and the audit trail says only that one was set or cleared. Setting or
   clearing one also lifts a lock and forgets wrong tries (an operator helping a subscriber).
@@ -32,7 +33,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from textpay import audit, tokens
+from textpay import audit, labels, tokens
+from textpay.errors import ValidationFailed
 from textpay.models import Account, Prompt, PromptStatus
 from textpay.policy import EffectiveSettings
 
@@ -69,7 +71,13 @@ def _state(account: Account) -> dict[str, object]:
 
 def set_passcode(session: Session, account: Account, passcode: str, *, actor: str,
                  now: datetime) -> None:  # fmt: skip
-    """Give the account this passcode (four ASCII digits, checked by `schemas.PasscodeIn`)."""
+    """Give the account this passcode (four ASCII digits, checked by `schemas.PasscodeIn`).
+    Not the last four digits of the account number: every offer and receipt prints them
+    (`acct ...4821`), so whoever holds the phone would read the passcode there."""
+    if labels.digits_of(account.account_number)[-labels.MIN_LABEL_DIGITS :] == passcode:
+        raise ValidationFailed.single(
+            "passcode", "is the end of the account number, which every text shows"
+        )
     before = _state(account)
     account.passcode_hash = hash_passcode(passcode)
     _unlock(account, now)

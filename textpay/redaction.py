@@ -98,16 +98,22 @@ def card_number_spans(text: str) -> list[tuple[int, int]]:
     readable = text if text.isascii() else unicodedata.normalize("NFKC", text)
     if sum(c.isdecimal() for c in readable) < MIN_DIGITS:
         return []  # the common case: too few digits in all for any card number
-    spans: list[tuple[int, int]] = []
+    return [(start, end) for start, end, digits in _digit_runs(text) if is_card_number(digits)]
+
+
+def _digit_runs(text: str) -> list[tuple[int, int, list[int]]]:
+    """Every run of digits in `text` (see above): (start, end) slices with the run's digits."""
+    runs: list[tuple[int, int, list[int]]] = []
     digits: list[int] = []
     start = end = 0  # where the run's first and last digits were typed
     gap = 0  # separators since the run's last digit
     in_space = False  # the last separator was whitespace (a stretch of it counts once)
 
     def close() -> None:
-        if is_card_number(digits):
-            spans.append((start, end + 1))
-        digits.clear()
+        nonlocal digits
+        if digits:
+            runs.append((start, end + 1, digits))
+        digits = []
 
     for index, char in _read(text):
         kind = _kind(char)
@@ -130,7 +136,7 @@ def card_number_spans(text: str) -> list[tuple[int, int]]:
         elif digits and gap == 0:  # invisible, on a digit (keycap `4️⃣`): masked with it
             end = index
     close()
-    return spans
+    return runs
 
 
 def has_card_number(text: str) -> bool:
@@ -179,6 +185,15 @@ def passcode_typed(text: str) -> str | None:
 
 
 def mask_four_digit_runs(text: str) -> str:
-    """`text` with every run of exactly four digits written `PASSCODE_MASK` (while a passcode
-    is asked for, `my code is 1234` is kept without it)."""
-    return _FOUR_DIGITS.sub(PASSCODE_MASK, text)
+    """`text` with every four digits written `PASSCODE_MASK` (while a passcode is asked for,
+    `my code is 1234` is kept without it): a run of digits that holds four in all, however
+    they were spaced or written (`24 68`, `2-4-6-8`, `②④⑥⑧`), and any four digits on their
+    own inside a longer run (`YES 100 1234`)."""
+    kept: list[str] = []
+    previous = 0
+    for start, end, digits in _digit_runs(text):
+        if len(digits) == PASSCODE_DIGITS:
+            kept += [text[previous:start], PASSCODE_MASK]
+            previous = end
+    kept.append(text[previous:])
+    return _FOUR_DIGITS.sub(PASSCODE_MASK, "".join(kept))
