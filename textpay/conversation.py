@@ -737,6 +737,11 @@ def _autopay_on(facts: Facts, command: Command) -> Decision:
         return Decision(
             Reply("out_of_limits", account_id=chosen, amount_cents=account.preset_amount_cents)
         )
+    charged = account.preset_amount_cents if amount is None else amount
+    if needs_passcode(account, charged):
+        # AutoPay would charge that much with nobody asked: where a YES of the same amount
+        # needs the passcode, AutoPay is not switched on by text at all.
+        return Decision(Reply("autopay_needs_passcode", account_id=chosen, amount_cents=charged))
     return Decision(
         Reply("autopay_on", account_id=chosen, amount_cents=amount),
         (SetAutopay((chosen,), True, amount),),

@@ -190,13 +190,18 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
 
 def _storable(body: str, command: conversation.Command, facts: Facts) -> str:
     """The text as it may be kept: card numbers masked, a text of four digits alone masked
-    whole (it may be a passcode, asked for or not), and while a passcode is asked for, every
-    four digits in any text (`textpay.passcodes`)."""
+    whole (it may be a passcode, asked for or not), while a passcode is asked for every four
+    digits in any text, and on a phone with a passcode account every four digits that are not
+    an account's label (`YES 2468` sent before the passcode was asked for; `YES 4821` names
+    an account and is kept: a passcode is never its account's last four digits)."""
     if command.intent is conversation.Intent.PASSCODE:
         return PASSCODE_MASK
     kept = storable(body)
     if any(o.passcode == "open" for o in facts.offers):
         return mask_four_digit_runs(kept)
+    if any(a.has_passcode for a in facts.accounts):
+        labels = {a.label for a in facts.accounts} | {o.label_sent or "" for o in facts.offers}
+        return mask_four_digit_runs(kept, keep=frozenset(labels))
     return kept
 
 

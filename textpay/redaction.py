@@ -184,16 +184,19 @@ def passcode_typed(text: str) -> str | None:
     return "".join(digits) if len(digits) == PASSCODE_DIGITS else None
 
 
-def mask_four_digit_runs(text: str) -> str:
+def mask_four_digit_runs(text: str, *, keep: frozenset[str] = frozenset()) -> str:
     """`text` with every four digits written `PASSCODE_MASK` (while a passcode is asked for,
     `my code is 1234` is kept without it): a run of digits that holds four in all, however
     they were spaced or written (`24 68`, `2-4-6-8`, `②④⑥⑧`), and any four digits on their
-    own inside a longer run (`YES 100 1234`)."""
+    own inside a longer run (`YES 100 1234`). Four digits in `keep` (ASCII: the labels of the
+    phone's accounts, which a passcode never is) stay as written."""
     kept: list[str] = []
     previous = 0
     for start, end, digits in _digit_runs(text):
-        if len(digits) == PASSCODE_DIGITS:
+        if len(digits) == PASSCODE_DIGITS and "".join(map(str, digits)) not in keep:
             kept += [text[previous:start], PASSCODE_MASK]
             previous = end
     kept.append(text[previous:])
-    return _FOUR_DIGITS.sub(PASSCODE_MASK, "".join(kept))
+    return _FOUR_DIGITS.sub(
+        lambda found: found[0] if found[0] in keep else PASSCODE_MASK, "".join(kept)
+    )

@@ -363,6 +363,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "es": "{program}: 3 claves incorrectas; los pagos con clave de la cuenta ...{label} "
         "quedan bloqueados por 24 horas. No se cobró nada. Para ayuda, contacte a {support}.",
     },
+    "autopay_needs_passcode": {
+        "en": "{program}: for your security, AutoPay of {amount} for acct ...{label} can't be "
+        "turned on by text. Nothing was changed. To turn it on, contact {support}.",
+        "es": "{program}: por seguridad, AutoPay de {amount} para la cuenta ...{label} no se "
+        "puede activar por mensaje. No se cambió nada. Para activarlo, contacte a {support}.",
+    },
     "passcode_locked": {
         "en": "{program}: passcode payments for acct ...{label} are locked until {until} after "
         "3 wrong passcodes, so nothing was charged. For help, contact {support}.",
@@ -758,7 +764,7 @@ def render(
     elif account is not None and reply.key == "daily_limit":
         left = max(0, account.daily_limit_cents - account.deposited_last_24h_cents)
         fields.update(limit=format_cents(account.daily_limit_cents), left=format_cents(left))
-    elif account is not None and reply.key == "passcode_asked":
+    elif account is not None and reply.key in ("passcode_asked", "autopay_needs_passcode"):
         fields.update(amount=format_cents(reply.amount_cents or account.preset_amount_cents))
     elif reply.key == "passcode_wrong":
         key = "passcode_try" if reply.count == 1 else "passcode_tries"
