@@ -196,6 +196,7 @@ def test_the_account_page_tells_the_whole_story(
     assert "expires 12/2030" in text
     assert "tok_visa" not in text
     assert 'id="autopay-state">off' in text
+    assert 'id="passcode-state">none<' in text
     for said in ("YES", "STOP", "START", "Held for the morning", "Lost on the way"):
         assert said in text, said  # the thread, both ways
     assert "held until" in text  # a held text says so
@@ -456,3 +457,27 @@ def test_an_agent_sets_an_accounts_own_runway_on_its_console_page(
     assert account_row(engine, seeded.account_id).runway_days == 6
     assert post(agent, seeded.account_id, "settings", runway="", **fields).status_code == 303
     assert account_row(engine, seeded.account_id).runway_days is None
+
+
+def test_the_account_page_says_whether_a_passcode_is_set_and_while_it_locks_payments(
+    viewer: FlaskClient, seeded: Seeded, engine: Engine, admin: AdminClient
+) -> None:
+    put = admin.put(f"/admin/accounts/{seeded.account_id}/passcode", json={"passcode": "2580"})
+    assert put.status_code == 200
+    assert 'id="passcode-state">set<' in page(viewer, seeded.account_id)
+    locked_until = utcnow() + timedelta(hours=5)
+    with unit_of_work(engine) as session:
+        account = session.get(Account, seeded.account_id)
+        assert account is not None
+        account.passcode_locked_until = locked_until
+        session.add(account)
+    text = page(viewer, seeded.account_id)
+    assert 'id="passcode-state">set, payments locked until ' in text
+    assert "2580" not in text  # never the passcode
+    assert "scrypt" not in text  # nor its hash
+    with unit_of_work(engine) as session:
+        account = session.get(Account, seeded.account_id)
+        assert account is not None
+        account.passcode_locked_until = utcnow() - timedelta(minutes=1)  # the day is over
+        session.add(account)
+    assert 'id="passcode-state">set<' in page(viewer, seeded.account_id)

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from textpay import account_story, card_links, card_refunds, tokens
+from textpay import account_story, card_links, card_refunds, passcodes, tokens
 from textpay.accounts import Enrolment, get_account, update_account
 from textpay.balances import issue_credit
 from textpay.errors import NotFound, TextPayError, ValidationFailed
@@ -213,6 +213,8 @@ def _page(
         form_key=tokens.new(16),  # a fresh key per drawn form: a double submit acts once
         when=when,
         money=format_cents,
+        # Whether the passcode locks payments now (a lock past its day reads as none).
+        passcode_locked_until=passcodes.locked_until(story.account, now=now),
         dollars=dollars,
         switches=SWITCHES,
         plain=plain,
