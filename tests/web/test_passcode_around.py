@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine
 from scheduler import scan
 from tests.conftest import AdminClient
 from tests.web.conftest import MOM
-from tests.web.test_passcode_hostile import NOON, digits_of, stored
-from tests.web.test_passcode_sms import PASSCODE, balance, guard, mom
+from tests.web.test_passcode_hostile import NOON, shows_passcode, stored
+from tests.web.test_passcode_sms import balance, guard, mom
 from tests.web.twilio_client import TwilioClient
 
 
@@ -47,7 +47,7 @@ def test_a_passcode_texted_before_it_was_asked_for_is_not_kept(
     mom(admin, offer)
     twilio.text(MOM, words)
     for kept in stored(engine):
-        assert PASSCODE not in digits_of(kept), kept
+        assert not shows_passcode(kept), kept
 
 
 def test_an_account_label_is_kept_as_typed_on_a_passcode_phone(
