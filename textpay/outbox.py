@@ -14,8 +14,7 @@ What leaves must still be true when it leaves: a text may have waited hours (qui
 cap), so at claim time it is dropped (`canceled`) if its number has opted out since, if the offer
 it carries is no longer pending or has expired, if an offer's account can no longer be paid by
 text (closed, suspended, TextPay off), or if a card notice's account is no longer active or its
-card is no longer the one on file. An
-offer becomes acceptable when its text is sent.
+card is no longer the one on file. An offer becomes acceptable when its text is sent.
 
 The daily cap counts texts sent, claimed and of unknown outcome alike, and two dispatchers never
 weigh the same number at once: on PostgreSQL a claim takes a transaction-scoped advisory lock per
