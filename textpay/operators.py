@@ -7,8 +7,8 @@ Owns the rules:
   changes accounts and moves money (credits, usage, card refunds, scans); an admin also changes
   settings, facilities and operators.
 - An email names one operator whatever its case (stored lower-cased). A new operator gets a
-  random one-time password, returned once (`create_operator`) and stored only as werkzeug's
-  salted scrypt hash.
+  random one-time password, returned once (`create_operator`) and stored only as a salted
+  scrypt hash (`tokens.slow_hash`).
 - Signing in (`sign_in`) answers the same `None` for an unknown email, a wrong password, a
   disabled operator and a locked one, after the same hashing work, so the answer says nothing
   about which emails exist. Five wrong passwords in a row lock the operator's sign-in for 15
@@ -27,12 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from textpay import audit, tokens
 from textpay.errors import Conflict, NotFound, ValidationFailed
@@ -44,7 +42,6 @@ LOCK_OUT = timedelta(minutes=15)
 LAST_USED_EVERY = timedelta(minutes=1)
 TOKEN_PREFIX = "tpo_"  # noqa: S105 (how a token starts, not a token)
 PASSWORD_BYTES = 12  # a 16-character one-time password: 96 random bits
-HASH_METHOD = "scrypt"
 
 
 @dataclass(frozen=True)
@@ -113,13 +110,6 @@ def token_json(token: OperatorToken) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=1)
-def _decoy_hash() -> str:
-    """A hash to check passwords against when there is no operator to check them against, so
-    an unknown email costs the same scrypt work as a known one."""
-    return generate_password_hash(tokens.new(PASSWORD_BYTES), method=HASH_METHOD)
-
-
 def find_by_email(session: Session, email: str) -> Operator | None:
     found = session.exec(select(Operator).where(Operator.email == normalize_email(email)))
     return found.first()
@@ -148,7 +138,7 @@ def create_operator(
         email=email,
         name=name.strip(),
         role=role,
-        password_hash=generate_password_hash(password, method=HASH_METHOD),
+        password_hash=tokens.slow_hash(password),
         created_at=now,
     )
     session.add(operator)
@@ -188,10 +178,10 @@ def sign_in(session: Session, email: str, password: str, *, now: datetime) -> Op
         and (operator.locked_until is None or operator.locked_until <= now)
     )
     if operator is None or not usable:
-        check_password_hash(_decoy_hash(), password)
+        tokens.slow_matches(None, password)  # an unknown email costs the same scrypt work
         return None
     assert operator.id is not None
-    if check_password_hash(operator.password_hash, password):
+    if tokens.slow_matches(operator.password_hash, password):
         if operator.failed_sign_ins or operator.locked_until is not None:
             operator.failed_sign_ins = 0
             operator.locked_until = None

@@ -5,7 +5,7 @@ Owns the rules:
 
 - An operator sets or clears an account's passcode (`set_passcode`, `clear_passcode`), never
   the account number's last four digits (the label every text prints); only
-  werkzeug's salted scrypt hash is kept (as for operators' passwords, `textpay.operators`),
+  a salted scrypt hash is kept (`tokens.slow_hash`, as for operators' passwords),
   never the digits, and the audit trail says only that one was set or cleared. Setting or
   clearing one also lifts a lock and forgets wrong tries (an operator helping a subscriber).
 - A YES needs the passcode (`conversation.needs_passcode`) when the account has one and the
@@ -27,18 +27,15 @@ Owns the rules:
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from sqlalchemy import update
 from sqlmodel import Session, col
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from textpay import audit, labels, tokens
 from textpay.errors import ValidationFailed
 from textpay.models import Account, Prompt, PromptStatus
 from textpay.policy import EffectiveSettings
 
-HASH_METHOD = "scrypt"
 ANSWER_WITHIN = timedelta(minutes=10)  # a passcode must come this soon after it was asked for
 NOTICE_FOR = timedelta(hours=24)  # four digits after that still hear that the request lapsed
 MAX_WRONG = 3  # wrong passcodes in a row that lock passcode payments
@@ -46,22 +43,9 @@ LOCK_FOR = timedelta(hours=24)
 WRONG_FORGOTTEN_AFTER = timedelta(hours=24)  # a day without a wrong passcode starts afresh
 
 
-def hash_passcode(passcode: str) -> str:
-    return generate_password_hash(passcode, method=HASH_METHOD)
-
-
-@lru_cache(maxsize=1)
-def _decoy_hash() -> str:
-    """A hash to check against when the account has none, so every check costs the same."""
-    return hash_passcode(tokens.new(8))
-
-
 def matches(stored_hash: str | None, offered: str) -> bool:
     """Whether `offered` (four ASCII digits) is the passcode `stored_hash` was made from."""
-    if not stored_hash:
-        check_password_hash(_decoy_hash(), offered)
-        return False
-    return check_password_hash(stored_hash, offered)
+    return tokens.slow_matches(stored_hash, offered)
 
 
 def _state(account: Account) -> dict[str, object]:
@@ -79,7 +63,7 @@ def set_passcode(session: Session, account: Account, passcode: str, *, actor: st
             "passcode", "is the end of the account number, which every text shows"
         )
     before = _state(account)
-    account.passcode_hash = hash_passcode(passcode)
+    account.passcode_hash = tokens.slow_hash(passcode)
     _unlock(account, now)
     audit.record(session, actor=actor, action="account.passcode_set", entity_type="account",
                  entity_id=account.id, before=before, after=_state(account), now=now)  # fmt: skip
