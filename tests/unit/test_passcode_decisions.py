@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_conversation import account as any_account
 from textpay import replies
 from textpay.conversation import (
     AccountFacts,
@@ -30,28 +31,11 @@ VOICE = replies.Voice(support="textpay.example/help")
 
 
 def account(language: str, **changes: Any) -> AccountFacts:
-    values: dict[str, Any] = {
-        "account_id": 1,
-        "label": "4821",
-        "nickname": "Mom",
-        "language": language,
-        "timezone": "America/New_York",
-        "balance_cents": 310,
-        "balance_as_of": NOW,
-        "autopay_enabled": False,
-        "card_last4": "4242",
-        "preset_amount_cents": 2500,
-        "threshold_cents": 500,
-        "min_deposit_cents": 500,
-        "max_deposit_cents": 20_000,
-        "daily_limit_cents": 50_000,
-        "deposited_last_24h_cents": 0,
-        # A passcode, asked for deposits over $50.00.
-        "has_passcode": True,
-        "passcode_over_cents": 5000,
-        **changes,
-    }
-    return AccountFacts(**values)
+    """The decision table's account (`test_conversation.account`), in `language`, with a
+    passcode asked for deposits over $50.00."""
+    return any_account(
+        **{"language": language, "has_passcode": True, "passcode_over_cents": 5000, **changes}
+    )
 
 
 def offer(**changes: Any) -> OfferFacts:
