@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import unicodedata
 from collections.abc import Callable
 from datetime import timedelta
@@ -27,7 +26,7 @@ from tests.web.operators_helpers import make_operator
 from tests.web.test_console_sign_in import sign_in
 from tests.web.test_passcode_sms import PASSCODE, WRONG, balance, guard, mom
 from tests.web.test_top_up_by_text import READ
-from tests.web.twilio_client import TwilioClient, new_sid
+from tests.web.twilio_client import TwilioClient, new_sid, texts_at_once
 from textpay.db import unit_of_work
 from textpay.models import Account, AuditLogEntry, ConsentEvent, Message, Prompt
 
@@ -56,28 +55,6 @@ def shows_passcode(text: str) -> bool:
     gap = r"[^0-9]{0,3}"
     pattern = r"(?<![0-9])" + gap.join(PASSCODE) + r"(?![0-9])"
     return re.search(pattern, flat) is not None
-
-
-def run_at_once(app: Flask, bodies: list[str]) -> list[str]:
-    """Each body texted from Mom's phone at the same moment, by its own client."""
-    barrier = threading.Barrier(len(bodies))
-    answers: list[str] = []
-    lock = threading.Lock()
-
-    def subscriber(body: str) -> None:
-        client = TwilioClient(app.test_client())
-        barrier.wait()
-        answer = client.text(MOM, body)
-        with lock:
-            answers.append(answer)
-
-    threads = [threading.Thread(target=subscriber, args=(b,)) for b in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert len(answers) == len(bodies)
-    return answers
 
 
 def failures(engine: Engine, account_id: int) -> tuple[int, bool]:
@@ -238,7 +215,7 @@ def test_right_passcodes_at_once_fund_once(
 ) -> None:
     account = mom(admin, offer)
     TwilioClient(app.test_client()).text(MOM, "YES 100")
-    answers = run_at_once(app, [PASSCODE] * 8)
+    answers = texts_at_once(app, MOM, [PASSCODE] * 8)
     assert sum("added $100.00" in a for a in answers) == 1
     assert charges(engine) == 1
     assert deposits(engine) == 1
@@ -250,7 +227,7 @@ def test_a_passcode_and_yeses_at_once_fund_once(
 ) -> None:
     account = mom(admin, offer)
     TwilioClient(app.test_client()).text(MOM, "YES 100")
-    run_at_once(app, [PASSCODE, "YES", "YES 100", PASSCODE, "YES 40", "ADD 20"])
+    texts_at_once(app, MOM, [PASSCODE, "YES", "YES 100", PASSCODE, "YES 40", "ADD 20"])
     assert charges(engine) <= 1
     assert deposits(engine) <= 1
     assert balance(admin, account["id"]) in (310, 310 + 2500, 310 + 4000, 310 + 10_000)
@@ -277,7 +254,7 @@ def test_twenty_wrong_passcodes_at_once_get_three_tries_and_lock(
 ) -> None:
     account = mom(admin, offer)
     TwilioClient(app.test_client()).text(MOM, "YES 100")
-    answers = run_at_once(app, [f"{n:04d}" for n in range(1000, 1020)])
+    answers = texts_at_once(app, MOM, [f"{n:04d}" for n in range(1000, 1020)])
     assert sum("wrong passcode for acct" in a for a in answers) == 2
     assert sum("are locked for 24 hours" in a for a in answers) == 1
     assert failures(engine, account["id"]) == (0, True)
@@ -293,7 +270,7 @@ def test_twenty_guesses_at_once_with_the_right_one_among_them_charge_at_most_onc
     account = mom(admin, offer)
     TwilioClient(app.test_client()).text(MOM, "YES 100")
     guesses = [f"{n:04d}" for n in range(1000, 1019)] + [PASSCODE]
-    answers = run_at_once(app, guesses)
+    answers = texts_at_once(app, MOM, guesses)
     # Whether it came before or after the third wrong one, it charged at most once, and no
     # more than three wrong ones were ever judged.
     judged = [a for a in answers if "wrong passcode for acct" in a or "locked for 24 hours" in a]

@@ -5,7 +5,6 @@ once, whatever is retried or repeated."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from sqlmodel import col, select
 from tests.conftest import AdminClient
 from tests.web.conftest import MOM, charges, count, deposits, prompt_status
 from tests.web.test_statement_budget import app_engine, counted
-from tests.web.twilio_client import TwilioClient, new_sid
+from tests.web.twilio_client import TwilioClient, new_sid, texts_at_once
 from textpay.db import unit_of_work
 from textpay.models import LedgerEntry, Message, Prompt
 
@@ -262,24 +261,8 @@ def test_adds_and_yeses_at_once_charge_one_offered_amount_once(
     app: Flask, admin: AdminClient, engine: Engine
 ) -> None:
     mom = admin.enrol()
-    barrier = threading.Barrier(8)
-    answers: list[str] = []
-    lock = threading.Lock()
-
-    def subscriber(body: str) -> None:
-        client = TwilioClient(app.test_client())
-        barrier.wait()
-        answer = client.text(MOM, body)
-        with lock:
-            answers.append(answer)
-
     bodies = ["ADD 20", "ADD 30", "YES", "YES 40", "ADD", "YES", "ADD 20", "YES"]
-    threads = [threading.Thread(target=subscriber, args=(b,)) for b in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(answers) == 8
+    texts_at_once(app, MOM, bodies, timeout=60)
     assert charges(engine) == 0  # no offer could be read yet: nothing accepted
     assert [s for _, s, _ in offers(engine)].count("pending") == 1
     with freeze_time() as clock:

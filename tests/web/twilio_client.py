@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
 
+from flask import Flask
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
@@ -67,3 +69,26 @@ class TwilioClient:
         if error_code:
             params["ErrorCode"] = error_code
         return self.post("/twilio/status", params)
+
+
+def texts_at_once(app: Flask, phone: str, bodies: list[str], *, timeout: float = 120) -> list[str]:
+    """Each body texted from `phone` at the same moment, each by its own client: TextPay's
+    answers, in the order they came."""
+    barrier = threading.Barrier(len(bodies))
+    answers: list[str] = []
+    lock = threading.Lock()
+
+    def subscriber(body: str) -> None:
+        client = TwilioClient(app.test_client())
+        barrier.wait()
+        answer = client.text(phone, body)
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=subscriber, args=(b,)) for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert len(answers) == len(bodies)
+    return answers
