@@ -15,10 +15,11 @@ from sqlmodel import col, select
 
 from tests.conftest import AdminClient
 from tests.web.conftest import MOM, charges, count, deposits, prompt_status
+from tests.web.test_amounts_by_text import deposited
 from tests.web.test_statement_budget import app_engine, counted
 from tests.web.twilio_client import TwilioClient, new_sid, texts_at_once
 from textpay.db import unit_of_work
-from textpay.models import LedgerEntry, Message, Prompt
+from textpay.models import Message, Prompt
 
 DAYTIME = "2026-11-26 19:05:00"  # 2:05pm in New York
 READ = timedelta(seconds=30)  # past the reading moment (`offers.READING_TIME`)
@@ -30,14 +31,6 @@ def offers(engine: Engine) -> list[tuple[int, str, int]]:
     with unit_of_work(engine) as session:
         rows = session.exec(select(Prompt).order_by(col(Prompt.id))).all()
         return [(p.account_id, p.status, p.amount_cents) for p in rows]
-
-
-def deposited(engine: Engine) -> list[tuple[int, int]]:
-    with unit_of_work(engine) as session:
-        entries = session.exec(
-            select(LedgerEntry).where(LedgerEntry.kind == "deposit").order_by(col(LedgerEntry.id))
-        ).all()
-        return [(e.account_id, e.amount_cents) for e in entries]
 
 
 def texts_queued(engine: Engine) -> int:
