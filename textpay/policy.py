@@ -169,25 +169,25 @@ def low_balance_threshold_column(*, default: Any) -> Any:
     """Each account's effective low-balance threshold as a SQL expression over `account`: its
     own, else its facility's, else `default` (the global one, or a bound parameter for it). For
     statements that must compare a balance with it without loading the account first."""
-    facility_threshold = (
-        select(Facility.low_balance_threshold_cents)
-        .where(col(Facility.id) == col(Account.facility_id))
-        .correlate(Account)
-        .scalar_subquery()
-    )
-    return func.coalesce(col(Account.threshold_cents), facility_threshold, default)
+    return _resolved_column(Account.threshold_cents, Facility.low_balance_threshold_cents, default)
 
 
 def runway_days_column(*, default: Any) -> Any:
     """Each account's effective `runway_days` as a SQL expression over `account` (null: off),
     like `low_balance_threshold_column`."""
-    facility_days = (
-        select(Facility.runway_days)
+    return _resolved_column(Account.runway_days, Facility.runway_days, default)
+
+
+def _resolved_column(own: Any, facility_setting: Any, default: Any) -> Any:
+    """`resolve` in SQL for one setting: the account's `own` value, else its facility's, else
+    `default`."""
+    facility_value = (
+        select(facility_setting)
         .where(col(Facility.id) == col(Account.facility_id))
         .correlate(Account)
         .scalar_subquery()
     )
-    return func.coalesce(col(Account.runway_days), facility_days, default)
+    return func.coalesce(col(own), facility_value, default)
 
 
 def validate_settings(values: dict[str, Any], *, prefix: str = "") -> None:
