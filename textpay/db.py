@@ -13,7 +13,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, String, any_, bindparam, event, insert, inspect
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    String,
+    any_,
+    bindparam,
+    event,
+    insert,
+    inspect,
+    literal,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -53,6 +63,20 @@ def text_in(session: Session, column: Any, values: Sequence[str]) -> ColumnEleme
     if on_postgresql(session):
         return column == any_(bindparam(None, list(values), type_=ARRAY(String)))  # type: ignore[no-any-return]
     return col(column).in_(list(values))
+
+
+def constant(value: str | int) -> Any:
+    """`value` written into the statement itself instead of sent as a parameter, for the fixed
+    values hot statements compare a column with (`direction = 'inbound'`, `status = 'pending'`).
+
+    Why: when a bound parameter is compared with a column that a partial index's WHERE names
+    (`message.direction`, `prompt.status`, `payment_attempt.status`, `ledger_entry.kind`),
+    SQLite cannot tell from the statement whether the partial index applies, so it plans the
+    statement again for every execution with the values bound. A text's facts query spent
+    0.2 ms being planned and 0.02 ms running; with the values written in, SQLite plans it once
+    per connection and reuses it. The statement's text is the same for every execution, so
+    SQLAlchemy's and the driver's statement caches still hold it."""
+    return literal(value, literal_execute=True)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

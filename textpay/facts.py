@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from textpay import consent, episodes, funding, labels, passcodes, prompts
 from textpay.accounts import payment_method_of
 from textpay.conversation import AccountFacts, Facts, OfferFacts
-from textpay.db import core, text_in
+from textpay.db import constant, core, text_in
 from textpay.models import (
     Account,
     AccountStatus,
@@ -262,7 +262,7 @@ def _phone_query(*, with_deposits: bool, with_sid: bool, with_count: bool) -> An
             .select_from(Message)
             .where(
                 col(Message.phone) == phone,
-                Message.direction == MessageDirection.INBOUND.value,
+                Message.direction == constant(MessageDirection.INBOUND.value),
                 col(Message.created_at) > bindparam("inbound_since"),
             )
             .scalar_subquery()

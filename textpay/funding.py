@@ -32,7 +32,7 @@ from sqlmodel import Session, col, select
 
 from textpay import ledger, metrics
 from textpay.accounts import payment_method_of
-from textpay.db import insert_returning_id
+from textpay.db import constant, insert_returning_id
 from textpay.errors import NotFound
 from textpay.models import (
     UNSETTLED_ATTEMPT,
@@ -130,7 +130,7 @@ def _deposited_since(account_id: Any, since: Any) -> Any:
         select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0))
         .where(
             col(LedgerEntry.account_id) == account_id,
-            LedgerEntry.kind == LedgerKind.DEPOSIT.value,
+            LedgerEntry.kind == constant(LedgerKind.DEPOSIT.value),
             col(LedgerEntry.created_at) >= since,
         )
         .scalar_subquery()
@@ -139,7 +139,7 @@ def _deposited_since(account_id: Any, since: Any) -> Any:
         select(func.coalesce(func.sum(PaymentAttempt.amount_cents), 0))
         .where(
             col(PaymentAttempt.account_id) == account_id,
-            PaymentAttempt.status == AttemptStatus.PENDING.value,
+            PaymentAttempt.status == constant(AttemptStatus.PENDING.value),
         )
         .scalar_subquery()
     )

@@ -13,10 +13,15 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from textpay.db import is_sqlite
+from textpay import facts
+from textpay.db import is_sqlite, unit_of_work
 from textpay.lowbalance import in_episode_query, low_accounts_query, runway_accounts_query
 from textpay.outbox import due_query
 from textpay.timeutil import utcnow
+
+# sqlite3's authorizer actions for reading a column and for a SELECT: SQLite asks the authorizer
+# while it compiles (plans) a statement, never while it runs one.
+_SQLITE_READ, _SQLITE_SELECT = 20, 21
 
 
 def plan(engine: Engine, statement: Any) -> str:
@@ -43,3 +48,41 @@ def plan(engine: Engine, statement: Any) -> str:
 def test_query_uses_its_partial_index(engine: Engine, query: Any, index: str) -> None:
     found = plan(engine, query())
     assert index in found, found
+
+
+def test_a_text_s_facts_query_is_planned_once_per_connection_on_sqlite(engine: Engine) -> None:
+    """Every webhook runs `facts.gather_for_text`. SQLite plans a statement again for every
+    execution when one of its parameters is compared with a column a partial index names
+    (`message.direction`, `ledger_entry.kind`, `payment_attempt.status`): that planning cost
+    ten times the query itself. The fixed values are written into the statement instead
+    (`db.constant`), so a second text from another number, at another time, is not planned."""
+    if not is_sqlite(engine):
+        pytest.skip("PostgreSQL plans through its own prepared statements")
+    plannings: list[str] = []
+
+    def authorizer(action: int, table: str | None, *_: Any) -> int:
+        if action in (_SQLITE_READ, _SQLITE_SELECT):
+            plannings.append(f"{action} {table}")
+        return 0  # SQLITE_OK
+
+    def gather(phone: str) -> facts.PhoneFacts:
+        now = utcnow()
+        return facts.gather_for_text(session, phone, now=now, carrier_answers_keywords=False,
+                                     with_deposits=True, sid=f"SM{phone[-4:]}",
+                                     inbound_since=now)  # fmt: skip
+
+    with unit_of_work(engine) as session:
+        driver = session.connection().connection.driver_connection
+        # Set before the first text: setting an authorizer makes SQLite plan everything again.
+        driver.set_authorizer(authorizer)
+        try:
+            gather("+12125550147")
+            plannings.clear()
+            gather("+12125550148")
+            planned_again = list(plannings)
+            plannings.clear()
+            session.connection().exec_driver_sql("SELECT id FROM account WHERE id = 0")
+        finally:
+            driver.set_authorizer(None)
+    assert plannings, "the authorizer saw a new statement being planned: the check itself works"
+    assert planned_again == []
