@@ -72,6 +72,8 @@ RUNWAY_SCANNABLE = (
 # Hours of calls the balance buys at the stored pace, rounded down: the runway index's key.
 RUNWAY_HOURS = "balance_cents * usage_pace_hours / usage_pace_cents"
 USAGE_ENTRY = "kind = 'usage'"
+DEPOSIT_ENTRY = "kind = 'deposit'"
+INBOUND_MESSAGE = "direction = 'inbound'"
 WAITING_MESSAGE = "direction = 'outbound' AND status = 'pending'"
 # Outbound texts not yet settled with Twilio: what `/metrics` counts as the outbox's depth.
 OPEN_OUTBOUND_MESSAGE = "direction = 'outbound' AND status IN ('pending', 'dispatching', 'unknown')"
@@ -349,6 +351,15 @@ class LedgerEntry(SQLModel, table=True):
             postgresql_where=text(USAGE_ENTRY),
             sqlite_where=text(USAGE_ENTRY),
         ),
+        # An account's deposits of the last 24 hours, for the daily limit (every YES and top-up
+        # reads them): without it the sum read every entry the account ever had.
+        Index(
+            "ix_ledger_entry_deposit",
+            "account_id",
+            "created_at",
+            postgresql_where=text(DEPOSIT_ENTRY),
+            sqlite_where=text(DEPOSIT_ENTRY),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -569,6 +580,15 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint("direction IN ('inbound', 'outbound')", name="ck_message_direction"),
         Index("ix_message_phone_id", "phone", "id"),
+        # The texts a number sent in the last minute, for the flood limit (read on every inbound
+        # text): without it the count read every text the number ever sent or was sent.
+        Index(
+            "ix_message_inbound",
+            "phone",
+            "created_at",
+            postgresql_where=text(INBOUND_MESSAGE),
+            sqlite_where=text(INBOUND_MESSAGE),
+        ),
         Index(
             "ix_message_outbox",
             "engine_initiated",
