@@ -109,10 +109,12 @@ def summary(times: dict[str, list[float]]) -> dict[str, float]:
     return found
 
 
-def measure(kind: str, accounts: int, profile: bool, workdir: Path) -> None:
+def measure(kind: str, accounts: int, history: int, profile: bool, workdir: Path) -> None:
     backend = webhook.prepare_backend(kind, workdir)
     create_textpay_schema(backend.textpay_url)
     phones = webhook.seed_textpay(backend.textpay_url, accounts)
+    if history:
+        webhook.seed_history(backend.textpay_url, history)
     rng = random.Random(1)  # noqa: S311  (the same mix every run, not a secret)
     warmup = webhook.plan_warmup(phones, 100, rng)
     plan = webhook.plan_requests(phones, rng)
@@ -138,7 +140,8 @@ def measure(kind: str, accounts: int, profile: bool, workdir: Path) -> None:
     run(floor_app, warmup)
     floor = summary(run(floor_app, plan))
 
-    print(f"\n## {kind}: {len(plan)} requests one at a time, {accounts} accounts")
+    print(f"\n## {kind}: {len(plan)} requests one at a time, {accounts} accounts"
+          f"{f' with {history} weeks of history' if history else ''}")  # fmt: skip
     print(f"statements per request: {statements}")
     print("| kind | TextPay ms (median) | persistence floor ms | TextPay / floor |")
     print("|---|---:|---:|---:|")
@@ -155,12 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--database", action="append", choices=["sqlite", "postgresql"])
     parser.add_argument("--accounts", type=int, default=600)
+    parser.add_argument("--history", type=int, default=0, metavar="WEEKS",
+                        help="weeks of past calls, deposits and texts per account")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="pyinstrument's summary")
     args = parser.parse_args(argv)
     print(webhook.machine())
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as workdir:
         for kind in args.database or ["sqlite"]:
-            measure(kind, args.accounts, args.profile, Path(workdir))
+            measure(kind, args.accounts, args.history, args.profile, Path(workdir))
     return 0
 
 

@@ -58,6 +58,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -413,12 +414,104 @@ def seed_textpay(database_url: str, count: int) -> list[str]:
     return phones
 
 
+HISTORY_CALL_CENTS = 100  # a day's calls, in the seeded history
+HISTORY_TEXTS_PER_WEEK = 2  # BALs a week, each with its answer
+
+
+def seed_history(database_url: str, weeks: int) -> int:
+    """Give every seeded account `weeks` of the past: a call each day, a $7.00 deposit each
+    week that pays for them (the balance stays as seeded: the ledger still sums to it), and a
+    BAL and its answer twice a week. None of it is in the last 24 hours, so the daily limit and
+    the flood limit find nothing in it: what it measures is whether a text still costs the same
+    once the tables hold years (their indexes). Returns the rows written."""
+    from textpay.timeutil import utcnow  # noqa: PLC0415
+
+    engine = create_engine(database_url)
+    metadata = MetaData()
+    ledger = Table("ledger_entry", metadata, autoload_with=engine)
+    message = Table("message", metadata, autoload_with=engine)
+    start = utcnow() - timedelta(days=7 * weeks + 2)
+    with engine.connect() as connection:
+        accounts = connection.execute(text("SELECT id, phone FROM account")).all()
+    written = 0
+    for first in range(0, len(accounts), 100):
+        entries: list[dict[str, Any]] = []
+        texts: list[dict[str, Any]] = []
+        for account_id, phone in accounts[first : first + 100]:
+            for week in range(weeks):
+                monday = start + timedelta(days=7 * week)
+                entries += _history_week(account_id, week, monday)
+                texts += _history_texts(account_id, phone, monday)
+        with engine.begin() as connection:
+            connection.execute(insert(ledger), entries)
+            connection.execute(insert(message), texts)
+        written += len(entries) + len(texts)
+    engine.dispose()
+    return written
+
+
+def _history_week(account_id: int, week: int, monday: datetime) -> list[dict[str, Any]]:
+    """A week's deposit and the seven days of calls it pays for."""
+    deposit = 7 * HISTORY_CALL_CENTS
+    rows = [
+        {
+            "account_id": account_id,
+            "kind": "deposit",
+            "amount_cents": deposit,
+            "balance_after_cents": SEED_BALANCE_CENTS + deposit,
+            "reference": f"history:{account_id}:{week}",
+            "memo": "bench history",
+            "created_at": monday,
+        }
+    ]
+    for day in range(7):
+        rows.append(
+            {
+                "account_id": account_id,
+                "kind": "usage",
+                "amount_cents": -HISTORY_CALL_CENTS,
+                "balance_after_cents": SEED_BALANCE_CENTS
+                + deposit
+                - (day + 1) * HISTORY_CALL_CENTS,
+                "reference": f"history:{account_id}:{week}:{day}",
+                "memo": "bench history",
+                "created_at": monday + timedelta(days=day, hours=12),
+            }
+        )
+    return rows
+
+
+def _history_texts(account_id: int, phone: str, monday: datetime) -> list[dict[str, Any]]:
+    """A week's BALs and their answers."""
+    rows = []
+    for n in range(HISTORY_TEXTS_PER_WEEK):
+        at = monday + timedelta(days=3 * n + 1, hours=18)
+        for direction, body, status in (("inbound", "BAL", "received"),
+                                        ("outbound", "Balance $3.10", "delivered")):  # fmt: skip
+            rows.append(
+                {
+                    "direction": direction,
+                    "phone": phone,
+                    "account_id": account_id,
+                    "body": body,
+                    "kind": "reply",
+                    "status": status,
+                    "engine_initiated": False,
+                    "attempts": 0,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+    return rows
+
+
 def textpay_outcome(database_url: str) -> dict[str, int]:
     """What TextPay wrote: inbound texts recorded, deposits posted, offers funded."""
     engine = create_engine(database_url)
     queries = {
         "texts": "SELECT count(*) FROM message WHERE direction = 'inbound'",
-        "deposits": "SELECT count(*) FROM ledger_entry WHERE kind = 'deposit'",
+        "deposits": "SELECT count(*) FROM ledger_entry WHERE kind = 'deposit' "
+        "AND reference NOT LIKE 'history:%'",
         "funded": "SELECT count(*) FROM prompt WHERE status = 'funded'",
         "open_offers": "SELECT count(*) FROM prompt WHERE status = 'pending'",
     }
@@ -973,6 +1066,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
     parser.add_argument("--accounts", type=int, default=3000,
                         help="accounts seeded, one YES each (requests: 5 per account)")  # fmt: skip
+    parser.add_argument("--history", type=int, default=0, metavar="WEEKS",
+                        help="weeks of past calls, deposits, texts per account")  # fmt: skip
     parser.add_argument("--workers", type=int, help="gunicorn --workers for all three servers")
     parser.add_argument("--worker-class", choices=["sync", "gthread"],
                         help="gunicorn --worker-class for all three servers")  # fmt: skip
@@ -1013,6 +1108,7 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> bool:
         raise RuntimeError(f"textpay init-db failed:\n{output}")
     began = time.monotonic()
     phones = seed_textpay(backend.textpay_url, args.accounts)
+    history = seed_history(backend.textpay_url, args.history) if args.history else 0
     seeded_in = time.monotonic() - began
     create_floor_table(backend.floor_url)
     rng = random.Random(args.seed)  # noqa: S311  (a benchmark's mix, not a secret)
@@ -1021,7 +1117,8 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> bool:
 
     print(
         f"== {kind}: {database_version(backend)}; {args.accounts} accounts seeded in "
-        f"{seeded_in:.1f} s; {len(plan)} pre-signed requests per server"
+        f"{seeded_in:.1f} s{_history_note(args.history, history)}; {len(plan)} pre-signed "
+        "requests per server"
     )
     busy = cores_busy()
     if busy > 0.25:
@@ -1036,6 +1133,10 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> bool:
     print_backend(backend, results, textpay_outcome(backend.textpay_url))
     print(f"  (the persistence floor's table holds {floor_rows(backend.floor_url)} rows)\n")
     return any(m.load.errors for m in results)
+
+
+def _history_note(weeks: int, rows: int) -> str:
+    return f" with {weeks} weeks of history each ({rows} rows)" if weeks else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
