@@ -14,6 +14,7 @@ the only peer gunicorn then believes about the scheme (`forwarded_allow_ips` bel
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -114,6 +115,16 @@ max_requests_jitter = 5_000
 # already loaded, so new code (or a changed .env) needs a restart of gunicorn. An app that
 # cannot start (a missing variable) stops gunicorn itself, with one line saying why.
 preload_app = True
+
+
+def when_ready(server: Any) -> None:
+    """The app is loaded (above) and the workers are about to be forked from it: move every
+    object it made into the garbage collector's permanent generation (`gc.freeze`). A worker's
+    collector then never walks them: a full collection walked about 150,000 objects of the
+    loaded libraries and took about 110 ms, with every queued webhook waiting behind it (at
+    16 connections, the slowest 1% of texts). Frozen objects stay shared with the arbiter
+    instead of being copied into each worker when the collector touches them."""
+    gc.freeze()
 
 
 def post_fork(server: Any, worker: Any) -> None:
