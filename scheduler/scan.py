@@ -39,7 +39,7 @@ from textpay import (
     offers,
     settlement,
 )
-from textpay.db import is_postgresql, unit_of_work
+from textpay.db import is_postgresql, on_postgresql, unit_of_work
 from textpay.engine_config import EngineConfig
 from textpay.lowbalance import Action
 from textpay.models import Account, Lease, PaymentMethod
@@ -304,21 +304,25 @@ def _offers_and_claims(
                 time.sleep(SQLITE_PAUSE_SECONDS)
         chunk = plan.candidates[start : start + batch]
         with unit_of_work(db) as session:
-            fresh = _still_due(session, chunk, now=clock())
+            fresh, lookup = _still_due(session, chunk, now=clock())
             result.skipped += len(chunk) - len(fresh)
-            orders += _take(session, fresh, result, clock=clock, config=config, dry_run=False)
+            orders += _take(session, fresh, result, clock=clock, config=config, dry_run=False,
+                            lookup=lookup)  # fmt: skip
     return orders
 
 
 def _still_due(
     session: Session, chunk: list[lowbalance.Candidate], *, now: datetime
-) -> list[lowbalance.Candidate]:
+) -> tuple[list[lowbalance.Candidate], offers.BatchLookup | None]:
     """The candidates whose action still stands on their fresh rows, locked (on PostgreSQL)
     until this batch commits: a top-up, a STOP, an AutoPay change or another scanner's offer or
-    charge since the plan cancels the action."""
+    charge since the plan cancels the action. On PostgreSQL, with the batch's cards and labels,
+    read in the statement that finds the busy accounts (`offers.look_up`), once the locks are
+    held."""
     ids = [c.account.id for c in chunk]
     current = lowbalance.locked(session, ids)
-    busy = lowbalance.busy_accounts(session, ids)
+    lookup = offers.look_up(session, ids) if on_postgresql(session) else None
+    busy = lookup.busy if lookup is not None else lowbalance.busy_accounts(session, ids)
     fresh = []
     for candidate in chunk:
         account = current.get(candidate.account.id)
@@ -331,7 +335,7 @@ def _still_due(
         if lowbalance.action_for(account, candidate.settings, busy, now=now) != candidate.action:
             continue
         fresh.append(replace(candidate, account=account))
-    return fresh
+    return fresh, lookup
 
 
 def _take(
@@ -342,10 +346,11 @@ def _take(
     clock: _Clock,
     config: EngineConfig,
     dry_run: bool,
+    lookup: offers.BatchLookup | None = None,
 ) -> list[funding.ChargeOrder]:
     now = clock()
     wanted = [c for c in candidates if c.action is not Action.AUTOPAY]
-    for made in _make_offers(session, wanted, result, now=now, config=config):
+    for made in _make_offers(session, wanted, result, now=now, config=config, lookup=lookup):
         result.prompted += 1
         result.held += int(made.send_after > now)
         if dry_run:
@@ -424,6 +429,7 @@ def _make_offers(
     *,
     now: datetime,
     config: EngineConfig,
+    lookup: offers.BatchLookup | None = None,
 ) -> list[offers.MadeOffer]:
     """All the batch's offers at once; if that fails (another scanner got to one of them
     first, or one account cannot be offered), the batch is undone and made again one offer at
@@ -431,7 +437,8 @@ def _make_offers(
     requests = [offers.OfferRequest(c.account, c.settings, c.action.value) for c in candidates]
     try:
         with session.begin_nested():
-            batch = offers.make_queued(session, requests, now=now, config=config)
+            batch = offers.make_queued(session, requests, now=now, config=config,
+                                       lookup=lookup)  # fmt: skip
         result.skipped += len(candidates) - len(batch)
         return batch
     except Exception:
@@ -440,7 +447,8 @@ def _make_offers(
     for request in requests:
         try:
             with session.begin_nested():
-                one = offers.make_queued(session, [request], now=now, config=config)
+                one = offers.make_queued(session, [request], now=now, config=config,
+                                         lookup=lookup)  # fmt: skip
         except IntegrityError:
             one = []  # another scanner made this offer first
         except Exception:

@@ -17,7 +17,9 @@ An account low by either rule is in an episode until it is low by neither (`epis
 The scan reads the low accounts as plain rows (`LowAccount`), not ORM objects: it reads tens of
 thousands of them, and building and tracking an ORM object per account cost more than the
 database did. On PostgreSQL a list of ids goes as one array parameter (`= ANY`), so that the
-statement stays short and the same for every batch.
+statement stays short and the same for every batch. There the rows are read through the
+driver's own cursor (`_driver_rows`): SQLAlchemy's per-value result processing of tens of
+thousands of rows cost more than the database's work.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import psycopg
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -96,6 +99,28 @@ def low_account_columns() -> list[Any]:
     return [table.c[f.name] for f in fields(LowAccount)]
 
 
+# `LowAccount`'s columns as SQL, and which of them are moments, for `_driver_rows`.
+_COLUMNS_SQL = ", ".join(f.name for f in fields(LowAccount))
+_MOMENTS = tuple(i for i, f in enumerate(fields(LowAccount)) if "datetime" in str(f.type))
+
+
+def _driver_rows(session: Session, sql: str, params: dict[str, Any]) -> list[LowAccount]:
+    """PostgreSQL: `LowAccount` rows of `sql` (which selects `_COLUMNS_SQL`), read through the
+    driver's cursor in the session's transaction. Moments come out as aware UTC, as the
+    `UTCDateTime` columns give them."""
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    found = []
+    with driver.cursor() as cursor:
+        for row in cursor.execute(sql, params):
+            values = list(row)
+            for i in _MOMENTS:
+                if values[i] is not None:
+                    values[i] = values[i].astimezone(UTC)
+            found.append(LowAccount(*values))
+    return found
+
+
 class Action(StrEnum):
     PROMPT = "prompt"
     REMINDER = "reminder"
@@ -136,25 +161,53 @@ def in_episode_query() -> SelectOfScalar[Account]:
 def low_accounts(session: Session, *, ceiling: int) -> list[LowAccount]:
     """The low accounts as rows, by id. The same WHERE as `low_accounts_query` (whose plan
     `tests/db/test_query_plans.py` checks), selecting only the columns the scan reads."""
+    if on_postgresql(session):
+        return _driver_rows(
+            session,
+            f"SELECT {_COLUMNS_SQL} FROM account WHERE balance_cents < %(ceiling)s "  # noqa: S608
+            f"AND {SCANNABLE_ACCOUNT} ORDER BY id",
+            {"ceiling": ceiling},
+        )
     statement = low_accounts_query(ceiling).with_only_columns(*low_account_columns())
     rows = session.execute(statement.order_by(col(Account.id)))
     return [LowAccount(*row) for row in rows]
 
 
-def runway_accounts(session: Session, *, days_ceiling: int, now: datetime) -> list[LowAccount]:
-    """The accounts `runway_accounts_query` finds, as rows, leaving out paces that lapsed."""
+def runway_accounts(
+    session: Session, *, days_ceiling: int, now: datetime, balance_from: int = 0
+) -> list[LowAccount]:
+    """The accounts `runway_accounts_query` finds, as rows, leaving out paces that lapsed and
+    balances under `balance_from` (those `low_accounts` read already)."""
+    if on_postgresql(session):
+        return _driver_rows(
+            session,
+            f"SELECT {_COLUMNS_SQL} FROM account WHERE {RUNWAY_HOURS} < %(hours)s "  # noqa: S608
+            f"AND {RUNWAY_SCANNABLE} AND usage_pace_until > %(now)s "
+            "AND balance_cents >= %(balance_from)s ORDER BY id",
+            {"hours": days_ceiling * 24, "now": now, "balance_from": balance_from},
+        )
     statement = runway_accounts_query(days_ceiling * 24).with_only_columns(*low_account_columns())
-    statement = statement.where(col(Account.usage_pace_until) > now)
+    statement = statement.where(
+        col(Account.usage_pace_until) > now, col(Account.balance_cents) >= balance_from
+    )
     rows = session.execute(statement.order_by(col(Account.id)))
     return [LowAccount(*row) for row in rows]
 
 
 def locked(session: Session, ids: Sequence[int]) -> dict[int, LowAccount]:
     """These accounts' fresh rows, locked (on PostgreSQL) until the transaction ends."""
+    if on_postgresql(session):
+        rows = _driver_rows(
+            session,
+            f"SELECT {_COLUMNS_SQL} FROM account WHERE id = ANY(%(ids)s) FOR UPDATE",  # noqa: S608
+            {"ids": list(ids)},
+        )
+        return {row.id: row for row in rows}
     statement = (
         select(*low_account_columns()).where(id_in(session, Account.id, ids)).with_for_update()
     )
-    return {row.id: LowAccount(*row) for row in session.execute(statement)}
+    accounts = [LowAccount(*row) for row in session.execute(statement)]
+    return {account.id: account for account in accounts}
 
 
 def plan(session: Session, *, now: datetime) -> Plan:
@@ -187,7 +240,8 @@ def _decide(session: Session, *, now: datetime) -> Plan:
     days_ceiling = _highest_runway_days(session, global_settings, facilities.values())
     if days_ceiling:
         seen = {a.id for a in low}
-        short = runway_accounts(session, days_ceiling=days_ceiling, now=now)
+        short = runway_accounts(session, days_ceiling=days_ceiling, now=now,
+                                balance_from=ceiling)  # fmt: skip
         low = sorted([*low, *(a for a in short if a.id not in seen)], key=lambda a: a.id)
     busy = busy_accounts(session, [a.id for a in low])
     # Accounts with the same facility and overrides share their settings: resolved once each.

@@ -23,8 +23,16 @@ from sqlmodel import Session, SQLModel, col, select
 from textpay import episodes, facts, messages, prompts, quiet_hours, replies
 from textpay.db import id_in, on_postgresql
 from textpay.engine_config import EngineConfig, voice
+from textpay.labels import unique_labels
 from textpay.lowbalance import LowAccount
-from textpay.models import Account, Message, PaymentMethod, Prompt
+from textpay.models import (
+    OPEN_PROMPT_STATUSES,
+    Account,
+    AttemptStatus,
+    Message,
+    PaymentMethod,
+    Prompt,
+)
 from textpay.policy import (
     EffectiveSettings,
     delivery_rules_for,
@@ -69,8 +77,71 @@ class _Place:
     zone_named: bool
 
 
+@dataclass(frozen=True)
+class _Card:
+    token: str
+    last4: str
+
+
+@dataclass(frozen=True)
+class BatchLookup:
+    """What the scan reads about a batch of locked accounts besides their rows (PostgreSQL,
+    `look_up`): those with an open offer or a charge in flight (`lowbalance.busy_accounts`),
+    their cards, and their labels among the accounts on their phones."""
+
+    busy: set[int]
+    cards: dict[int, _Card]
+    labels: dict[str, str]
+
+
+# One statement for `BatchLookup`: the same predicates as `lowbalance.busy_accounts`,
+# `_card_rows` and `facts.labels_on_phones`, each read through an index by account or phone.
+_LOOK_UP = f"""
+    SELECT a.id, a.account_number,
+        EXISTS (SELECT 1 FROM prompt p WHERE p.account_id = a.id
+                AND p.status IN ({", ".join(f"'{s}'" for s in OPEN_PROMPT_STATUSES)}))
+        OR EXISTS (SELECT 1 FROM payment_attempt t WHERE t.account_id = a.id
+                   AND t.status = '{AttemptStatus.PENDING.value}'),
+        m.token, m.last4,
+        ARRAY(SELECT b.account_number FROM account b WHERE b.phone = a.phone)
+    FROM account a LEFT JOIN payment_method m ON m.account_id = a.id
+    WHERE a.id = ANY(%(ids)s)
+"""  # noqa: S608 (constants only; the ids are a parameter)
+
+
+def look_up(session: Session, account_ids: Sequence[int]) -> BatchLookup:
+    """PostgreSQL: `BatchLookup` for these accounts in one statement. The scan runs it after it
+    has locked their rows, so that it sees every offer or charge committed before the locks were
+    granted (a statement's snapshot is taken when it starts)."""
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    busy: set[int] = set()
+    cards: dict[int, _Card] = {}
+    named: dict[str, str] = {}
+    by_phone: dict[tuple[str, ...], dict[str, str]] = {}
+    with driver.cursor() as cursor:
+        for account_id, number, taken, token, last4, on_phone in cursor.execute(
+            _LOOK_UP, {"ids": list(account_ids)}
+        ):
+            if taken:
+                busy.add(account_id)
+            if token is not None:
+                cards[account_id] = _Card(token, last4)
+            key = tuple(sorted(on_phone))
+            names = by_phone.get(key)
+            if names is None:
+                names = by_phone[key] = unique_labels(list(key))
+            named[number] = names[number]
+    return BatchLookup(busy, cards, named)
+
+
 def make_queued(
-    session: Session, requests: Sequence[OfferRequest], *, now: datetime, config: EngineConfig
+    session: Session,
+    requests: Sequence[OfferRequest],
+    *,
+    now: datetime,
+    config: EngineConfig,
+    lookup: BatchLookup | None = None,
 ) -> list[MadeOffer]:
     """The scan's offers for a batch of accounts: one INSERT for the offers, one for their
     texts (held until each recipient's window opens) and one UPDATE counting them in the
@@ -80,9 +151,13 @@ def make_queued(
 
     Thousands of accounts share a few places, settings and languages: the place and sending
     time of each (zones, window), and the words of each language, are worked out once a batch,
-    by the same rules `make_reply` applies one account at a time (tests compare the two)."""
-    cards = _card_rows(session, [r.account.id for r in requests])
-    names = facts.labels_on_phones(session, {r.account.phone for r in requests})
+    by the same rules `make_reply` applies one account at a time (tests compare the two).
+    `lookup`: the batch's cards and labels, when the caller read them already (`look_up`)."""
+    if lookup is None:
+        cards = _card_rows(session, [r.account.id for r in requests])
+        names = facts.labels_on_phones(session, {r.account.phone for r in requests})
+    else:
+        cards, names = lookup.cards, lookup.labels
     windows = state_windows(get_global_settings(session))
     spoken = voice(session, config)
     places: dict[tuple[object, ...], _Place] = {}
@@ -128,19 +203,24 @@ def make_queued(
         )  # fmt: skip
     if not rows:
         return []
-    for text, prompt_id in zip(texts, _insert_prompts(session, rows), strict=True):
-        text["prompt_id"] = prompt_id
-    _insert(session, Message, texts)
-    session.execute(
-        update(Account)
-        .where(id_in(session, Account.id, [r["account_id"] for r in rows]))
-        .values(
-            episode_prompts=Account.episode_prompts + 1,
-            episode_last_prompt_at=now,
-            updated_at=now,
+    if on_postgresql(session):
+        for text, prompt_id in zip(texts, _write_offers(session, rows, texts, now=now),
+                                   strict=True):  # fmt: skip
+            text["prompt_id"] = prompt_id
+    else:
+        for text, prompt_id in zip(texts, _insert_prompts(session, rows), strict=True):
+            text["prompt_id"] = prompt_id
+        _insert(session, Message, texts)
+        session.execute(
+            update(Account)
+            .where(id_in(session, Account.id, [r["account_id"] for r in rows]))
+            .values(
+                episode_prompts=Account.episode_prompts + 1,
+                episode_last_prompt_at=now,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    )
     return [
         MadeOffer(t["prompt_id"], t["account_id"], t["phone"], t["kind"], t["body"],
                   t["send_after"])
@@ -171,12 +251,6 @@ def _place_of(
         zone, named = text_zone(account, settings.facility_timezone)
         place = known[key] = _Place(rules.zones, rules.window, zone, named)
     return place
-
-
-@dataclass(frozen=True)
-class _Card:
-    token: str
-    last4: str
 
 
 def _card_rows(session: Session, account_ids: list[int]) -> dict[int, _Card]:
@@ -224,6 +298,19 @@ def _insert_arrays(
     its column's conversion (UTC times refuse naive ones), and errors come out as SQLAlchemy's
     (a unique violation is an `IntegrityError`), as from any other statement."""
     table = model.__table__  # type: ignore[attr-defined]
+    names, casts, arrays = _arrays(session, model, rows)
+    back = f" RETURNING {', '.join(returning)}" if returning else ""
+    # Names from the model, values as parameters.
+    statement = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts}){back}"  # noqa: S608
+    return _run_binary(session, statement, arrays)
+
+
+def _arrays(
+    session: Session, model: type[SQLModel], rows: list[dict[str, Any]]
+) -> tuple[list[str], str, list[list[Any]]]:
+    """The rows as one array per column for `unnest`: the column names, their `%b::type[]`
+    placeholders, and the arrays, each value through its column's conversion."""
+    table = model.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect
     names = list(rows[0])
     arrays: list[list[Any]] = []
@@ -231,20 +318,57 @@ def _insert_arrays(
         values = [row[name] for row in rows]
         convert = table.c[name].type.bind_processor(dialect)
         arrays.append([convert(v) for v in values] if convert else values)
-    columns = ", ".join(names)
     casts = ", ".join(f"%b::{table.c[name].type.compile(dialect=dialect)}[]" for name in names)
-    back = f" RETURNING {', '.join(returning)}" if returning else ""
-    # Names from the model, values as parameters.
-    statement = f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({casts}){back}"  # noqa: S608
+    return names, casts, arrays
+
+
+def _run_binary(session: Session, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run `statement` on the session's connection in psycopg's binary format; its rows, if it
+    returns any. Errors come out as SQLAlchemy's, as from any other statement."""
     driver = session.connection().connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     try:
         with driver.cursor(binary=True) as cursor:
-            cursor.execute(statement, arrays)
-            return cursor.fetchall() if returning else []
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
     except psycopg.Error as error:
         raise DBAPIError.instance(statement, None, error, psycopg.Error, hide_parameters=True,
-                                  dialect=dialect) from error  # fmt: skip
+                                  dialect=session.get_bind().dialect) from error  # fmt: skip
+
+
+def _write_offers(
+    session: Session, rows: list[dict[str, Any]], texts: list[dict[str, Any]], *, now: datetime
+) -> list[int]:
+    """PostgreSQL: the batch's offers, their texts (each tied to its offer by account: one open
+    offer per account) and the episode counters in one statement, as `_insert_arrays` sends
+    rows; the offers' ids, in the rows' order. The counters' `UPDATE` joins the new offers, so
+    it counts exactly the accounts offered."""
+    offer_names, offer_casts, offer_arrays = _arrays(session, Prompt, rows)
+    text_names, text_casts, text_arrays = _arrays(session, Message, texts)
+    moment = Account.__table__.c["updated_at"].type.bind_processor(  # type: ignore[attr-defined]
+        session.get_bind().dialect
+    )
+    # Names from the models, values as parameters.
+    statement = f"""
+        WITH offer AS (
+            INSERT INTO prompt ({", ".join(offer_names)})
+            SELECT * FROM unnest({offer_casts}) RETURNING account_id, id
+        ), queued AS (
+            INSERT INTO message ({", ".join(text_names)}, prompt_id)
+            SELECT {", ".join(f"t.{name}" for name in text_names)}, offer.id
+            FROM unnest({text_casts}) AS t({", ".join(text_names)})
+            JOIN offer ON offer.account_id = t.account_id
+        ), counted AS (
+            UPDATE account SET episode_prompts = episode_prompts + 1,
+                episode_last_prompt_at = %b, updated_at = %b
+            FROM offer WHERE account.id = offer.account_id
+        )
+        SELECT account_id, id FROM offer
+    """  # noqa: S608
+    stamp = moment(now) if moment else now
+    found = _run_binary(session, statement, [*offer_arrays, *text_arrays, stamp, stamp])
+    by_account = dict(found)
+    return [by_account[row["account_id"]] for row in rows]  # one open offer per account
 
 
 def make_reply(
