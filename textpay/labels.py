@@ -23,14 +23,16 @@ by text: it can still be paid by a plain YES when its offer is the only one on t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 MIN_LABEL_DIGITS = 4
+_NOT_A_DIGIT = re.compile(r"[^0-9]")
 
 
 def digits_of(account_number: str) -> str:
     """The account number's ASCII digits, in order."""
-    return "".join(c for c in account_number if "0" <= c <= "9")
+    return _NOT_A_DIGIT.sub("", account_number)
 
 
 def unique_labels(account_numbers: Sequence[str]) -> dict[str, str]:
@@ -40,13 +42,29 @@ def unique_labels(account_numbers: Sequence[str]) -> dict[str, str]:
         own = digits_of(number)
         return {number: own[-MIN_LABEL_DIGITS:] if own else number}
     digits = {number: digits_of(number) for number in account_numbers}
+    # The shortest unique tail is one digit longer than the longest tail the account shares
+    # with another: compared with its neighbours in the order of the reversed digits (those
+    # share the longest tails), not with every other account on the phone.
+    ordered = sorted((own[::-1], number) for number, own in digits.items())
+    shared = [0] * len(ordered)
+    for i in range(1, len(ordered)):
+        common = _common_start(ordered[i - 1][0], ordered[i][0])
+        shared[i - 1] = max(shared[i - 1], common)
+        shared[i] = common
     labels: dict[str, str] = {}
-    for number, own in digits.items():
-        others = [d for other, d in digits.items() if other != number]
-        labels[number] = number  # the whole number, unless a tail of its digits is unique
-        for length in range(min(MIN_LABEL_DIGITS, len(own)), len(own) + 1):
-            tail = own[-length:] if length else ""
-            if tail and all(other[-length:] != tail for other in others):
-                labels[number] = tail
-                break
+    for (_, number), longest_shared in zip(ordered, shared, strict=True):
+        own = digits[number]
+        length = max(min(MIN_LABEL_DIGITS, len(own)), longest_shared + 1)
+        # No tail tells it apart (or it has no digits): the whole number.
+        labels[number] = own[-length:] if length <= len(own) else number
     return labels
+
+
+def _common_start(a: str, b: str) -> int:
+    """How many characters `a` and `b` share from their start."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -145,9 +145,10 @@ def make_queued(
 ) -> list[MadeOffer]:
     """The scan's offers for a batch of accounts: one INSERT for the offers, one for their
     texts (held until each recipient's window opens) and one UPDATE counting them in the
-    accounts' episodes. A conflict (another scan made one first) fails the whole batch, which
-    the caller undoes and retries one account at a time. Accounts without a card are left out:
-    there is nothing to charge until an operator adds one.
+    accounts' episodes (on PostgreSQL, the three in one statement: `_write_offers`). A conflict
+    (another scan made one first) fails the whole batch, which the caller undoes and retries
+    one account at a time. Accounts without a card are left out: there is nothing to charge
+    until an operator adds one.
 
     Thousands of accounts share a few places, settings and languages: the place and sending
     time of each (zones, window), and the words of each language, are worked out once a batch,
@@ -210,7 +211,7 @@ def make_queued(
     else:
         for text, prompt_id in zip(texts, _insert_prompts(session, rows), strict=True):
             text["prompt_id"] = prompt_id
-        _insert(session, Message, texts)
+        session.execute(insert(Message), texts)
         session.execute(
             update(Account)
             .where(id_in(session, Account.id, [r["account_id"] for r in rows]))
@@ -266,109 +267,96 @@ def _card_rows(session: Session, account_ids: list[int]) -> dict[int, _Card]:
 
 
 def _insert_prompts(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert offers; their ids, in the rows' order."""
-    if not on_postgresql(session):
-        # SQLAlchemy's insertmanyvalues: multi-row INSERTs, ids matched to the rows' order.
-        ids = session.execute(
-            insert(Prompt).returning(col(Prompt.id), sort_by_parameter_order=True), rows
-        ).scalars()
-        return list(ids)
-    by_account = dict(_insert_arrays(session, Prompt, rows, returning=("account_id", "id")))
-    return [by_account[row["account_id"]] for row in rows]  # one open offer per account
-
-
-def _insert(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
-    if on_postgresql(session):
-        _insert_arrays(session, model, rows)
-    else:
-        session.execute(insert(model), rows)
-
-
-def _insert_arrays(
-    session: Session,
-    model: type[SQLModel],
-    rows: list[dict[str, Any]],
-    *,
-    returning: tuple[str, ...] = (),
-) -> list[tuple[Any, ...]]:
-    """PostgreSQL: `INSERT ... SELECT * FROM unnest(<one array per column>)`, in psycopg's
-    binary format. The rows go as one parameter per column instead of one per value (whose
-    placeholders psycopg would parse anew for every batch, and whose strings it would quote
-    one by one): as fast as COPY, and it returns the new ids. Each value still goes through
-    its column's conversion (UTC times refuse naive ones), and errors come out as SQLAlchemy's
-    (a unique violation is an `IntegrityError`), as from any other statement."""
-    table = model.__table__  # type: ignore[attr-defined]
-    names, casts, arrays = _arrays(session, model, rows)
-    back = f" RETURNING {', '.join(returning)}" if returning else ""
-    # Names from the model, values as parameters.
-    statement = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts}){back}"  # noqa: S608
-    return _run_binary(session, statement, arrays)
-
-
-def _arrays(
-    session: Session, model: type[SQLModel], rows: list[dict[str, Any]]
-) -> tuple[list[str], str, list[list[Any]]]:
-    """The rows as one array per column for `unnest`: the column names, their `%b::type[]`
-    placeholders, and the arrays, each value through its column's conversion."""
-    table = model.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect
-    names = list(rows[0])
-    arrays: list[list[Any]] = []
-    for name in names:
-        values = [row[name] for row in rows]
-        convert = table.c[name].type.bind_processor(dialect)
-        arrays.append([convert(v) for v in values] if convert else values)
-    casts = ", ".join(f"%b::{table.c[name].type.compile(dialect=dialect)}[]" for name in names)
-    return names, casts, arrays
-
-
-def _run_binary(session: Session, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run `statement` on the session's connection in psycopg's binary format; its rows, if it
-    returns any. Errors come out as SQLAlchemy's, as from any other statement."""
-    driver = session.connection().connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
-    try:
-        with driver.cursor(binary=True) as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else []
-    except psycopg.Error as error:
-        raise DBAPIError.instance(statement, None, error, psycopg.Error, hide_parameters=True,
-                                  dialect=session.get_bind().dialect) from error  # fmt: skip
+    """SQLite: insert offers; their ids, in the rows' order (SQLAlchemy's insertmanyvalues:
+    multi-row INSERTs, ids matched to the rows' order)."""
+    ids = session.execute(
+        insert(Prompt).returning(col(Prompt.id), sort_by_parameter_order=True), rows
+    ).scalars()
+    return list(ids)
 
 
 def _write_offers(
     session: Session, rows: list[dict[str, Any]], texts: list[dict[str, Any]], *, now: datetime
 ) -> list[int]:
     """PostgreSQL: the batch's offers, their texts (each tied to its offer by account: one open
-    offer per account) and the episode counters in one statement, as `_insert_arrays` sends
-    rows; the offers' ids, in the rows' order. The counters' `UPDATE` joins the new offers, so
-    it counts exactly the accounts offered."""
-    offer_names, offer_casts, offer_arrays = _arrays(session, Prompt, rows)
-    text_names, text_casts, text_arrays = _arrays(session, Message, texts)
+    offer per account) and the episode counters in one statement; the offers' ids, in the rows'
+    order. The counters' `UPDATE` joins the new offers, so it counts exactly the accounts
+    offered, and a conflict (another scanner's offer) fails all three together.
+
+    The rows go as `INSERT ... SELECT FROM unnest(<one array per column>)` in psycopg's binary
+    format: one parameter per column instead of one per value (whose placeholders psycopg would
+    parse anew for every batch, and whose strings it would quote one by one), as fast as COPY,
+    and it returns the new ids. A column with the same value in every row (a status, the
+    moment) goes as that one value. Each value still goes through its column's conversion (UTC
+    times refuse naive ones), and errors come out as SQLAlchemy's (a unique violation is an
+    `IntegrityError`), as from any other statement."""
+    params: dict[str, Any] = {}
+    offer_names, offer_select = _unnest(session, Prompt, rows, params, prefix="o")
+    text_names, text_select = _unnest(session, Message, texts, params, prefix="t")
     moment = Account.__table__.c["updated_at"].type.bind_processor(  # type: ignore[attr-defined]
         session.get_bind().dialect
     )
+    params["now"] = moment(now) if moment else now
     # Names from the models, values as parameters.
     statement = f"""
         WITH offer AS (
-            INSERT INTO prompt ({", ".join(offer_names)})
-            SELECT * FROM unnest({offer_casts}) RETURNING account_id, id
+            INSERT INTO prompt ({", ".join(offer_names)}) {offer_select}
+            RETURNING account_id, id
         ), queued AS (
             INSERT INTO message ({", ".join(text_names)}, prompt_id)
             SELECT {", ".join(f"t.{name}" for name in text_names)}, offer.id
-            FROM unnest({text_casts}) AS t({", ".join(text_names)})
-            JOIN offer ON offer.account_id = t.account_id
+            FROM ({text_select}) AS t JOIN offer ON offer.account_id = t.account_id
         ), counted AS (
             UPDATE account SET episode_prompts = episode_prompts + 1,
-                episode_last_prompt_at = %b, updated_at = %b
+                episode_last_prompt_at = %(now)b, updated_at = %(now)b
             FROM offer WHERE account.id = offer.account_id
         )
         SELECT account_id, id FROM offer
     """  # noqa: S608
-    stamp = moment(now) if moment else now
-    found = _run_binary(session, statement, [*offer_arrays, *text_arrays, stamp, stamp])
-    by_account = dict(found)
-    return [by_account[row["account_id"]] for row in rows]  # one open offer per account
+    dialect = session.get_bind().dialect
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor(binary=True) as cursor:
+            by_account = dict(cursor.execute(statement, params).fetchall())
+    except psycopg.Error as error:
+        raise DBAPIError.instance(statement, None, error, psycopg.Error, hide_parameters=True,
+                                  dialect=dialect) from error  # fmt: skip
+    return [by_account[row["account_id"]] for row in rows]
+
+
+def _unnest(
+    session: Session,
+    model: type[SQLModel],
+    rows: list[dict[str, Any]],
+    params: dict[str, Any],
+    *,
+    prefix: str,
+) -> tuple[list[str], str]:
+    """The rows as `SELECT <columns> FROM unnest(<arrays>)`: each column an array, or one value
+    when every row has the same (`account_id`, the join key, is always an array). Returns the
+    column names, in the select's order, and the select; adds its values to `params`."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect
+    selected: list[str] = []
+    arrays: list[str] = []
+    casts: list[str] = []
+    names = list(rows[0])
+    for i, name in enumerate(names):
+        values = [row[name] for row in rows]
+        convert = table.c[name].type.bind_processor(dialect)
+        sql_type = table.c[name].type.compile(dialect=dialect)
+        key = f"{prefix}{i}"
+        if name != "account_id" and values.count(values[0]) == len(values):
+            params[key] = convert(values[0]) if convert else values[0]
+            selected.append(f"%({key})b::{sql_type} AS {name}")
+            continue
+        params[key] = [convert(v) for v in values] if convert else values
+        arrays.append(name)
+        casts.append(f"%({key})b::{sql_type}[]")
+        selected.append(f"u.{name}")
+    unnested = f"unnest({', '.join(casts)}) AS u({', '.join(arrays)})"
+    return names, f"SELECT {', '.join(selected)} FROM {unnested}"  # noqa: S608 (names from the model)
 
 
 def make_reply(
