@@ -23,7 +23,7 @@ from sqlmodel import Session, SQLModel, col, select
 from textpay import episodes, facts, messages, prompts, quiet_hours, replies
 from textpay.db import id_in, on_postgresql
 from textpay.engine_config import EngineConfig, voice
-from textpay.labels import unique_labels
+from textpay.labels import label_among
 from textpay.lowbalance import LowAccount
 from textpay.models import (
     OPEN_PROMPT_STATUSES,
@@ -118,7 +118,6 @@ def look_up(session: Session, account_ids: Sequence[int]) -> BatchLookup:
     busy: set[int] = set()
     cards: dict[int, _Card] = {}
     named: dict[str, str] = {}
-    by_phone: dict[tuple[str, ...], dict[str, str]] = {}
     with driver.cursor() as cursor:
         for account_id, number, taken, token, last4, on_phone in cursor.execute(
             _LOOK_UP, {"ids": list(account_ids)}
@@ -127,11 +126,7 @@ def look_up(session: Session, account_ids: Sequence[int]) -> BatchLookup:
                 busy.add(account_id)
             if token is not None:
                 cards[account_id] = _Card(token, last4)
-            key = tuple(sorted(on_phone))
-            names = by_phone.get(key)
-            if names is None:
-                names = by_phone[key] = unique_labels(list(key))
-            named[number] = names[number]
+            named[number] = label_among(number, on_phone)
     return BatchLookup(busy, cards, named)
 
 
