@@ -1,7 +1,8 @@
 """Job: the low-balance scan, with AutoPay charges for enrolled accounts.
 
-Phase 1 (short transactions, in batches): re-arm recovered accounts, make offers and queue their
-texts, and record a pending attempt for each AutoPay charge. Each account's action is decided
+Phase 1 (short transactions, in batches; two batches at a time on PostgreSQL): re-arm recovered
+accounts, make offers and queue their texts, and record a pending attempt for each AutoPay
+charge. Each account's action is decided
 again on its fresh, locked row just before it is taken, so a plan a few seconds old never acts
 on a top-up, a STOP or another scanner's work since. Phase 2: charge each card, outside any
 transaction. Phase 3 (a transaction per charge): `textpay.settlement` finishes it.
@@ -19,7 +20,9 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -63,6 +66,8 @@ LEASE_TIME = timedelta(seconds=30)
 BATCH = 500
 SQLITE_BATCH = 200
 SQLITE_PAUSE_SECONDS = 0.02
+# PostgreSQL batches in flight at once (`_offers_and_claims`).
+BATCHES_IN_FLIGHT = 2
 
 
 @dataclass
@@ -294,20 +299,53 @@ def _offers_and_claims(
         plan = lowbalance.plan(session, now=clock())
     result.skipped += plan.skipped
     orders: list[funding.ChargeOrder] = []
-    batch = BATCH if is_postgresql(db) else SQLITE_BATCH
-    for start in range(0, len(plan.candidates), batch):
-        if start:
-            if not lease.renew():
-                log.warning("scan: lost the lead; stopping after %d accounts", start)
-                break
-            if not is_postgresql(db):
-                time.sleep(SQLITE_PAUSE_SECONDS)
-        chunk = plan.candidates[start : start + batch]
-        with unit_of_work(db) as session:
-            fresh, lookup = _still_due(session, chunk, now=clock())
-            result.skipped += len(chunk) - len(fresh)
-            orders += _take(session, fresh, result, clock=clock, config=config, dry_run=False,
-                            lookup=lookup)  # fmt: skip
+    postgresql = is_postgresql(db)
+    size = BATCH if postgresql else SQLITE_BATCH
+    chunks = [plan.candidates[i : i + size] for i in range(0, len(plan.candidates), size)]
+    # PostgreSQL: two batches at a time, on two connections, so that one batch's Python (its
+    # checks and words) runs while the database writes the other's. Batches never share an
+    # account, and each locks and checks its own as when they run one after the other.
+    # SQLite, whose writers take turns anyway, runs them one at a time, in this thread.
+    with ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT, thread_name_prefix="scan") as pool:
+        running: deque[Future[tuple[ScanResult, list[funding.ChargeOrder]]]] = deque()
+        for done, chunk in enumerate(chunks):
+            if len(running) == BATCHES_IN_FLIGHT:
+                orders += _merge(result, running.popleft().result())
+            if done:
+                if not lease.renew():
+                    log.warning("scan: lost the lead; stopping after %d accounts", done * size)
+                    break
+                if not postgresql:
+                    time.sleep(SQLITE_PAUSE_SECONDS)
+            if postgresql:
+                running.append(pool.submit(_batch, db, chunk, clock=clock, config=config))
+            else:
+                orders += _merge(result, _batch(db, chunk, clock=clock, config=config))
+        while running:
+            orders += _merge(result, running.popleft().result())
+    return orders
+
+
+def _batch(
+    db: Engine, chunk: list[lowbalance.Candidate], *, clock: _Clock, config: EngineConfig
+) -> tuple[ScanResult, list[funding.ChargeOrder]]:
+    """One batch of phase 1 in its own transaction: what it counted, and its AutoPay charges."""
+    counted = ScanResult()
+    with unit_of_work(db) as session:
+        fresh, lookup = _still_due(session, chunk, now=clock())
+        counted.skipped += len(chunk) - len(fresh)
+        orders = _take(session, fresh, counted, clock=clock, config=config, dry_run=False,
+                       lookup=lookup)  # fmt: skip
+    return counted, orders
+
+
+def _merge(
+    result: ScanResult, batch: tuple[ScanResult, list[funding.ChargeOrder]]
+) -> list[funding.ChargeOrder]:
+    """Add a batch's counts to the scan's; its AutoPay charges."""
+    counted, orders = batch
+    for name, value in counted.counts().items():
+        setattr(result, name, getattr(result, name) + value)
     return orders
 
 
