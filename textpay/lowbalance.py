@@ -185,10 +185,11 @@ def runway_accounts(
     if on_postgresql(session):
         return _driver_rows(
             session,
-            f"SELECT {_COLUMNS_SQL} FROM account WHERE {RUNWAY_HOURS} < %(hours)s "  # noqa: S608
+            # The hours written out, as in `runway_accounts_query`.
+            f"SELECT {_COLUMNS_SQL} FROM account WHERE {RUNWAY_HOURS} < {int(days_ceiling * 24)} "  # noqa: S608
             f"AND {RUNWAY_SCANNABLE} AND usage_pace_until > %(now)s "
             "AND balance_cents >= %(balance_from)s ORDER BY id",
-            {"hours": days_ceiling * 24, "now": now, "balance_from": balance_from},
+            {"now": now, "balance_from": balance_from},
         )
     statement = runway_accounts_query(days_ceiling * 24).with_only_columns(*low_account_columns())
     statement = statement.where(

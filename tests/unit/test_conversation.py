@@ -22,7 +22,7 @@ from textpay.conversation import (
     decide,
     parse,
 )
-from textpay.labels import unique_labels
+from textpay.labels import label_among, unique_labels
 
 NOW = datetime(2026, 11, 26, 19, 5, tzinfo=UTC)
 
@@ -296,6 +296,8 @@ def test_labels_grow_until_unique_on_the_phone() -> None:
         found = unique_labels(numbers)
         assert [found[n] for n in numbers] == labels
         assert len(set(found.values())) == len(numbers)
+        # The scan labels each account it offers on its own: the same labels.
+        assert [label_among(n, numbers) for n in numbers] == labels
 
 
 def test_an_account_that_cannot_be_paid_by_text_is_not_charged_or_enrolled() -> None:
