@@ -2,10 +2,10 @@
 
 Phase 1 (short transactions, in batches; two batches at a time on PostgreSQL): re-arm recovered
 accounts, make offers and queue their texts, and record a pending attempt for each AutoPay
-charge. Each account's action is decided
-again on its fresh, locked row just before it is taken, so a plan a few seconds old never acts
-on a top-up, a STOP or another scanner's work since. Phase 2: charge each card, outside any
-transaction. Phase 3 (a transaction per charge): `textpay.settlement` finishes it.
+charge. Each account's action is decided again on its fresh, locked row just before it is
+taken, so a plan a few seconds old never acts on a top-up, a STOP or another scanner's work
+since. Phase 2: charge each card, outside any transaction. Phase 3 (a transaction per charge):
+`textpay.settlement` finishes it.
 
 One scanner works at a time: on PostgreSQL the holder of an advisory lock, on SQLite the holder
 of the `scan` lease row; the others step aside. Unique keys back this up everywhere: one open
