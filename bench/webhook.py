@@ -416,6 +416,9 @@ def seed_textpay(database_url: str, count: int) -> list[str]:
 
 HISTORY_CALL_CENTS = 100  # a day's calls, in the seeded history
 HISTORY_TEXTS_PER_WEEK = 2  # BALs a week, each with its answer
+# The seeded history's texts carry this as their request id, so that `textpay_outcome` counts
+# only the texts of the run (its entries are told apart by their `history:` references).
+HISTORY_REQUEST_ID = "bench-history"
 
 
 def seed_history(database_url: str, weeks: int) -> int:
@@ -498,6 +501,7 @@ def _history_texts(account_id: int, phone: str, monday: datetime) -> list[dict[s
                     "status": status,
                     "engine_initiated": False,
                     "attempts": 0,
+                    "request_id": HISTORY_REQUEST_ID,
                     "created_at": at,
                     "updated_at": at,
                 }
@@ -509,7 +513,8 @@ def textpay_outcome(database_url: str) -> dict[str, int]:
     """What TextPay wrote: inbound texts recorded, deposits posted, offers funded."""
     engine = create_engine(database_url)
     queries = {
-        "texts": "SELECT count(*) FROM message WHERE direction = 'inbound'",
+        "texts": "SELECT count(*) FROM message WHERE direction = 'inbound' "
+        f"AND (request_id IS NULL OR request_id <> '{HISTORY_REQUEST_ID}')",
         "deposits": "SELECT count(*) FROM ledger_entry WHERE kind = 'deposit' "
         "AND reference NOT LIKE 'history:%'",
         "funded": "SELECT count(*) FROM prompt WHERE status = 'funded'",
