@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -146,3 +147,71 @@ def test_migration_0004_does_not_make_an_unsent_offer_acceptable(tmp_path: Path)
         assert when > night, (
             f"an offer whose text is still held in the outbox is acceptable from {when}"
         )
+
+
+def _history_indexes(connection: Any) -> dict[str, str]:
+    """The partial indexes 0013 makes, by name, with what they index and their predicate."""
+    found: dict[str, str] = {}
+    for table in ("ledger_entry", "message"):
+        for index in inspect(connection).get_indexes(table):
+            if index["name"] in ("ix_ledger_entry_deposit", "ix_message_inbound"):
+                options = index.get("dialect_options", {})
+                where = options.get("postgresql_where", options.get("sqlite_where", ""))
+                predicate = str(where)
+                found[str(index["name"])] = f"{index['column_names']} {predicate}"
+    return found
+
+
+def test_migration_0013_indexes_history_on_both_databases_and_undoes_it(engine: Engine) -> None:
+    """From 0012 with texts and entries in the tables: the upgrade builds both partial indexes
+    (or keeps ones built beforehand under the same names), the downgrade drops them, and the
+    upgrade runs again."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0012_passcode")
+        assert _history_indexes(connection) == {}
+        connection.execute(
+            text(
+                "INSERT INTO account (id, account_number, phone, phone_zones, nickname, language,"
+                " textpay_enabled, autopay_enabled, status, opted_out, balance_cents,"
+                " balance_updated_at, episode_seq, episode_prompts, autopay_failures,"
+                " created_at, updated_at) VALUES (1, 'A-1', '+12125550147', '', '', 'en', true,"
+                " false, 'active', false, 700, '2026-11-01', 0, 0, 0, '2026-11-01', '2026-11-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO ledger_entry (account_id, kind, amount_cents, balance_after_cents,"
+                " reference, memo, created_at) VALUES (1, 'deposit', 700, 700, 'd:1', '',"
+                " '2026-11-02')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO message (direction, phone, account_id, body, kind, status,"
+                " engine_initiated, attempts, created_at, updated_at) VALUES ('inbound',"
+                " '+12125550147', 1, 'BAL', 'reply', 'received', false, 0, '2026-11-02',"
+                " '2026-11-02')"
+            )
+        )
+        # Built beforehand (as with CREATE INDEX CONCURRENTLY): the upgrade keeps it.
+        connection.execute(
+            text(
+                "CREATE INDEX ix_message_inbound ON message (phone, created_at)"
+                " WHERE direction = 'inbound'"
+            )
+        )
+        command.upgrade(config, "head")
+        built = _history_indexes(connection)
+        assert set(built) == {"ix_ledger_entry_deposit", "ix_message_inbound"}, built
+        assert "deposit" in built["ix_ledger_entry_deposit"]
+        assert "inbound" in built["ix_message_inbound"]
+        command.downgrade(config, "0012_passcode")
+        assert _history_indexes(connection) == {}
+        command.upgrade(config, "head")
+        assert set(_history_indexes(connection)) == {"ix_ledger_entry_deposit",
+                                                     "ix_message_inbound"}  # fmt: skip
+        assert connection.execute(text("SELECT count(*) FROM ledger_entry")).scalar_one() == 1
+        assert connection.execute(text("SELECT count(*) FROM message")).scalar_one() == 1
