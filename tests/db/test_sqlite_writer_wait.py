@@ -4,18 +4,21 @@ timeout, and leaves the connection's own busy timeout as it was either way."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from textpay import db
+from textpay import db, ledger
 from textpay.db import is_sqlite, unit_of_work
-from textpay.models import Account
+from textpay.models import Account, LedgerKind
 
 
 @pytest.fixture
@@ -58,3 +61,48 @@ def test_a_writer_gives_up_after_the_busy_timeout_with_the_database_s_error(
     other_writer.execute("ROLLBACK")
     with unit_of_work(engine) as session:  # the connection is still good
         assert session.query(Account).count() == 0
+
+
+def _post_credits(url: str, writer: int, count: int) -> list[str]:
+    """`count` one-cent credits to account 1, each in its own transaction, from a process of
+    its own: what went wrong, if anything."""
+    engine = db.make_engine(url)
+    errors: list[str] = []
+    for n in range(count):
+        try:
+            with unit_of_work(engine) as session:
+                ledger.post(session, account_id=1, kind=LedgerKind.CREDIT, amount_cents=1,
+                            reference=f"credit:{writer}:{n}")  # fmt: skip
+        except Exception as error:  # every failure is the finding
+            errors.append(repr(error))
+    engine.dispose()
+    return errors
+
+
+def test_writers_in_several_processes_all_get_the_lock_and_lose_nothing(engine: Engine) -> None:
+    """Three web workers' worth of writers post at once while another process (the clock's
+    scan) takes the write lock for 300 ms at a time: every transaction waits its turn, none
+    answers "database is locked", and the balance counts every credit."""
+    if not is_sqlite(engine):
+        pytest.skip("PostgreSQL's writers wait on row locks, not a database lock")
+    database = engine.url.database
+    assert database
+    with unit_of_work(engine) as session:
+        session.add(Account(account_number="A1", phone="+12125550147"))
+    writers, each = 3, 60
+    holder = sqlite3.connect(database, timeout=10, isolation_level=None, check_same_thread=False)
+    with ProcessPoolExecutor(writers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        posting = [pool.submit(_post_credits, str(engine.url), w, each) for w in range(writers)]
+        for _ in range(3):
+            holder.execute("BEGIN IMMEDIATE")
+            time.sleep(0.3)
+            holder.execute("COMMIT")
+            time.sleep(0.05)
+        errors = [error for future in posting for error in future.result()]
+    holder.close()
+    assert errors == []
+    with unit_of_work(engine) as session:
+        account = session.get(Account, 1)
+        assert account is not None
+        assert account.balance_cents == writers * each
+        assert ledger.verify(session) == []
