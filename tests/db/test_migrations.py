@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -215,3 +216,38 @@ def test_migration_0013_indexes_history_on_both_databases_and_undoes_it(engine: 
                                                      "ix_message_inbound"}  # fmt: skip
         assert connection.execute(text("SELECT count(*) FROM ledger_entry")).scalar_one() == 1
         assert connection.execute(text("SELECT count(*) FROM message")).scalar_one() == 1
+
+
+@pytest.mark.postgres_only
+def test_migration_0013_builds_again_an_index_a_failed_concurrent_build_left(
+    engine: Engine,
+) -> None:
+    """0013 tells operators to build its indexes beforehand with `CREATE INDEX CONCURRENTLY`.
+    When such a build fails (cancelled, timed out), PostgreSQL leaves an invalid index under
+    the name, which it keeps up to date but never reads: the upgrade must build it again, not
+    skip it because the name exists."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0012_passcode")
+        connection.execute(
+            text(
+                "CREATE INDEX ix_message_inbound ON message (phone, created_at)"
+                " WHERE direction = 'inbound'"
+            )
+        )
+        # What a failed CREATE INDEX CONCURRENTLY leaves behind.
+        connection.execute(
+            text(
+                "UPDATE pg_index SET indisvalid = false"
+                " WHERE indexrelid = 'ix_message_inbound'::regclass"
+            )
+        )
+        command.upgrade(config, "head")
+        valid = connection.execute(
+            text(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_message_inbound'::regclass"
+            )
+        ).scalar_one()
+    assert valid is True
