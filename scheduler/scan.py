@@ -60,9 +60,10 @@ SCAN_LOCK_KEY = 0x5465787450617953
 # process is gone frees it at once (SQLite deployments are one host).
 SCAN_LEASE = "scan"
 LEASE_TIME = timedelta(seconds=30)
-# Candidates per phase-1 transaction. On SQLite, whose writers wait by polling (every 1 ms at
-# the slowest, `db._begin_immediate`), batches are smaller and the scan pauses between them, so
-# that a webhook waiting for the write lock gets it between two batches instead of being starved.
+# Candidates per phase-1 transaction. On SQLite, whose writers wait by polling (every 1 ms, up
+# to every 25 ms in a long wait: `db._begin_immediate`), batches are smaller and the scan pauses
+# between them, so that a webhook waiting for the write lock gets it between two batches
+# instead of being starved.
 BATCH = 500
 SQLITE_BATCH = 200
 SQLITE_PAUSE_SECONDS = 0.02
