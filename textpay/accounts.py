@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session, col, select
 
 from textpay import audit, consent, episodes
@@ -221,6 +222,10 @@ def update_account(
             # at the next scan rather than after the reminder's cooldown.
             account.episode_prompts = 0
             account.episode_last_prompt_at = None
+            # Written even when they were 0 and empty as read: a scan's offer to the old number
+            # may have committed since (its counter with it) while this waited for the row.
+            flag_modified(account, "episode_prompts")
+            flag_modified(account, "episode_last_prompt_at")
             # A new phone for the account (`passcode_new_phone_days`).
             account.phone_since = now
     session.flush()
