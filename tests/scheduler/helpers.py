@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -51,3 +51,15 @@ def prompts_of(engine: Engine, account_id: int) -> list[Prompt]:
 def count_prompts(engine: Engine) -> int:
     with unit_of_work(engine) as session:
         return int(session.exec(select(func.count()).select_from(Prompt)).one())
+
+
+def waiting_on_a_row_lock(engine: Engine) -> bool:
+    """PostgreSQL: whether a session of this database is waiting for a lock (a row's)."""
+    with engine.connect() as connection:
+        waiting = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+        ).scalar()
+    return bool(waiting)

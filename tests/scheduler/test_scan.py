@@ -25,12 +25,9 @@ from tests.scheduler.helpers import (
 )
 from tests.web.conftest import MOM, charges, deposits
 from tests.web.twilio_client import TwilioClient
-from textpay import lowbalance, prompts
-from textpay.db import unit_of_work
+from textpay import lowbalance
 from textpay.models import Account
-from textpay.policy import effective_for_account
 from textpay.sms import RecordingSender
-from textpay.timeutil import utcnow
 from webhooks.cli import cli
 
 # 2:05pm in New York (EST, UTC-5) on a Thursday.
@@ -275,22 +272,3 @@ def test_no_offer_for_an_account_closed_after_the_plan(
         result = scan_now(app)
     assert result.prompted == 0
     assert prompts_of(engine, account["id"]) == []
-
-
-def test_an_offer_another_scanner_made_first_fails_only_its_own_account(
-    app: Flask, admin: AdminClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Another scanner's offer, made after this batch checked for open offers, makes the
-    batch's insert hit the one-open-offer key: the batch is undone and made again one account
-    at a time, and only that account is left out (skipped, not an error)."""
-    with freeze_time(AFTERNOON):
-        first = low(admin, account_number="RACE-1", phone="2125550101")
-        low(admin, account_number="RACE-2", phone="2125550102")
-        with unit_of_work(engine) as session:
-            taken = session.get(Account, first["id"])
-            assert taken is not None
-            prompts.offer(session, taken, effective_for_account(session, taken), now=utcnow())
-        monkeypatch.setattr(lowbalance, "busy_accounts", lambda session, ids: set())
-        result = scan_now(app)
-    assert (result.prompted, result.skipped, result.errors) == (1, 1, 0)
-    assert [m.phone for m in outbox(engine)] == ["+12125550102"]

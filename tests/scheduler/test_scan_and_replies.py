@@ -10,30 +10,18 @@ import time
 import pytest
 from flask import Flask
 from freezegun import freeze_time
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from scheduler import scan
 from tests.conftest import AdminClient
-from tests.scheduler.helpers import outbox, prompts_of, scan_now
+from tests.scheduler.helpers import outbox, prompts_of, scan_now, waiting_on_a_row_lock
 from tests.scheduler.test_scan import AFTERNOON, low
 from textpay import offers
 from textpay.db import unit_of_work
 from textpay.models import Account
 from textpay.policy import effective_for_account
 from textpay.timeutil import utcnow
-
-
-def _waiting_on_a_row_lock(engine: Engine) -> bool:
-    with engine.connect() as connection:
-        waiting = connection.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            )
-        ).scalar()
-    return bool(waiting)
 
 
 @pytest.mark.postgres_only
@@ -54,7 +42,7 @@ def test_an_offer_made_while_the_scan_waits_for_the_row_is_the_only_offer(
             scanning = threading.Thread(target=lambda: found.append(scan_now(app)))
             scanning.start()
             for _ in range(200):  # the scan reaches the locked row and waits for it
-                if _waiting_on_a_row_lock(engine):
+                if waiting_on_a_row_lock(engine):
                     break
                 time.sleep(0.02)
             else:

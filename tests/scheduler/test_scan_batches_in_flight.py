@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from scheduler import scan
 from tests.conftest import AdminClient
-from tests.scheduler.helpers import deliver, outbox, prompts_of, scan_now
+from tests.scheduler.helpers import deliver, outbox, prompts_of, scan_now, waiting_on_a_row_lock
 from tests.scheduler.test_scan import AFTERNOON, low
 from tests.web.twilio_client import TwilioClient
 from textpay import lowbalance, offers, prompts
@@ -129,17 +129,6 @@ def test_a_failing_batch_leaves_no_thread_connection_or_lock_and_the_next_scan_f
     assert len(outbox(engine, kind="prompt")) == 5
 
 
-def _waiting_on_a_row_lock(engine: Engine) -> bool:
-    with engine.connect() as connection:
-        waiting = connection.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            )
-        ).scalar()
-    return bool(waiting)
-
-
 def _hold_the_batch_of(monkeypatch: pytest.MonkeyPatch, account_id: int) -> tuple[Any, Any]:
     """The scan, once its batch holding `account_id` has locked the rows and looked them up,
     waits (still holding the locks) until `release` is set; `held` says it got there."""
@@ -167,7 +156,7 @@ def _while_the_batch_holds_the_row(
     acting = threading.Thread(target=action)
     acting.start()
     for _ in range(250):  # the subscriber's or operator's change waits for the locked row
-        if _waiting_on_a_row_lock(engine):
+        if waiting_on_a_row_lock(engine):
             break
         threading.Event().wait(0.02)
     else:
