@@ -4,8 +4,9 @@ A BAL (and any text that moves no money) runs at most 3 statements and a YES at 
 its phases (record and accept, charge, settle and reply), on both databases. Counted with
 SQLAlchemy's `before_cursor_execute`, so a later change cannot quietly add a query.
 
-Not counted: transaction control (`BEGIN IMMEDIATE`, which the SQLite engine sends itself and
-psycopg sends implicitly, unseen, on PostgreSQL; `SAVEPOINT`/`RELEASE`), and the sandbox
+Not counted: transaction control (`BEGIN IMMEDIATE`, which the SQLite engine sends to the driver
+itself between two `PRAGMA busy_timeout`, unseen here, and psycopg sends implicitly, unseen, on
+PostgreSQL; `SAVEPOINT`/`RELEASE`), and the sandbox
 gateway's own bookkeeping, which stands in for the card processor (on Stripe the charge is an
 HTTPS call and no SQL at all); its statements are counted separately and held to 2.
 """
