@@ -37,7 +37,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from textpay import autopay, episodes
-from textpay.db import id_in, on_postgresql
+from textpay.db import core, id_in, on_postgresql
 from textpay.models import (
     ACCOUNT_IN_EPISODE,
     OPEN_PROMPT_STATUSES,
@@ -112,7 +112,7 @@ def _driver_rows(session: Session, sql: str, params: dict[str, Any]) -> list[Low
     """PostgreSQL: `LowAccount` rows of `sql` (which selects `_COLUMNS_SQL`), read through the
     driver's cursor in the session's transaction. Moments come out as aware UTC, as the
     `UTCDateTime` columns give them."""
-    driver = session.connection().connection.driver_connection
+    driver = core(session).connection.driver_connection  # pending ORM changes flushed first
     assert isinstance(driver, psycopg.Connection)
     found = []
     with driver.cursor() as cursor:

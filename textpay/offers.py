@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, select
 
 from textpay import episodes, facts, messages, prompts, quiet_hours, replies
-from textpay.db import id_in, on_postgresql
+from textpay.db import core, id_in, on_postgresql
 from textpay.engine_config import EngineConfig, voice
 from textpay.labels import label_among
 from textpay.lowbalance import LowAccount
@@ -113,7 +113,7 @@ def look_up(session: Session, account_ids: Sequence[int]) -> BatchLookup:
     """PostgreSQL: `BatchLookup` for these accounts in one statement. The scan runs it after it
     has locked their rows, so that it sees every offer or charge committed before the locks were
     granted (a statement's snapshot is taken when it starts)."""
-    driver = session.connection().connection.driver_connection
+    driver = core(session).connection.driver_connection  # pending ORM changes flushed first
     assert isinstance(driver, psycopg.Connection)
     busy: set[int] = set()
     cards: dict[int, _Card] = {}
@@ -309,7 +309,7 @@ def _write_offers(
         SELECT account_id, id FROM offer
     """  # noqa: S608
     dialect = session.get_bind().dialect
-    driver = session.connection().connection.driver_connection
+    driver = core(session).connection.driver_connection  # pending ORM changes flushed first
     assert isinstance(driver, psycopg.Connection)
     try:
         with driver.cursor(binary=True) as cursor:
