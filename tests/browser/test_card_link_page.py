@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -49,7 +53,19 @@ def wait_for(browser: Chrome, condition: Callable[[Chrome], Any], what: str) -> 
         poll_frequency=0.1,
         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
     )
-    return waiting.until(condition, what)
+    return waiting.until(lambda b: _while_the_page_is_replaced(condition, b), what)
+
+
+def _while_the_page_is_replaced(condition: Callable[[Chrome], Any], browser: Chrome) -> Any:
+    """`condition`, or False when Chrome read an element of the page a submitted form was
+    replacing: it says so with an 'unknown error' ("Node with given id does not belong to the
+    document"), not as a stale element, on a busy machine. Any other error is raised."""
+    try:
+        return condition(browser)
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error.msg):
+            return False
+        raise
 
 
 def heading(browser: Chrome) -> str:
