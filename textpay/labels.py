@@ -61,17 +61,9 @@ def unique_labels(account_numbers: Sequence[str]) -> dict[str, str]:
 
 
 def label_among(account_number: str, on_phone: Sequence[str]) -> str:
-    """One account number's label among the account numbers `on_phone` (itself included): what
-    `unique_labels(on_phone)[account_number]` gives, without labelling the others."""
-    own = digits_of(account_number)
-    if len(on_phone) == 1:
-        return own[-MIN_LABEL_DIGITS:] if own else account_number
-    others = [digits_of(other) for other in on_phone if other != account_number]
-    for length in range(min(MIN_LABEL_DIGITS, len(own)) or 1, len(own) + 1):
-        tail = own[-length:]
-        if not any(other.endswith(tail) for other in others):
-            return tail
-    return account_number
+    """One account number's label among the account numbers `on_phone` (itself included), by
+    the one rule above: the scan labels each account it offers to this way."""
+    return unique_labels(on_phone)[account_number]
 
 
 def _common_start(a: str, b: str) -> int:
