@@ -20,6 +20,13 @@ from textpay.db import MIGRATIONS, make_engine
 from webhooks.cli import cli
 
 
+def _alembic_config() -> Config:
+    """Alembic's configuration for TextPay's migrations (each test gives it its connection)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
 def test_models_and_migrations_agree(engine: Engine) -> None:
     """The test databases are built by the migrations; autogenerate must find nothing to add."""
     with engine.connect() as connection:
@@ -30,8 +37,7 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
 
 def test_migrations_upgrade_downgrade_and_upgrade_again(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/roundtrip.db")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
@@ -63,8 +69,7 @@ def test_migration_0004_gives_every_account_its_numbers_consent(tmp_path: Path) 
     """Before 0004 consent lived on accounts (and a STOP before enrolment only in the events):
     after it, each number has one answer and every account on the number agrees with it."""
     engine = make_engine(f"sqlite:///{tmp_path}/upgrade.db")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0003_phone_place")
@@ -104,8 +109,7 @@ def test_migration_0004_does_not_make_an_unsent_offer_acceptable(tmp_path: Path)
     runs at night. The offer's text has not gone out, so no YES may accept it yet: but the
     backfill sets `acceptable_after = created_at` for every prompt, pending ones included."""
     engine = make_engine(f"sqlite:///{tmp_path}/upgrade.db")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0003_phone_place")
@@ -167,8 +171,7 @@ def test_migration_0013_indexes_history_on_both_databases_and_undoes_it(engine: 
     """From 0012 with texts and entries in the tables: the upgrade builds both partial indexes
     (or keeps ones built beforehand under the same names), the downgrade drops them, and the
     upgrade runs again."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0012_passcode")
@@ -226,8 +229,7 @@ def test_migration_0013_builds_again_an_index_a_failed_concurrent_build_left(
     When such a build fails (cancelled, timed out), PostgreSQL leaves an invalid index under
     the name, which it keeps up to date but never reads: the upgrade must build it again, not
     skip it because the name exists."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0012_passcode")
