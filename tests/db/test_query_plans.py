@@ -26,13 +26,7 @@ _SQLITE_READ, _SQLITE_SELECT = 20, 21
 
 def plan(engine: Engine, statement: Any) -> str:
     compiled = str(statement.compile(engine, compile_kwargs={"literal_binds": True}))
-    with engine.connect() as connection:
-        if is_sqlite(engine):
-            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled).fetchall()
-            return " | ".join(str(row[-1]) for row in rows)
-        connection.exec_driver_sql("SET enable_seqscan = off")
-        rows = connection.exec_driver_sql("EXPLAIN " + compiled).fetchall()
-        return " | ".join(str(row[0]) for row in rows)
+    return _explain(engine, compiled)
 
 
 def plan_bound(engine: Engine, statement: Any, values: dict[str, Any]) -> str:
@@ -40,14 +34,20 @@ def plan_bound(engine: Engine, statement: Any, values: dict[str, Any]) -> str:
     fixed values it writes in, `db.constant`, are written in here too)."""
     compiled = statement.params(values).compile(engine, compile_kwargs={"render_postcompile": True})
     given = compiled.params
+    if is_sqlite(engine):
+        return _explain(engine, str(compiled), tuple(str(given[n]) for n in compiled.positiontup))
+    return _explain(engine, str(compiled), given)
+
+
+def _explain(engine: Engine, sql: str, parameters: Any = None) -> str:
+    """The database's plan of `sql`, one line per step (PostgreSQL asked with sequential scans
+    discouraged)."""
     with engine.connect() as connection:
         if is_sqlite(engine):
-            ordered = [str(given[name]) for name in compiled.positiontup]
-            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled),
-                                              tuple(ordered)).fetchall()  # fmt: skip
+            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters).fetchall()
             return " | ".join(str(row[-1]) for row in rows)
         connection.exec_driver_sql("SET enable_seqscan = off")
-        rows = connection.exec_driver_sql("EXPLAIN " + str(compiled), given).fetchall()
+        rows = connection.exec_driver_sql("EXPLAIN " + sql, parameters).fetchall()
         return " | ".join(str(row[0]) for row in rows)
 
 
