@@ -21,10 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func
+from sqlmodel import col, select
 
 from tests.e2e.stack import STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET, Stack, http, wait_for
 from tests.e2e.test_logs import LEAKS, spelled
 from tests.e2e.test_story import deposits, low_account
+from textpay.db import make_engine
+from textpay.models import Prompt
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +100,24 @@ def told(stack: Stack, who: tuple[str, str, str], words: str) -> list[str]:
     return [m["Body"] for m in stack.outbound(e164(who[1])) if words in m["Body"]]
 
 
+def acceptable_offers(stack: Stack, ids: list[int]) -> int:
+    """How many of these accounts have an offer whose text TextPay recorded as sent."""
+    engine = make_engine(stack.database_url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(Prompt)
+                    .where(
+                        col(Prompt.acceptable_after).is_not(None), col(Prompt.account_id).in_(ids)
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
 def ledger(stack: Stack, account_id: int, kind: str) -> list[dict[str, Any]]:
     entries = stack.admin("GET", f"/admin/accounts/{account_id}/ledger")["entries"]
     return [e for e in entries if e["kind"] == kind]
@@ -123,6 +145,10 @@ def test_real_money_through_stripe_end_to_end(stack: Stack) -> None:
     # The clock offers the three, and charges the AutoPay account through Stripe on its own.
     wait_for(lambda: all(told(stack, who, "Reply YES") for who in (VISA, PROCESSING, DECLINED)),
              timeout=SLOW, what="the offers")  # fmt: skip
+    # Twilio's stand-in has each text the moment it is asked to send it; the offer can be
+    # accepted once the dispatcher has recorded it sent, a moment later.
+    wait_for(lambda: acceptable_offers(stack, [visa, processing, declined]) == 3, timeout=SLOW,
+             what="the offers recorded as sent")  # fmt: skip
     wait_for(lambda: told(stack, AUTOPAY, "AutoPay added $25.00 to acct ...9100"),
              timeout=SLOW, what="the AutoPay receipt")  # fmt: skip
     assert deposits(stack, autopay) == [2500]
