@@ -24,6 +24,7 @@ from flask import Flask
 from freezegun import freeze_time
 from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import CacheStats
 
 from tests.conftest import AdminClient
 from tests.web.conftest import MOM, deposits
@@ -43,6 +44,8 @@ _TRANSACTION_CONTROL = ("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT", "ROLLBACK")
 class Statements:
     ours: list[str] = field(default_factory=list)
     gateway: list[str] = field(default_factory=list)
+    # Statements SQLAlchemy compiled for this execution instead of taking them from its cache.
+    compiled: list[str] = field(default_factory=list)
 
     def listing(self) -> str:
         return "\n".join(s.split("\n")[0][:120] for s in self.ours)
@@ -52,11 +55,14 @@ class Statements:
 def counted(engine: Engine) -> Iterator[Statements]:
     seen = Statements()
 
-    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def before(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any,
+               _many: bool) -> None:  # fmt: skip
         words = statement.lstrip().upper()
         if words.startswith(_TRANSACTION_CONTROL):
             return
         (seen.gateway if "SANDBOX_CHARGE" in words else seen.ours).append(statement)
+        if getattr(context, "cache_hit", CacheStats.CACHE_HIT) is not CacheStats.CACHE_HIT:
+            seen.compiled.append(statement.split("\n", maxsplit=1)[0][:120])
 
     event.listen(engine, "before_cursor_execute", before)
     try:
@@ -116,6 +122,24 @@ def test_a_yes_runs_at_most_ten_statements_across_its_phases(
         assert offer.status == "funded"
     assert len(seen.ours) <= YES_BUDGET, seen.listing()
     assert len(seen.gateway) <= GATEWAY_BUDGET
+
+
+def test_a_text_s_statements_are_compiled_once_per_process(
+    app: Flask, engine: Engine, twilio: TwilioClient, two_accounts: dict[str, Any]
+) -> None:
+    """The second BAL and the second YES of a process run only statements SQLAlchemy compiled
+    before and kept in its cache: one it cannot cache is compiled again for every text (the
+    sandbox's `ON CONFLICT DO NOTHING` insert was, and its compiling cost twice its running)."""
+    twilio.text(MOM, "BAL")
+    twilio.text(MOM, "YES 4821")
+    with counted(app_engine(app)) as seen:
+        assert "$28.10" in twilio.text(MOM, "BAL")
+        reply = twilio.text(MOM, "YES 7730")
+    assert "added $25.00" in reply
+    assert deposits(engine) == 2
+    assert seen.ours  # it saw the statements it judges
+    assert seen.gateway
+    assert seen.compiled == []
 
 
 def test_a_deposit_that_leaves_the_balance_low_keeps_the_episode(

@@ -13,12 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, func, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
@@ -234,9 +232,7 @@ class SandboxGateway:
         values = {column.key: getattr(record, column.key) for column in table.columns
                   if column.key != "id"}  # fmt: skip
         with self._engine.begin() as connection:
-            new_id = connection.execute(
-                _insert_charge_once(connection.dialect.name), values
-            ).scalar_one_or_none()
+            new_id = connection.execute(_insert_charge_once(), values).scalar_one_or_none()
             if new_id is not None:
                 record.id = int(new_id)
                 return record
@@ -267,16 +263,22 @@ class SandboxGateway:
         raise RuntimeError(f"could not record a sandbox {table.__name__} for {idempotency_key!r}")
 
 
-@lru_cache(maxsize=4)
-def _insert_charge_once(dialect: str) -> Any:
-    """`INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`, in the database's
-    own dialect (SQLite and PostgreSQL spell it alike), built once."""
+@cache
+def _insert_charge_once() -> Any:
+    """`INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`, built once, as text
+    with typed parameters: SQLite and PostgreSQL spell it alike, and SQLAlchemy's own
+    `on_conflict_do_nothing` cannot be cached (SQLAlchemy 2.0 gives its clause no cache key),
+    so it was compiled anew for every charge, which cost more than the insert."""
     table = SandboxCharge.__table__  # type: ignore[attr-defined]
-    make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    columns = [column for column in table.columns if column.key != "id"]
+    names = ", ".join(column.name for column in columns)
+    values = ", ".join(":" + column.key for column in columns)
+    # The names are the model's own, every value a bound parameter.
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({values}) "  # noqa: S608
     return (
-        make_insert(table)
-        .on_conflict_do_nothing(index_elements=[table.c.idempotency_key])
-        .returning(table.c.id)
+        text(sql + "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")
+        .bindparams(*(bindparam(column.key, type_=column.type) for column in columns))
+        .columns(table.c.id)
     )
 
 
