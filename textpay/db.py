@@ -26,6 +26,7 @@ from sqlalchemy import (
     inspect,
     literal,
 )
+from sqlalchemy import select as sql_select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -209,6 +210,23 @@ def insert_returning_id(session: Session, row: SQLModel) -> int:
     new_id = int(core(session).execute(_insert_returning_id(table), values).scalar_one())
     row.id = new_id
     return new_id
+
+
+def returning_objects(model: type[SQLModel], statement: Any) -> Any:
+    """`statement`, an `UPDATE` of `model`'s table, made to return the rows it changed as `model`
+    objects that the session then holds as they now are (an object it held before is
+    refreshed). Build it once and execute it with `session.execute`.
+
+    Not `update(Model)...returning(Model)`: SQLAlchemy runs such ORM-enabled DML on a fresh copy
+    of the statement every time, so it builds the statement's cache key anew on every execution
+    (a long walk for the deposit's `UPDATE`, whose episode re-arm is six `CASE`s): 0.45 ms
+    against 0.20 ms read this way, for the same SQL."""
+    table = model.__table__  # type: ignore[attr-defined]
+    return (
+        sql_select(model)
+        .from_statement(statement.returning(*table.columns))
+        .execution_options(populate_existing=True)
+    )
 
 
 @lru_cache(maxsize=32)

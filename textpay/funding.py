@@ -32,7 +32,7 @@ from sqlmodel import Session, col, select
 
 from textpay import ledger, metrics
 from textpay.accounts import payment_method_of
-from textpay.db import constant, insert_returning_id
+from textpay.db import constant, insert_returning_id, returning_objects
 from textpay.errors import NotFound
 from textpay.models import (
     UNSETTLED_ATTEMPT,
@@ -296,15 +296,14 @@ def _settle_attempt(*, claim_telling: bool) -> Any:
     }
     if claim_telling:
         values["notified_at"] = bindparam("now")
-    return (
+    return returning_objects(
+        PaymentAttempt,
         update(PaymentAttempt)
         .where(
             col(PaymentAttempt.id) == bindparam("attempt_id"),
             col(PaymentAttempt.status) == AttemptStatus.PENDING.value,
         )
-        .values(**values)
-        .returning(PaymentAttempt)
-        .execution_options(populate_existing=True, synchronize_session=False)
+        .values(**values),
     )
 
 

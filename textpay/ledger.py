@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, text, update
 from sqlmodel import Session, col, select
 
-from textpay.db import insert_returning_id
+from textpay.db import insert_returning_id, returning_objects
 from textpay.errors import IdempotencyConflict, InsufficientBalance, NotFound, ValidationFailed
 from textpay.models import LEDGER_KIND_SIGN, Account, LedgerEntry, LedgerKind
 from textpay.policy import MAX_AMOUNT_CENTS
@@ -185,17 +185,16 @@ def _move_balance(values: Callable[[Any], Mapping[str, Any]] | None) -> Any:
     """The balance-moving UPDATE, built once (per `RowChanges.values`) with bound parameters:
     building it anew took longer than running it."""
     new_balance = col(Account.balance_cents) + bindparam("amount_cents")
-    return (
+    # The returned row is the account as it now is (`returning_objects` refreshes it).
+    return returning_objects(
+        Account,
         update(Account)
         .where(col(Account.id) == bindparam("account_id"), new_balance >= 0)
         .values(
             balance_cents=new_balance,
             balance_updated_at=bindparam("now"),
             **(values(new_balance) if values else {}),
-        )
-        .returning(Account)
-        # The returned row is the account as it now is: nothing in the session to expire.
-        .execution_options(populate_existing=True, synchronize_session=False)
+        ),
     )
 
 
