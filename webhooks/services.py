@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from flask import current_app, request
 from sqlalchemy.engine import Engine
@@ -33,4 +34,10 @@ def request_engine_config() -> EngineConfig:
     found = services()
     if found.settings.public_url:
         return found.engine_config
-    return replace(found.engine_config, link_base=request.host_url.rstrip("/"))
+    return _linking_to(found.engine_config, request.host_url.rstrip("/"))
+
+
+@lru_cache(maxsize=8)
+def _linking_to(config: EngineConfig, link_base: str) -> EngineConfig:
+    """`config` with card links on `link_base`: made once per host, not on every webhook."""
+    return replace(config, link_base=link_base)

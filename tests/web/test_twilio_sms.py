@@ -24,7 +24,7 @@ from sqlmodel import SQLModel, select
 from scheduler import reconcile
 from tests.conftest import AdminClient
 from tests.web.conftest import MOM, charges, deposits, prompt_status
-from tests.web.twilio_client import TwilioClient, new_sid, reply_text, sign
+from tests.web.twilio_client import TWILIO_AUTH_TOKEN, TwilioClient, new_sid, reply_text, sign
 from textpay.db import is_postgresql, unit_of_work
 from textpay.models import Account, ConsentEvent, Message, Prompt
 from textpay.timeutil import utcnow
@@ -208,6 +208,29 @@ def test_tampered_body_with_a_valid_looking_signature_is_403(
     # The untouched request with the same signature is accepted.
     ok = twilio.client.post("/twilio/sms", data=signed, headers={"X-Twilio-Signature": signature})
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "token", "status"),
+    [
+        ("http://localhost/twilio/sms", TWILIO_AUTH_TOKEN, 200),  # the URL as we see it
+        ("http://localhost:80/twilio/sms", TWILIO_AUTH_TOKEN, 200),  # Twilio added the port
+        ("http://localhost:8080/twilio/sms", TWILIO_AUTH_TOKEN, 403),  # another URL
+        ("http://localhost/twilio/sms", "another account's token", 403),
+    ],
+)
+def test_a_signature_over_the_url_with_or_without_its_port_is_accepted(
+    twilio: TwilioClient, low_account: dict[str, Any], signed_url: str, token: str, status: int
+) -> None:
+    """Twilio signs the URL it called with its port or without it; both are Twilio's, and the
+    one-HMAC check of the URL as seen falls back to the SDK's check of both."""
+    params = {"MessageSid": new_sid(), "From": MOM, "To": "+12125550100", "Body": "BAL"}
+    response = twilio.client.post(
+        "/twilio/sms", data=params, headers={"X-Twilio-Signature": sign(signed_url, params, token)}
+    )
+    assert response.status_code == status
+    if status == 200:
+        assert "acct ...4821" in response.get_data(as_text=True)
 
 
 def test_signatures_are_checked_against_the_public_url_behind_a_proxy(
