@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from flask import current_app, request
 from sqlalchemy.engine import Engine
+from werkzeug.sansio.utils import get_current_url
 
 from textpay.config import Settings
 from textpay.engine_config import EngineConfig
@@ -34,10 +35,11 @@ def request_engine_config() -> EngineConfig:
     found = services()
     if found.settings.public_url:
         return found.engine_config
-    return _linking_to(found.engine_config, request.host_url.rstrip("/"))
+    return _linking_to(found.engine_config, request.scheme, request.host)
 
 
 @lru_cache(maxsize=8)
-def _linking_to(config: EngineConfig, link_base: str) -> EngineConfig:
-    """`config` with card links on `link_base`: made once per host, not on every webhook."""
-    return replace(config, link_base=link_base)
+def _linking_to(config: EngineConfig, scheme: str, host: str) -> EngineConfig:
+    """`config` with card links on this scheme and host (`request.host_url`): made once per
+    host, not on every webhook."""
+    return replace(config, link_base=get_current_url(scheme, host).rstrip("/"))
