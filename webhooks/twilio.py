@@ -62,7 +62,10 @@ def _signed_by_twilio(
     over the URL with its port or without it (Twilio signs either), and always computes both;
     the URL as this request saw it is one of the two, so a signature over it is checked with
     one HMAC (every webhook), and any other with `validate`'s two."""
-    if hmac.compare_digest(validator.compute_signature(url, form), signature):
+    # compare_digest refuses a str that is not ASCII (a header may hold any latin-1 character):
+    # the bytes are compared, and such a signature is simply wrong.
+    expected = validator.compute_signature(url, form).encode()
+    if hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape")):
         return True
     return bool(validator.validate(url, form, signature))
 

@@ -194,6 +194,18 @@ def test_missing_or_bad_signature_is_403(
         assert session.exec(select(Message).where(Message.direction == "inbound")).all() == []
 
 
+@pytest.mark.parametrize("signature", ["\u00e9" * 28, "abc\u00e9", "\u00e9"])
+def test_a_signature_that_is_not_ascii_is_403_not_a_server_error(
+    twilio: TwilioClient, engine: Engine, low_account: dict[str, Any], signature: str
+) -> None:
+    params = {"MessageSid": new_sid(), "From": MOM, "To": "+12125550100", "Body": "YES"}
+    response = twilio.client.post(
+        "/twilio/sms", data=params, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 403
+    assert charges(engine) == 0
+
+
 def test_tampered_body_with_a_valid_looking_signature_is_403(
     twilio: TwilioClient, engine: Engine, low_account: dict[str, Any]
 ) -> None:
