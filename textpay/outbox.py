@@ -337,7 +337,14 @@ def report_status(
         if messages.find(session, sid, MessageDirection.OUTBOUND) is None:
             session.add(StatusReport(twilio_sid=sid, status=status, error_code=error_code,
                                      created_at=now))  # fmt: skip
-        return
+            return
+        # Found now, though the update above did not find it: on PostgreSQL each statement sees
+        # what was committed before it began, and the dispatcher recorded the SID in between.
+        # Applied now (if it moves the text forward), or the status was lost for good.
+        changed = messages.apply_status(session, sid=sid, status=status,
+                                        error_code=error_code, now=now)  # fmt: skip
+        if changed is None:
+            return
     if error_code == messages.OPTED_OUT_ERROR:
         consent.opt_out(session, changed.phone, words=f"Twilio error {error_code}",
                         source="carrier", now=now)  # fmt: skip

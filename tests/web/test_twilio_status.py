@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from tests.web.conftest import MOM, prompt_status
 from tests.web.twilio_client import TwilioClient, new_sid
@@ -110,6 +111,39 @@ def test_a_report_that_raced_the_dispatchers_record_is_applied_by_the_next_claim
     assert status_of(engine, message_id) == ("delivered", None)
     with unit_of_work(engine) as session:
         assert session.exec(select(StatusReport)).all() == []
+
+
+@pytest.mark.postgres_only
+def test_a_callback_whose_sid_is_recorded_between_its_two_reads_is_applied(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher's transaction commits the SID just after the callback's update looked for
+    it and just before the callback asks whether the SID is known: the status is applied, not
+    dropped (it was, and a text stayed `sent` for ever: seen once in the e2e tests under load)."""
+    sid = new_sid()
+    message_id, _ = sent_message(engine)
+    dispatcher = Session(engine)
+    recorded = dispatcher.get(Message, message_id)
+    assert recorded is not None
+    recorded.twilio_sid = sid
+    dispatcher.add(recorded)
+    dispatcher.flush()  # the SID is written, not committed
+    real_apply = messages.apply_status
+    calls = []
+
+    def apply_then_the_dispatcher_commits(*args: Any, **kwargs: Any) -> Message | None:
+        changed = real_apply(*args, **kwargs)
+        calls.append(changed)
+        if len(calls) == 1:
+            dispatcher.commit()
+        return changed
+
+    monkeypatch.setattr(messages, "apply_status", apply_then_the_dispatcher_commits)
+    with unit_of_work(engine) as session:
+        outbox.report_status(session, sid=sid, status="delivered", error_code=None, now=utcnow())
+    dispatcher.close()
+    assert calls[0] is None  # the race happened: the first look did not see the SID
+    assert status_of(engine, message_id) == ("delivered", None)
 
 
 def test_unknown_sids_and_statuses_are_accepted_and_ignored(
