@@ -200,9 +200,7 @@ def wait_for(
 
 def worker_count(env: dict[str, str]) -> int:
     """The number of workers gunicorn.conf.py starts under `env`."""
-    if env.get("WEB_CONCURRENCY"):
-        return int(env["WEB_CONCURRENCY"])
-    return 1 if env["DATABASE_URL"].startswith("sqlite") else 2
+    return int(env.get("WEB_CONCURRENCY") or 2)
 
 
 def measure(

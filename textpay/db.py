@@ -28,11 +28,14 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, InvalidatePoolError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine
 
-from textpay import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from textpay import (
+    models,  # noqa: F401  (registers the tables on SQLModel.metadata)
+    writer_queue,
+)
 from textpay.policy import get_global_settings
 
 # A pooled PostgreSQL connection idle this long is pinged before it is used (`_ping_after_idle`).
@@ -98,12 +101,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     logged with its traceback would otherwise write them to the log.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url,
-            echo=echo,
-            hide_parameters=True,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        )
+        connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        queue = writer_queue.queue_path(make_url(url).database)
+        if queue is not None:
+            connect_args["factory"] = writer_queue.connection_class(queue)
+        engine = create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args)
         _configure_sqlite(engine)
         return engine
     engine = create_engine(
@@ -153,6 +155,8 @@ def _configure_sqlite(engine: Engine) -> None:
     each hold a shared lock and wait for the other: one of them fails with "database is locked"
     regardless of the busy timeout. Taking the write lock at BEGIN makes writers wait their turn
     (SQLite's answer to `SELECT ... FOR UPDATE`), which is the behaviour the ledger relies on.
+    TextPay's own writers take their turn in the writers' queue first (`writer_queue`), so the
+    BEGIN finds the lock free unless a writer outside TextPay holds it.
     """
 
     @event.listens_for(engine, "connect")
@@ -168,12 +172,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        _begin_immediate(connection.connection.dbapi_connection)
+        dbapi_connection = connection.connection.dbapi_connection
+        if not isinstance(dbapi_connection, writer_queue.QueuedConnection):
+            _begin_immediate(dbapi_connection)
+            return
+        dbapi_connection.take_turn()  # held until the transaction ends (commit, rollback)
+        try:
+            _begin_immediate(dbapi_connection)
+        except BaseException:
+            dbapi_connection.end_turn()
+            raise
 
 
 def _begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
     """`BEGIN IMMEDIATE`, waiting for the write lock by trying again every 0.1 to 1 ms for up
-    to `SQLITE_BUSY_TIMEOUT_MS`.
+    to `SQLITE_BUSY_TIMEOUT_MS`. A TextPay writer has queued for its turn (`writer_queue`)
+    before it gets here, so this wait is for a writer outside TextPay (the `sqlite3` shell), or
+    for a database whose queue file could not be made.
 
     Why not SQLite's own busy timeout: its handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50,
     50, then 100 ms between tries, so a writer that finds the lock taken by a transaction of 1

@@ -1,0 +1,254 @@
+"""SQLite's writers queue in the kernel (`textpay/writer_queue.py`): a TextPay writer that finds
+another TextPay writer's transaction open starts the moment it ends, without the polling of
+`BEGIN IMMEDIATE` (whose sleeps left the lock idle while texts waited), and a turn is never
+kept by a transaction that is over: committed, rolled back, closed, collected, or its process
+killed. Each wait here is bounded, so that a regression fails instead of hanging the suite."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import select
+
+from textpay import db, writer_queue
+from textpay.db import is_sqlite, make_engine, unit_of_work
+from textpay.models import Account
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 20.0  # seconds: generous, for a busy machine; a hang is the failure looked for
+
+
+@pytest.fixture
+def sqlite_engine(engine: Engine) -> Engine:
+    if not is_sqlite(engine):
+        pytest.skip("PostgreSQL's writers wait on row locks, not a database lock")
+    return engine
+
+
+@pytest.fixture
+def polls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The sleeps of `BEGIN IMMEDIATE`'s retries: what a writer spends polling SQLite's lock."""
+    sleeps: list[float] = []
+
+    class CountingTime:
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            time.sleep(seconds)
+
+    monkeypatch.setattr(db, "time", CountingTime)
+    return sleeps
+
+
+def _in_thread(work: Callable[[], Any]) -> dict[str, Any]:
+    """Run `work` in a thread and wait for it (bounded): its result or its error."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except Exception as error:  # the error is the finding
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(DEADLINE)
+    assert not thread.is_alive(), "the writer is still waiting: its turn never came"
+    return outcome
+
+
+def _count_accounts(engine: Engine) -> int:
+    with unit_of_work(engine) as session:
+        return session.exec(select(func.count()).select_from(Account)).one()
+
+
+@pytest.fixture
+def holding(sqlite_engine: Engine) -> Iterator[Callable[[float], threading.Thread]]:
+    """Start a TextPay transaction in another thread that stays open `seconds` after it began,
+    then commits; returns once that transaction holds the lock."""
+    threads: list[threading.Thread] = []
+
+    def hold(seconds: float) -> threading.Thread:
+        began = threading.Event()
+
+        def run() -> None:
+            with unit_of_work(sqlite_engine) as session:
+                session.add(Account(account_number="HELD", phone="+12125550147"))
+                session.flush()  # the transaction has begun: it holds the turn and the lock
+                began.set()
+                time.sleep(seconds)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        assert began.wait(DEADLINE)
+        threads.append(thread)
+        return thread
+
+    yield hold
+    for thread in threads:
+        thread.join(DEADLINE)
+
+
+def test_a_writer_behind_another_starts_when_it_commits_without_polling(
+    sqlite_engine: Engine, holding: Callable[[float], threading.Thread], polls: list[float]
+) -> None:
+    holder = holding(0.3)
+    started = time.monotonic()
+    # It saw the held transaction's committed row.
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 1}
+    waited = time.monotonic() - started
+    holder.join(DEADLINE)
+    assert waited >= 0.2  # it did wait for the other writer...
+    assert polls == []  # ...in the queue: BEGIN IMMEDIATE found the lock free at once
+
+
+def test_writers_in_other_processes_queue_too(sqlite_engine: Engine, polls: list[float]) -> None:
+    """A clock process (here a child Python) holds a transaction; this process's writer waits
+    in the queue, not by polling, and starts once the child commits."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THEN_COMMIT, str(sqlite_engine.url), "0.3"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "holding"
+        assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 1}
+    finally:
+        child.wait(DEADLINE)
+    assert child.returncode == 0
+    assert polls == []
+
+
+_HOLD_THEN_COMMIT = """
+import sys, time
+from textpay.db import make_engine, unit_of_work
+from textpay.models import Account
+engine = make_engine(sys.argv[1])
+with unit_of_work(engine) as session:
+    session.add(Account(account_number="CHILD", phone="+12125550148"))
+    session.flush()
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_process_killed_in_its_transaction_lets_the_next_writer_in(
+    sqlite_engine: Engine,
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THEN_COMMIT, str(sqlite_engine.url), "3600"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "holding"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(DEADLINE)
+    # Its row was never committed; its turn and SQLite's lock went with it.
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 0}
+
+
+def test_a_rolled_back_transaction_ends_its_turn(sqlite_engine: Engine, polls: list[float]) -> None:
+    def failing_view() -> None:
+        with unit_of_work(sqlite_engine) as session:
+            session.add(Account(account_number="GONE", phone="+12125550147"))
+            session.flush()
+            raise RuntimeError("the view failed")
+
+    with pytest.raises(RuntimeError):
+        failing_view()
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 0}
+    assert polls == []
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback", "close", "collect"])
+def test_a_driver_connection_ends_its_turn_however_its_transaction_ends(
+    sqlite_engine: Engine, polls: list[float], ending: str
+) -> None:
+    """Out of the pool (whose return rolls back and so ends a turn too), the driver's own
+    connection: its turn ends with its transaction, and with the connection itself."""
+    connection = sqlite_engine.raw_connection()
+    raw = connection.dbapi_connection
+    assert isinstance(raw, writer_queue.QueuedConnection)
+    connection.detach()  # the pool forgets it: nothing else will end its transaction
+    raw.take_turn()
+    raw.execute("BEGIN IMMEDIATE")
+    if ending == "collect":
+        del connection, raw
+        gc.collect()
+    else:
+        getattr(raw, ending)()
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 0}
+    assert polls == []
+
+
+def test_a_second_transaction_of_the_same_thread_is_refused_not_stuck(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread that opens a second transaction while its first holds the lock would wait for
+    itself in the queue: it skips the queue, and SQLite refuses it after the busy timeout, as
+    before there was a queue."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 50)
+
+    def nested() -> None:
+        with unit_of_work(sqlite_engine) as outer:
+            outer.add(Account(account_number="OUTER", phone="+12125550147"))
+            outer.flush()
+            with unit_of_work(sqlite_engine) as inner:
+                inner.exec(select(func.count()).select_from(Account)).one()
+
+    outcome = _in_thread(nested)
+    assert isinstance(outcome.get("error"), OperationalError)
+    assert "locked" in str(outcome["error"])
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 0}
+
+
+def test_without_a_place_for_the_queue_writers_still_take_turns(tmp_path: Path) -> None:
+    """The queue's file cannot be made (here a directory is in its way; a read-only directory
+    does the same): the database works as before, BEGIN IMMEDIATE's retries alone."""
+    database = tmp_path / "textpay.db"
+    (tmp_path / "textpay.db-writers").mkdir()
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        db.create_schema(engine)
+        with unit_of_work(engine) as session:
+            session.add(Account(account_number="A1", phone="+12125550147"))
+        assert _count_accounts(engine) == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_database_in_memory_has_no_queue() -> None:
+    assert writer_queue.queue_path(None) is None
+    assert writer_queue.queue_path(":memory:") is None
+    assert writer_queue.queue_path("file:shared?mode=memory&cache=shared") is None
+    assert writer_queue.queue_path("/srv/textpay.db") == "/srv/textpay.db-writers"
+
+
+def test_processes_naming_the_database_differently_share_one_queue(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "textpay.db").symlink_to(tmp_path / "data" / "textpay.db")
+    spellings = [
+        str(tmp_path / "data" / "textpay.db"),
+        str(tmp_path / "data" / ".." / "data" / "textpay.db"),
+        str(tmp_path / "textpay.db"),  # through the symlink
+    ]
+    assert {writer_queue.queue_path(name) for name in spellings} == {
+        str((tmp_path / "data" / "textpay.db-writers").resolve())
+    }
