@@ -176,19 +176,23 @@ def _configure_sqlite(engine: Engine) -> None:
         if not isinstance(dbapi_connection, writer_queue.QueuedConnection):
             _begin_immediate(dbapi_connection)
             return
-        dbapi_connection.take_turn()  # held until the transaction ends (commit, rollback)
+        # The queue and BEGIN IMMEDIATE share one busy timeout: a turn not given within it
+        # leaves BEGIN what is left (nothing), and the writer is refused as it was before.
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        dbapi_connection.take_turn(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)  # held until commit
         try:
-            _begin_immediate(dbapi_connection)
+            _begin_immediate(dbapi_connection, deadline=deadline)
         except BaseException:
             dbapi_connection.end_turn()
             raise
 
 
-def _begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
-    """`BEGIN IMMEDIATE`, waiting for the write lock by trying again every 0.1 to 1 ms for up
-    to `SQLITE_BUSY_TIMEOUT_MS`. A TextPay writer has queued for its turn (`writer_queue`)
-    before it gets here, so this wait is for a writer outside TextPay (the `sqlite3` shell), or
-    for a database whose queue file could not be made.
+def _begin_immediate(dbapi_connection: sqlite3.Connection, deadline: float | None = None) -> None:
+    """`BEGIN IMMEDIATE`, waiting for the write lock by trying again every 0.1 to 1 ms until
+    `deadline` (by default `SQLITE_BUSY_TIMEOUT_MS` from now). A TextPay writer has queued for
+    its turn (`writer_queue`) before it gets here, so this wait is for a writer outside TextPay
+    (the `sqlite3` shell), for a database without a queue, or what is left of the timeout
+    after a turn that did not come.
 
     Why not SQLite's own busy timeout: its handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50,
     50, then 100 ms between tries, so a writer that finds the lock taken by a transaction of 1
@@ -204,7 +208,8 @@ def _begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
     dbapi_connection.execute("PRAGMA busy_timeout = 0")
     try:
         started = time.monotonic()
-        deadline = started + SQLITE_BUSY_TIMEOUT_MS / 1000
+        if deadline is None:
+            deadline = started + SQLITE_BUSY_TIMEOUT_MS / 1000
         pause = _FIRST_RETRY_SECONDS
         while True:
             try:

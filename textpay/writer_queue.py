@@ -15,21 +15,24 @@ the clock, the CLI) queues there; a writer that does not (the `sqlite3` shell) i
 for by `BEGIN IMMEDIATE`'s own retries, which remain the authority: the queue only orders
 TextPay's writers before they ask SQLite.
 
-The price: a place in the queue has no time limit. A TextPay transaction that never ends keeps
-the writers behind it waiting, where SQLite's lock alone failed them after the busy timeout
-(`db.SQLITE_BUSY_TIMEOUT_MS`): a web worker then waits until gunicorn's timeout replaces it
-(12 s, under Twilio's 15), as for any stuck request. TextPay holds no transaction across a call
-to Twilio or to the card processor (the card charge runs between two transactions, the outbox
-sends between its claim and its record), so a transaction lasts as long as its statements; and
-a turn held by a process that dies is freed by the kernel with it.
+A place in the queue is given up after the busy timeout (`db.SQLITE_BUSY_TIMEOUT_MS`), which
+the queue and `BEGIN IMMEDIATE` share: behind a transaction that takes longer (a ledger check,
+a migration, a stuck process), a writer is refused with the database's "locked" error after
+5 s, as it was before the queue (the web answers 503), and the turn it would have had is freed
+as soon as it comes. A blocking `flock` cannot be interrupted, so a writer that finds the queue
+taken waits in a thread of the process's (`_Wait`) and can give up on it. A turn held by a
+process that dies is freed by the kernel with it. Where locks on the file fail (some network
+file systems), or it cannot be made, writers go without the queue.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import sqlite3
 import threading
+from queue import SimpleQueue
 from typing import IO, Any
 
 _SUFFIX = "-writers"
@@ -46,6 +49,121 @@ def _held() -> set[str]:
     return held
 
 
+def _open(path: str) -> IO[bytes] | None:
+    """The queue's file, made if need be; None where it cannot be (a read-only directory).
+
+    Read-write where allowed (NFS turns `flock` into a POSIX lock, which needs a file open for
+    writing), else read-only (a process of another user that may only read it still queues).
+    A file object, not a bare descriptor: one collected without `close` still closes, and so
+    frees the turn it held."""
+    for flags in (os.O_RDWR, os.O_RDONLY):
+        try:
+            return os.fdopen(os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o644), "rb")
+        except OSError:
+            continue
+    return None
+
+
+class _Wait:
+    """One wait for the turn, on a file description of its own, in the queue's waiting thread
+    (`_waiter`): the caller gives up after its timeout (a blocking `flock` cannot be
+    interrupted), and the thread, once the turn comes, hands it over or, given up on, frees it
+    at once."""
+
+    def __init__(self, line: IO[bytes]) -> None:
+        self._line = line
+        self._decided = threading.Lock()
+        self._given = threading.Event()
+        self._given_up = False
+        self._error: OSError | None = None
+
+    def run(self) -> None:
+        try:
+            fcntl.flock(self._line.fileno(), fcntl.LOCK_EX)
+        except OSError as error:
+            self._error = error
+        with self._decided:
+            if self._given_up or self._error is not None:
+                self._line.close()
+            self._given.set()
+
+    def turn(self, path: str, timeout: float) -> IO[bytes] | None:
+        """The file holding the turn, or None: not given within `timeout` seconds."""
+        _waiter(path).put(self)
+        self._given.wait(timeout)
+        with self._decided:
+            if self._given.is_set():
+                if self._error is not None:
+                    raise self._error
+                return self._line
+            self._given_up = True
+            return None
+
+
+class _GaveUp(Exception):
+    """The alarm rang before the turn came."""
+
+
+def _wait_on_alarm(queue: IO[bytes], timeout: float) -> bool | None:
+    """Wait for the turn in this thread, the alarm (SIGALRM) breaking the wait after `timeout`
+    seconds: whether the turn came; None where the alarm is not ours to use (a thread other
+    than the main one, which signals never reach, or an alarm or handler someone else set).
+
+    A gunicorn sync worker serves in its main thread: its texts wait this way, at the cost of a
+    few system calls; handing every wait to another thread cost a text 0.1-0.3 ms more CPU
+    (switching threads both ways) and a tenth of the throughput."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGALRM) is not signal.SIG_DFL
+        or signal.getitimer(signal.ITIMER_REAL)[0]
+    ):
+        return None
+    waiting = True
+
+    def give_up(_signum: int, _frame: Any) -> None:
+        if waiting:
+            raise _GaveUp
+
+    signal.signal(signal.SIGALRM, give_up)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        fcntl.flock(queue.fileno(), fcntl.LOCK_EX)
+        waiting = False
+        return True
+    except _GaveUp:
+        # The alarm may have rung just as the turn came: free it, the writer has given up.
+        fcntl.flock(queue.fileno(), fcntl.LOCK_UN)
+        return False
+    finally:
+        waiting = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a signal already rung is then skipped
+
+
+# Per process and queue, the thread that waits in it for this process's writers outside the main
+# thread (one at a time: they all wait for the same turn).
+_WAITERS: dict[tuple[int, str], SimpleQueue[_Wait]] = {}
+_WAITERS_MADE = threading.Lock()
+
+
+def _waiter(path: str) -> SimpleQueue[_Wait]:
+    key = (os.getpid(), path)  # a forked child starts its own: threads do not survive a fork
+    waits = _WAITERS.get(key)
+    if waits is None:
+        with _WAITERS_MADE:
+            waits = _WAITERS.get(key)
+            if waits is None:
+                waits = _WAITERS[key] = SimpleQueue()
+                threading.Thread(target=_wait_in_turn, args=(waits,), daemon=True,
+                                 name="sqlite-writers-queue").start()  # fmt: skip
+    return waits
+
+
+def _wait_in_turn(waits: SimpleQueue[_Wait]) -> None:
+    while True:
+        waits.get().run()
+
+
 class QueuedConnection(sqlite3.Connection):
     """A SQLite connection that takes its turn in its database's writer queue for the span of
     each transaction (`take_turn` before `BEGIN`; released by `commit`, `rollback`, `close`).
@@ -56,26 +174,54 @@ class QueuedConnection(sqlite3.Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._turn_held_in: set[str] | None = None  # the taking thread's set, while a turn is held
-        self._queue: IO[bytes] | None
-        try:
-            # Read-only is enough for a lock: a process of another user that may read the file
-            # queues too. A file object, not a bare descriptor: a connection collected without
-            # `close` still closes it, and so frees its turn.
-            self._queue = os.fdopen(
-                os.open(self.queue_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644), "rb"
-            )
-        except OSError:
-            self._queue = None  # a read-only directory: BEGIN IMMEDIATE's retries alone
+        self._queue = _open(self.queue_path)
 
-    def take_turn(self) -> None:
+    def take_turn(self, timeout: float) -> bool:
         """Wait until no other TextPay writer of this database is in a transaction, and hold
-        that until this connection's transaction ends."""
+        that until this connection's transaction ends. False when no turn is held: it was not
+        given within `timeout` seconds (the writer ahead is taking long: BEGIN IMMEDIATE then
+        decides, with the time that is left), this thread already holds one (it would wait
+        for itself), or there is no queue."""
         held = _held()
-        if self._turn_held_in is not None or self._queue is None or self.queue_path in held:
-            return
-        fcntl.flock(self._queue.fileno(), fcntl.LOCK_EX)
+        if self._turn_held_in is not None:
+            return True
+        if self._queue is None or self.queue_path in held:
+            return False
+        try:
+            if not self._wait_for_turn(self._queue, timeout):
+                return False
+        except OSError:
+            return self._without_queue()
         held.add(self.queue_path)
         self._turn_held_in = held
+        return True
+
+    def _wait_for_turn(self, queue: IO[bytes], timeout: float) -> bool:
+        try:
+            fcntl.flock(queue.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass  # another writer's turn: wait for it
+        given = _wait_on_alarm(queue, timeout)
+        if given is not None:
+            return given
+        line = _open(self.queue_path)
+        if line is None:
+            return False
+        turn = _Wait(line).turn(self.queue_path, timeout)
+        if turn is None:
+            return False
+        queue.close()  # the turn is held on the waiting thread's file: it is this one's now
+        self._queue = turn
+        return True
+
+    def _without_queue(self) -> bool:
+        """A file system whose locks fail (some network file systems): BEGIN IMMEDIATE's own
+        retries alone, as before there was a queue."""
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
+        return False
 
     def end_turn(self) -> None:
         """Let the next writer in (done by `commit`, `rollback` and `close`; call it when the
@@ -106,6 +252,12 @@ class QueuedConnection(sqlite3.Connection):
             if self._queue is not None:
                 self._queue.close()
                 self._queue = None
+
+    def __del__(self) -> None:
+        # Collected in a transaction (never closed): the file's own close frees the lock, and
+        # this forgets the turn in its thread's set, which would otherwise skip the queue.
+        if self._turn_held_in is not None:
+            self._turn_held_in.discard(self.queue_path)
 
 
 def queue_path(database: str | None) -> str | None:

@@ -6,6 +6,8 @@ killed. Each wait here is bounded, so that a regression fails instead of hanging
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import gc
 import os
 import signal
@@ -179,7 +181,10 @@ def test_a_rolled_back_transaction_ends_its_turn(sqlite_engine: Engine, polls: l
 
 @pytest.mark.parametrize("ending", ["commit", "rollback", "close", "collect"])
 def test_a_driver_connection_ends_its_turn_however_its_transaction_ends(
-    sqlite_engine: Engine, polls: list[float], ending: str
+    sqlite_engine: Engine,
+    holding: Callable[[float], threading.Thread],
+    polls: list[float],
+    ending: str,
 ) -> None:
     """Out of the pool (whose return rolls back and so ends a turn too), the driver's own
     connection: its turn ends with its transaction, and with the connection itself."""
@@ -187,7 +192,7 @@ def test_a_driver_connection_ends_its_turn_however_its_transaction_ends(
     raw = connection.dbapi_connection
     assert isinstance(raw, writer_queue.QueuedConnection)
     connection.detach()  # the pool forgets it: nothing else will end its transaction
-    raw.take_turn()
+    raw.take_turn(timeout=DEADLINE)
     raw.execute("BEGIN IMMEDIATE")
     if ending == "collect":
         del connection, raw
@@ -195,7 +200,82 @@ def test_a_driver_connection_ends_its_turn_however_its_transaction_ends(
     else:
         getattr(raw, ending)()
     assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 0}
+    # And this thread, which held that turn, still queues (it does not think it holds one).
+    holder = holding(0.2)
+    assert _count_accounts(sqlite_engine) == 1
+    holder.join(DEADLINE)
     assert polls == []
+
+
+@pytest.mark.parametrize("thread", ["main", "other"])
+def test_behind_a_transaction_longer_than_the_busy_timeout_a_writer_is_refused_in_time(
+    sqlite_engine: Engine,
+    holding: Callable[[float], threading.Thread],
+    monkeypatch: pytest.MonkeyPatch,
+    thread: str,
+) -> None:
+    """A ledger check or a stuck process holds its transaction: a writer behind it is refused
+    with SQLite's "locked" error after the busy timeout (the web's 503), as before the queue,
+    not kept waiting; the place it gave up is freed, and the next writer gets in."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    holder = holding(1.5)
+
+    def refused() -> float:
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="locked"):
+            _count_accounts(sqlite_engine)
+        return time.monotonic() - started
+
+    # The main thread waits on the alarm; any other thread hands its wait to the queue's thread.
+    waited = refused() if thread == "main" else _in_thread(refused)["result"]
+    assert 0.25 <= waited < 1.2
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    holder.join(DEADLINE)
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 5_000)
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 1}
+
+
+def test_an_alarm_someone_else_set_is_left_alone(
+    sqlite_engine: Engine, holding: Callable[[float], threading.Thread], polls: list[float]
+) -> None:
+    rang: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, _frame: rang.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.6)
+        holder = holding(0.2)
+        assert _count_accounts(sqlite_engine) == 1  # waited in the queue's thread instead
+        holder.join(DEADLINE)
+        deadline = time.monotonic() + DEADLINE
+        while not rang and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rang == [signal.SIGALRM]  # its alarm still rang, to its own handler
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert polls == []
+
+
+def test_where_locks_on_the_queue_fail_writers_go_without_it(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NFS makes `flock` a POSIX lock, refused (EBADF) on a file open for reading only; other
+    network file systems may refuse locks outright. TextPay then works as before the queue."""
+
+    class RefusingFcntl:
+        LOCK_EX, LOCK_NB, LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_NB, fcntl.LOCK_UN
+
+        @staticmethod
+        def flock(fd: int, operation: int) -> None:
+            if operation & fcntl.LOCK_EX:
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+            fcntl.flock(fd, operation)
+
+    monkeypatch.setattr(writer_queue, "fcntl", RefusingFcntl)
+    sqlite_engine.dispose()  # connections opened from now on
+    with unit_of_work(sqlite_engine) as session:
+        session.add(Account(account_number="A1", phone="+12125550147"))
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 1}
 
 
 def test_a_second_transaction_of_the_same_thread_is_refused_not_stuck(
