@@ -3,7 +3,7 @@ minimal Flask app started by the same gunicorn the same way.
 
 For each database it starts, one after the other, `gunicorn --config bench/boot_conf.py` (the
 project's `gunicorn.conf.py` unchanged, plus hooks that only write down times; the worker count is
-the one gunicorn.conf.py picks for that database: 1 on SQLite, 2 on PostgreSQL) serving:
+the one gunicorn.conf.py picks: 2, or WEB_CONCURRENCY) serving:
 
 - the **floor**: `bench.boot_floor:floor_app()`, a Flask app with one empty route;
 - **TextPay**: `wsgi:app`, on a database made with `textpay init-db` and seeded with accounts
