@@ -109,23 +109,13 @@ def test_writers_in_several_processes_all_get_the_lock_and_lose_nothing(engine: 
 
 
 def test_a_writer_kept_waiting_by_a_long_transaction_tries_less_and_less_often(
-    engine: Engine, other_writer: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, other_writer: sqlite3.Connection, polls: list[float]
 ) -> None:
     """While the clock's scan holds the write lock for half a second, a waiting web worker
     tries again every millisecond at first (a text's transaction is over in one), then less
     often: trying every millisecond cost each waiter 2% of a core, which the scan holding the
     lock needs."""
-    sleeps: list[float] = []
-
-    class CountingTime:
-        monotonic = staticmethod(time.monotonic)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            sleeps.append(seconds)
-            time.sleep(seconds)
-
-    monkeypatch.setattr(db, "time", CountingTime)
+    sleeps = polls
     released = threading.Timer(0.5, other_writer.execute, args=("COMMIT",))
     released.start()
     try:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,23 +39,6 @@ def sqlite_engine(engine: Engine) -> Engine:
     if not is_sqlite(engine):
         pytest.skip("PostgreSQL's writers wait on row locks, not a database lock")
     return engine
-
-
-@pytest.fixture
-def polls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The sleeps of `BEGIN IMMEDIATE`'s retries: what a writer spends polling SQLite's lock."""
-    sleeps: list[float] = []
-
-    class CountingTime:
-        monotonic = staticmethod(time.monotonic)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            sleeps.append(seconds)
-            time.sleep(seconds)
-
-    monkeypatch.setattr(db, "time", CountingTime)
-    return sleeps
 
 
 def _in_thread(work: Callable[[], Any]) -> dict[str, Any]:
@@ -122,18 +106,26 @@ def test_a_writer_behind_another_starts_when_it_commits_without_polling(
 def test_writers_in_other_processes_queue_too(sqlite_engine: Engine, polls: list[float]) -> None:
     """A clock process (here a child Python) holds a transaction; this process's writer waits
     in the queue, not by polling, and starts once the child commits."""
+    with _child_holding(sqlite_engine, seconds=0.3) as child:
+        assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 1}
+    assert child.returncode == 0
+    assert polls == []
+
+
+@contextmanager
+def _child_holding(engine: Engine, *, seconds: float) -> Iterator[subprocess.Popen[str]]:
+    """Another TextPay process (a child Python) in a transaction it holds `seconds`, then
+    commits; entered once it holds the turn, left once it has exited."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_THEN_COMMIT, str(sqlite_engine.url), "0.3"],
+        [sys.executable, "-c", _HOLD_THEN_COMMIT, str(engine.url), str(seconds)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "holding"
-        assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 1}
+        yield child
     finally:
         child.wait(DEADLINE)
-    assert child.returncode == 0
-    assert polls == []
 
 
 _HOLD_THEN_COMMIT = """
@@ -152,16 +144,8 @@ with unit_of_work(engine) as session:
 def test_a_process_killed_in_its_transaction_lets_the_next_writer_in(
     sqlite_engine: Engine,
 ) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_THEN_COMMIT, str(sqlite_engine.url), "3600"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "holding"
+    with _child_holding(sqlite_engine, seconds=3600) as child:
         os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait(DEADLINE)
     # Its row was never committed; its turn and SQLite's lock went with it.
     assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 0}
 
