@@ -28,12 +28,15 @@ file systems), or it cannot be made, writers go without the queue.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import sqlite3
 import threading
 from queue import SimpleQueue
 from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 _SUFFIX = "-writers"
 # Per thread, the queues it holds a turn in. A second connection of the same thread that began a
@@ -65,39 +68,60 @@ def _open(path: str) -> IO[bytes] | None:
 
 
 class _Wait:
-    """One wait for the turn, on a file description of its own, in the queue's waiting thread
-    (`_waiter`): the caller gives up after its timeout (a blocking `flock` cannot be
-    interrupted), and the thread, once the turn comes, hands it over or, given up on, frees it
-    at once."""
+    """One wait for the turn outside the main thread, on a file description of its own, done
+    by the queue's waiting thread (`_waiter`): the caller gives up after its timeout (a
+    blocking `flock` cannot be interrupted), and the thread, once the turn comes, hands it
+    over or, given up on, frees it at once. A wait given up before the thread reached it opens
+    nothing: behind a stuck writer, waits given up one after another cost no files."""
 
-    def __init__(self, line: IO[bytes]) -> None:
-        self._line = line
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._line: IO[bytes] | None = None
+        self._error: OSError | None = None
         self._decided = threading.Lock()
         self._given = threading.Event()
         self._given_up = False
-        self._error: OSError | None = None
 
     def run(self) -> None:
-        try:
-            fcntl.flock(self._line.fileno(), fcntl.LOCK_EX)
-        except OSError as error:
-            self._error = error
+        """In the waiting thread."""
         with self._decided:
-            if self._given_up or self._error is not None:
-                self._line.close()
+            if self._given_up:
+                return
+        line = _open(self._path)
+        if line is not None:
+            try:
+                fcntl.flock(line.fileno(), fcntl.LOCK_EX)
+            except OSError as error:
+                self._error = error
+        with self._decided:
+            if line is not None and (self._given_up or self._error is not None):
+                line.close()  # frees the turn: nobody takes it
+            else:
+                self._line = line
             self._given.set()
 
-    def turn(self, path: str, timeout: float) -> IO[bytes] | None:
-        """The file holding the turn, or None: not given within `timeout` seconds."""
-        _waiter(path).put(self)
-        self._given.wait(timeout)
+    def turn(self, timeout: float) -> IO[bytes] | None:
+        """In the caller: the file holding the turn, or None (not given within `timeout`
+        seconds, or no file could be opened). Raises the lock's error (`OSError`)."""
+        _waiter(self._path).put(self)
+        try:
+            self._given.wait(timeout)
+        except BaseException:  # interrupted (Ctrl-C in a shell): the turn must not stay held
+            self._give_up()
+            raise
+        if not self._give_up():
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._line
+
+    def _give_up(self) -> bool:
+        """Whether the turn was given already; if not, the waiting thread will free it."""
         with self._decided:
             if self._given.is_set():
-                if self._error is not None:
-                    raise self._error
-                return self._line
+                return True
             self._given_up = True
-            return None
+            return False
 
 
 class _GaveUp(Exception):
@@ -118,6 +142,8 @@ def _wait_on_alarm(queue: IO[bytes], timeout: float) -> bool | None:
         or signal.getitimer(signal.ITIMER_REAL)[0]
     ):
         return None
+    if timeout <= 0:  # (a timer of 0 is no timer: it would wait for ever)
+        return False
     waiting = True
 
     def give_up(_signum: int, _frame: Any) -> None:
@@ -125,8 +151,8 @@ def _wait_on_alarm(queue: IO[bytes], timeout: float) -> bool | None:
             raise _GaveUp
 
     signal.signal(signal.SIGALRM, give_up)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
         fcntl.flock(queue.fileno(), fcntl.LOCK_EX)
         waiting = False
         return True
@@ -147,21 +173,28 @@ _WAITERS_MADE = threading.Lock()
 
 
 def _waiter(path: str) -> SimpleQueue[_Wait]:
+    """The queue's waiting thread's inbox. Raises RuntimeError when no thread can be started
+    (a process at its limit): it is tried again at the next wait."""
     key = (os.getpid(), path)  # a forked child starts its own: threads do not survive a fork
     waits = _WAITERS.get(key)
     if waits is None:
         with _WAITERS_MADE:
             waits = _WAITERS.get(key)
             if waits is None:
-                waits = _WAITERS[key] = SimpleQueue()
+                waits = SimpleQueue()
                 threading.Thread(target=_wait_in_turn, args=(waits,), daemon=True,
                                  name="sqlite-writers-queue").start()  # fmt: skip
+                _WAITERS[key] = waits  # only once its thread runs
     return waits
 
 
 def _wait_in_turn(waits: SimpleQueue[_Wait]) -> None:
     while True:
-        waits.get().run()
+        wait = waits.get()
+        try:
+            wait.run()
+        except Exception:  # the thread must outlive any one wait; that caller times out
+            log.exception("the SQLite writers' queue could not wait for a turn")
 
 
 class QueuedConnection(sqlite3.Connection):
@@ -190,11 +223,19 @@ class QueuedConnection(sqlite3.Connection):
         try:
             if not self._wait_for_turn(self._queue, timeout):
                 return False
+            held.add(self.queue_path)
+            self._turn_held_in = held
+            return True
         except OSError:
             return self._without_queue()
-        held.add(self.queue_path)
-        self._turn_held_in = held
-        return True
+        except BaseException:
+            # Interrupted once the lock may have come (Ctrl-C in a shell that carries on): no
+            # turn is recorded, so nothing else would free it.
+            held.discard(self.queue_path)
+            self._turn_held_in = None
+            if self._queue is not None:
+                fcntl.flock(self._queue.fileno(), fcntl.LOCK_UN)
+            raise
 
     def _wait_for_turn(self, queue: IO[bytes], timeout: float) -> bool:
         try:
@@ -205,10 +246,10 @@ class QueuedConnection(sqlite3.Connection):
         given = _wait_on_alarm(queue, timeout)
         if given is not None:
             return given
-        line = _open(self.queue_path)
-        if line is None:
+        try:
+            turn = _Wait(self.queue_path).turn(timeout)
+        except RuntimeError:  # no thread to wait in: BEGIN IMMEDIATE's retries this time
             return False
-        turn = _Wait(line).turn(self.queue_path, timeout)
         if turn is None:
             return False
         queue.close()  # the turn is held on the waiting thread's file: it is this one's now
@@ -256,8 +297,10 @@ class QueuedConnection(sqlite3.Connection):
     def __del__(self) -> None:
         # Collected in a transaction (never closed): the file's own close frees the lock, and
         # this forgets the turn in its thread's set, which would otherwise skip the queue.
-        if self._turn_held_in is not None:
-            self._turn_held_in.discard(self.queue_path)
+        # (getattr: a connection that failed to open never set it.)
+        held_in = getattr(self, "_turn_held_in", None)
+        if held_in is not None:
+            held_in.discard(self.queue_path)
 
 
 def queue_path(database: str | None) -> str | None:

@@ -71,10 +71,11 @@ def holding(sqlite_engine: Engine) -> Iterator[Callable[[float], threading.Threa
 
     def hold(seconds: float) -> threading.Thread:
         began = threading.Event()
+        number = len(threads)
 
         def run() -> None:
             with unit_of_work(sqlite_engine) as session:
-                session.add(Account(account_number="HELD", phone="+12125550147"))
+                session.add(Account(account_number=f"HELD-{number}", phone="+12125550147"))
                 session.flush()  # the transaction has begun: it holds the turn and the lock
                 began.set()
                 time.sleep(seconds)
@@ -316,3 +317,111 @@ def test_processes_naming_the_database_differently_share_one_queue(tmp_path: Pat
     assert {writer_queue.queue_path(name) for name in spellings} == {
         str((tmp_path / "data" / "textpay.db-writers").resolve())
     }
+
+
+def test_without_a_thread_to_wait_in_a_writer_still_gets_in_and_the_next_waits_in_turn(
+    sqlite_engine: Engine,
+    holding: Callable[[float], threading.Thread],
+    monkeypatch: pytest.MonkeyPatch,
+    polls: list[float],
+) -> None:
+    """A process at its thread limit cannot start the queue's waiting thread: the writer (of a
+    thread other than the main one) waits by BEGIN IMMEDIATE's retries instead of failing, and
+    once a thread can start, writers wait in the queue again."""
+    start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        if thread.name == "sqlite-writers-queue":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    holder = holding(0.2)
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 1}
+    holder.join(DEADLINE)
+    assert polls  # it polled
+    monkeypatch.setattr(threading.Thread, "start", start)
+    polls.clear()
+    holder = holding(0.2)
+    started = time.monotonic()
+    assert _in_thread(lambda: _count_accounts(sqlite_engine)) == {"result": 2}
+    assert time.monotonic() - started < 0.2 + 1.0  # not a whole busy timeout
+    holder.join(DEADLINE)
+    assert polls == []
+
+
+def _queue_files_open(path: str) -> int:
+    return sum(
+        1 for fd in Path("/proc/self/fd").iterdir()
+        if os.path.realpath(fd) == path
+    )  # fmt: skip
+
+
+def test_waits_given_up_behind_a_stuck_writer_hold_no_files(
+    sqlite_engine: Engine,
+    holding: Callable[[float], threading.Thread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind a transaction that outlasts many busy timeouts (a clock job retried every
+    second meets it each time), the waits given up do not each keep a file open."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to count open files")
+    path = writer_queue.queue_path(sqlite_engine.url.database)
+    assert path
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    holder = holding(2.0)
+    before = _queue_files_open(path)
+    for _ in range(20):
+        outcome = _in_thread(lambda: _count_accounts(sqlite_engine))
+        assert isinstance(outcome.get("error"), OperationalError)
+    assert _queue_files_open(path) <= before + 2  # the pool's connections, and the one waiting
+    holder.join(DEADLINE)
+
+
+def test_a_writer_interrupted_as_its_turn_came_frees_it(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch, polls: list[float]
+) -> None:
+    """An exception raised by a signal handler (a caller's own time limit; Ctrl-C in a shell
+    that carries on) landing just as the lock came: the turn is freed, not left with the
+    connection back in the pool."""
+    real_wait = writer_queue.QueuedConnection._wait_for_turn
+
+    class TimeLimit(Exception):
+        """What a caller's own alarm handler raises."""
+
+    def interrupted(self: writer_queue.QueuedConnection, queue: Any, timeout: float) -> bool:
+        assert real_wait(self, queue, timeout)
+        raise TimeLimit
+
+    monkeypatch.setattr(writer_queue.QueuedConnection, "_wait_for_turn", interrupted)
+    with pytest.raises(TimeLimit):
+        _count_accounts(sqlite_engine)
+    monkeypatch.setattr(writer_queue.QueuedConnection, "_wait_for_turn", real_wait)
+    # Another process's writer (its own engine: this one's pool would hand back the very
+    # connection that holds the lock).
+    other = make_engine(str(sqlite_engine.url))
+    try:
+        started = time.monotonic()
+        assert _in_thread(lambda: _count_accounts(other)) == {"result": 0}
+        assert time.monotonic() - started < 1.0
+    finally:
+        other.dispose()
+    assert polls == []
+
+
+def test_a_busy_timeout_of_zero_gives_up_at_once_in_the_main_thread(tmp_path: Path) -> None:
+    """A timer of 0 is no timer at all: the wait must not become endless."""
+    path = str(tmp_path / "queue")
+    other = open(path, "wb")  # noqa: SIM115 (closed below)
+    mine = open(path, "rb")  # noqa: SIM115 (closed below)
+    fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+    release = threading.Timer(5, fcntl.flock, args=(other.fileno(), fcntl.LOCK_UN))
+    release.start()
+    try:
+        started = time.monotonic()
+        assert writer_queue._wait_on_alarm(mine, 0) is False
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.cancel()
+        other.close()
+        mine.close()
