@@ -19,10 +19,11 @@ A place in the queue is given up after the busy timeout (`db.SQLITE_BUSY_TIMEOUT
 the queue and `BEGIN IMMEDIATE` share: behind a transaction that takes longer (a ledger check,
 a migration, a stuck process), a writer is refused with the database's "locked" error after
 5 s, as it was before the queue (the web answers 503), and the turn it would have had is freed
-as soon as it comes. A blocking `flock` cannot be interrupted, so a writer that finds the queue
-taken waits in a thread of the process's (`_Wait`) and can give up on it. A turn held by a
-process that dies is freed by the kernel with it. Where locks on the file fail (some network
-file systems), or it cannot be made, writers go without the queue.
+as soon as it comes. A blocking `flock` can be broken only by a signal, and only the main thread
+gets signals: there (a gunicorn sync worker's requests) an alarm breaks the wait
+(`_wait_on_alarm`); any other thread hands its wait to a thread of the queue's (`_Wait`). A
+turn held by a process that dies is freed by the kernel with it. Where locks on the file fail
+(some network file systems), or it cannot be made, writers go without the queue.
 """
 
 from __future__ import annotations
