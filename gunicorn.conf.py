@@ -6,8 +6,8 @@ lock (they measured a p99 of 33-120 ms). Two workers on either database: on Post
 both cores (four gained 14% throughput for a doubled p99); on SQLite, where every webhook
 writes and writers take turns, the second worker does the rest of its request (parsing,
 signature, answer) while the first holds the lock, and they hand the lock over through the
-writers' queue (textpay/writer_queue.py): 51% more texts a second and a p99 of 44 ms against
-60 for one worker (three gained nothing more). Override with WEB_CONCURRENCY.
+writers' queue (textpay/writer_queue.py): about 45% more texts a second and a p99 of 47 ms
+against 61-66 for one worker (three gained nothing more). Override with WEB_CONCURRENCY.
 
 Sync workers are one request at a time, so a client that sends slowly holds a worker until the
 timeout kills it: in production they sit behind a buffering proxy (deploy/nginx.conf), which is
