@@ -178,8 +178,9 @@ def _configure_sqlite(engine: Engine) -> None:
             return
         # The queue and BEGIN IMMEDIATE share one busy timeout: a turn not given within it
         # leaves BEGIN what is left (nothing), and the writer is refused as it was before.
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        dbapi_connection.take_turn(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)  # held until commit
+        timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+        deadline = time.monotonic() + timeout
+        dbapi_connection.take_turn(timeout=timeout)  # held until commit
         try:
             _begin_immediate(dbapi_connection, deadline=deadline)
         except BaseException:

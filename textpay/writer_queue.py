@@ -230,12 +230,10 @@ class QueuedConnection(sqlite3.Connection):
         except OSError:
             return self._without_queue()
         except BaseException:
-            # Interrupted once the lock may have come (Ctrl-C in a shell that carries on): no
-            # turn is recorded, so nothing else would free it.
-            held.discard(self.queue_path)
-            self._turn_held_in = None
-            if self._queue is not None:
-                fcntl.flock(self._queue.fileno(), fcntl.LOCK_UN)
+            # Interrupted once the lock may have come (Ctrl-C in a shell that carries on): the
+            # turn may not be recorded yet, and then nothing else would free it.
+            self._turn_held_in = held
+            self.end_turn()
             raise
 
     def _wait_for_turn(self, queue: IO[bytes], timeout: float) -> bool:
