@@ -127,7 +127,7 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         # Recorded, not answered: a runaway script or a loop between two bots costs nothing.
         message_id = messages.record_inbound(
             session, sid=sms.sid, phone=phone, body=body, account_id=account_id, now=now,
-            reply_body="", request_id=sms.request_id,
+            reply_body="", request_id=sms.request_id, wait_for_disk=False,
         )  # fmt: skip
         return Turn(message_id, None, intent="flood")
     if command.passcode is not None:
@@ -168,8 +168,8 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
             passcodes.record_try(session, effect.account_id, right=effect.right, lock=effect.lock,
                                  tries_left=tried.passcode_tries_left, now=now)  # fmt: skip
 
+    link = _link_for(session, reply, phone=phone, now=now, config=config)
     if reply is not None:
-        link = _link_for(session, reply, phone=phone, now=now, config=config)
         answer = replies.render(reply, facts, language=language, now=now, voice=spoken,
                                 link=link)  # fmt: skip
     # Stored with any card link masked: the link works only from the text it went out in. With
@@ -183,6 +183,9 @@ def receive(session: Session, sms: InboundSms, *, now: datetime, config: EngineC
         now=now,
         reply_body=None if charge is not None else card_links.masked(answer or ""),
         request_id=sms.request_id,
+        # A turn that changed nothing (no effect, no card link made) writes only this record,
+        # which need not wait for the disk; every other turn's commit waits.
+        wait_for_disk=bool(decision.effects) or link is not None,
     )
     label = facts.account(charge_account).label if (charge_account := _charged(decision)) else None
     return Turn(message_id, answer, charge, label=label, intent=command.intent.value)
@@ -389,11 +392,11 @@ def _lock_account(session: Session, account_id: int) -> None:
 
 
 def _link_for(
-    session: Session, reply: Reply, *, phone: str, now: datetime, config: EngineConfig
+    session: Session, reply: Reply | None, *, phone: str, now: datetime, config: EngineConfig
 ) -> str | None:
     """A fresh card link for a reply that carries one (CARD, a YES on an account with no
-    card), texted to `phone`; None for other replies."""
-    if reply.key not in replies.LINK_REPLIES or reply.account_id is None:
+    card), texted to `phone`; None for other replies and for none."""
+    if reply is None or reply.key not in replies.LINK_REPLIES or reply.account_id is None:
         return None
     account = session.get(Account, reply.account_id)
     assert account is not None

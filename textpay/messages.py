@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, case, func, insert, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from textpay.db import core
+from textpay.db import commit_without_disk_wait, core
 from textpay.models import Message, MessageDirection, PhoneConsent
 
 # How far along its life a status is; a callback may only move a message to a higher rank.
@@ -71,15 +71,25 @@ def record_inbound(
     now: datetime,
     reply_body: str | None = None,
     request_id: str | None = None,
+    wait_for_disk: bool = True,
 ) -> int:
     """Store an inbound text (its body already masked) and, when it is known, the answer given
     (None while a charge decides it); its id. The unique MessageSid makes a second insert of
     the same text fail, which the edge turns into a replay. One prepared insert: every text
-    comes through here."""
+    comes through here.
+
+    `wait_for_disk=False`: this record is all the transaction writes (a BAL, a HELP, words
+    TextPay does not know), so on PostgreSQL its commit does not wait for the disk
+    (`db.commit_without_disk_wait`): a crash of the database server within a moment of it
+    loses a line of the message log, and nothing else; a Twilio retry of that text is answered
+    again. Money, consent and settings never commit this way."""
+    connection = core(session)
+    statement = _INSERT_INBOUND
+    if not wait_for_disk and connection.dialect.name == "postgresql":
+        statement = _INSERT_INBOUND_WITHOUT_DISK_WAIT
     return int(
-        core(session)
-        .execute(
-            _INSERT_INBOUND,
+        connection.execute(
+            statement,
             {
                 "direction": MessageDirection.INBOUND.value,
                 "phone": phone,
@@ -95,13 +105,15 @@ def record_inbound(
                 "created_at": now,
                 "updated_at": now,
             },
-        )
-        .scalar_one()
+        ).scalar_one()
     )
 
 
 _MESSAGE_TABLE: Table = Message.__table__  # type: ignore[attr-defined]
 _INSERT_INBOUND = insert(_MESSAGE_TABLE).returning(_MESSAGE_TABLE.c.id)
+_INSERT_INBOUND_WITHOUT_DISK_WAIT = insert(_MESSAGE_TABLE).returning(
+    _MESSAGE_TABLE.c.id, commit_without_disk_wait()
+)
 
 
 def _record_reply_statement() -> Any:
