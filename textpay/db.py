@@ -35,6 +35,7 @@ from sqlmodel import Session, SQLModel, col, create_engine
 
 from textpay import (
     models,  # noqa: F401  (registers the tables on SQLModel.metadata)
+    pg_cursor,
     writer_queue,
 )
 from textpay.policy import get_global_settings
@@ -134,12 +135,21 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         url,
         echo=echo,
         hide_parameters=True,
+        connect_args=_psycopg_connect_args(url),
         pool_size=10,
         max_overflow=20,
         pool_timeout=10,
     )
     _ping_after_idle(engine)
     return engine
+
+
+def _psycopg_connect_args(url: str) -> dict[str, Any]:
+    """psycopg's connections get TextPay's cursor (`pg_cursor`: columns described on demand);
+    another driver gets nothing of ours."""
+    if make_url(url).get_driver_name() == "psycopg":
+        return {"cursor_factory": pg_cursor.Cursor}
+    return {}
 
 
 def _ping_after_idle(engine: Engine) -> None:
