@@ -105,14 +105,16 @@ def commit_without_disk_wait() -> ColumnElement[Any]:
     What it gives up: if the database server itself crashes (not TextPay), or its host loses
     power, within a moment of the commit (up to three times `wal_writer_delay`, 0.6 s by
     default), the transaction is lost as if it never ran; the database stays consistent, and a
-    later commit that waits flushes every earlier one with it. `is_local`: the setting ends
-    with the transaction, so the pooled connection's next one waits again. SQLite's
+    later commit that waits flushes every earlier one with it. Under synchronous replication
+    such a commit does not wait for the standby either, so a failover may lose it too.
+    `is_local`: the setting ends with the transaction (committed or rolled back), so the pooled
+    connection's next one waits again. SQLite's
     write-ahead log with `synchronous=NORMAL` (`_configure_sqlite`) already commits every
     transaction this way, so there is nothing to ask of it.
 
-    What it gains: on the 2-core machine a text's COMMIT waited 0.2-0.5 ms for the disk with
-    the worker idle; PostgreSQL's webhook throughput rose by about a tenth
-    (docs/performance.md, sixth round)."""
+    What it gains: on the 2-core machine a COMMIT waited about 0.2 ms for the disk (more under
+    load) with the worker idle, and seven texts in ten are BALs; PostgreSQL's webhook
+    throughput rose by about a tenth (docs/performance.md, sixth round)."""
     return func.set_config("synchronous_commit", "off", True)
 
 

@@ -81,8 +81,9 @@ def record_inbound(
     `wait_for_disk=False`: this record is all the transaction writes (a BAL, a HELP, words
     TextPay does not know), so on PostgreSQL its commit does not wait for the disk
     (`db.commit_without_disk_wait`): a crash of the database server within a moment of it
-    loses a line of the message log, and nothing else; a Twilio retry of that text is answered
-    again. Money, consent and settings never commit this way."""
+    loses a line of the message log, and nothing else; a Twilio retry of that text is decided
+    again, against the state then. A turn that moved money, consent, an offer, a card link, a
+    passcode try or a setting never commits this way (`engine.receive`)."""
     connection = core(session)
     statement = _INSERT_INBOUND
     if not wait_for_disk and connection.dialect.name == "postgresql":

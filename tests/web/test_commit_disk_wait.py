@@ -178,3 +178,19 @@ def test_no_text_of_the_keyword_table_skips_the_wait_for_more_than_its_record(
     assert all(_only_its_record(c) for c in relaxed), [
         c for c in relaxed if not _only_its_record(c)
     ]
+
+
+def test_a_yes_past_the_flood_limit_is_recorded_without_waiting_and_charges_nothing(
+    app: Flask, engine: Engine, twilio: TwilioClient, two_low_accounts: None
+) -> None:
+    """Past the limit of 20 texts a minute a text is recorded and not answered: a YES there
+    moves no money, so its record need not wait either."""
+    with freeze_time(utcnow()):
+        for _ in range(20):
+            assert twilio.text(MOM, "BAL")
+        with commits(app_engine(app)) as seen:
+            assert twilio.text(MOM, "YES 4821") == ""
+    assert deposits(engine) == 0
+    assert [c for c in seen if c.writes] == [
+        Commit(False, ("INSERT INTO message",), seen[0].connection)
+    ]
