@@ -108,9 +108,9 @@ def commit_without_disk_wait() -> ColumnElement[Any]:
     later commit that waits flushes every earlier one with it. Under synchronous replication
     such a commit does not wait for the standby either, so a failover may lose it too.
     `is_local`: the setting ends with the transaction (committed or rolled back), so the pooled
-    connection's next one waits again. SQLite's
-    write-ahead log with `synchronous=NORMAL` (`_configure_sqlite`) already commits every
-    transaction this way, so there is nothing to ask of it.
+    connection's next one waits again. SQLite's write-ahead log with `synchronous=NORMAL`
+    (`_configure_sqlite`) already commits every transaction this way, so there is nothing to
+    ask of it.
 
     What it gains: on the 2-core machine a COMMIT waited about 0.2 ms for the disk (more under
     load) with the worker idle, and seven texts in ten are BALs; PostgreSQL's webhook

@@ -53,6 +53,7 @@ def test_a_description_read_after_its_cursor_moved_on_refuses(pg_engine: Engine)
         cursor.execute("SELECT 2 AS second")
         with pytest.raises(RuntimeError, match="moved on"):
             list(first)
+        assert "moved on" in repr(first)  # a log line or a debugger is not refused
         # Read while current, it stays what it was.
         second = cursor.description
         assert second is not None
