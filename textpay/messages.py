@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, case, func, insert, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from textpay.db import commit_without_disk_wait, core
+from textpay.db import commit_without_disk_wait, core, on_postgresql
 from textpay.models import Message, MessageDirection, PhoneConsent
 
 # How far along its life a status is; a callback may only move a message to a higher rank.
@@ -84,12 +84,12 @@ def record_inbound(
     loses a line of the message log, and nothing else; a Twilio retry of that text is decided
     again, against the state then. A turn that moved money, consent, an offer, a card link, a
     passcode try or a setting never commits this way (`engine.receive`)."""
-    connection = core(session)
     statement = _INSERT_INBOUND
-    if not wait_for_disk and connection.dialect.name == "postgresql":
+    if not wait_for_disk and on_postgresql(session):
         statement = _INSERT_INBOUND_WITHOUT_DISK_WAIT
     return int(
-        connection.execute(
+        core(session)
+        .execute(
             statement,
             {
                 "direction": MessageDirection.INBOUND.value,
@@ -106,7 +106,8 @@ def record_inbound(
                 "created_at": now,
                 "updated_at": now,
             },
-        ).scalar_one()
+        )
+        .scalar_one()
     )
 
 

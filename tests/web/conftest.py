@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -21,6 +22,13 @@ from textpay.policy import effective_for_account
 from textpay.timeutil import utcnow
 
 MOM = "+12125550147"
+
+
+def app_engine(app: Flask) -> Engine:
+    """The engine the app itself uses (the `engine` fixture is another one, on the same
+    database): the one to listen to for what the app's requests send."""
+    engine: Engine = app.extensions["textpay"].engine
+    return engine
 
 
 @pytest.fixture

@@ -29,8 +29,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from tests.conftest import AdminClient
-from tests.web.conftest import MOM, deposits
+from tests.web.conftest import MOM, app_engine, deposits
 from tests.web.twilio_client import TwilioClient
+from textpay.db import is_postgresql
 from textpay.timeutil import utcnow
 
 KEYWORDS = Path(__file__).resolve().parents[2] / "fixtures" / "keywords.csv"
@@ -80,14 +81,9 @@ def commits(engine: Engine) -> Iterator[list[Commit]]:
         event.remove(engine, "rollback", on_rollback)
 
 
-def app_engine(app: Flask) -> Engine:
-    engine: Engine = app.extensions["textpay"].engine
-    return engine
-
-
 @pytest.fixture
 def app(app: Flask) -> Flask:
-    if app_engine(app).dialect.name != "postgresql":
+    if not is_postgresql(app_engine(app)):
         pytest.skip("SQLite's write-ahead log (synchronous=NORMAL) never waits for the disk")
     return app
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import CacheStats
 
 from tests.conftest import AdminClient
-from tests.web.conftest import MOM, deposits
+from tests.web.conftest import MOM, app_engine, deposits
 from tests.web.twilio_client import TwilioClient
 from textpay import settings_cache
 from textpay.db import unit_of_work
@@ -69,11 +69,6 @@ def counted(engine: Engine) -> Iterator[Statements]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", before)
-
-
-def app_engine(app: Flask) -> Engine:
-    engine: Engine = app.extensions["textpay"].engine
-    return engine
 
 
 @pytest.fixture
