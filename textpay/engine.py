@@ -21,6 +21,7 @@ from textpay import (
     conversation,
     episodes,
     funding,
+    ledger,
     messages,
     offers,
     passcodes,
@@ -46,7 +47,7 @@ from textpay.conversation import (
 )
 from textpay.db import core, on_postgresql
 from textpay.engine_config import EngineConfig, voice
-from textpay.errors import ValidationFailed
+from textpay.errors import NotFound, ValidationFailed
 from textpay.models import (
     Account,
     ConsentKind,
@@ -69,6 +70,8 @@ FLOOD_WINDOW = timedelta(minutes=1)
 # and outbox locks on the same numbers (`consent.CONSENT_LOCK_CLASS`, `outbox.PHONE_LOCK_SPACE`).
 # A turn takes it before any consent lock, and nothing takes them the other way round.
 INBOUND_LOCK_SPACE = 0x5450494E
+# Built once, not parsed for its parameters again on every webhook.
+_LOCK_NUMBER = text("SELECT pg_advisory_xact_lock(:space, hashtext(:phone))")
 
 
 # Texts whose decision may move money, or offer to: they need the day's deposits.
@@ -269,10 +272,7 @@ def _lock_number_for_flood_count(session: Session, phone: str) -> None:
     taken before counting and held until commit; on SQLite the write lock taken at BEGIN
     already serialises every turn. STOP never takes it, so it never waits."""
     if on_postgresql(session):
-        core(session).execute(
-            text("SELECT pg_advisory_xact_lock(:space, hashtext(:phone))"),
-            {"space": INBOUND_LOCK_SPACE, "phone": phone},
-        )
+        core(session).execute(_LOCK_NUMBER, {"space": INBOUND_LOCK_SPACE, "phone": phone})
 
 
 def _replay_answer(
@@ -353,7 +353,7 @@ def _offer_again(
     is, unless the top-up asks for another amount: then it is withdrawn and replaced, so only
     the amount last offered can be accepted. One that expired or failed, or that named a card
     no longer on file, is replaced by a fresh one."""
-    _lock_account(session, account_id)
+    account = _lock_account(session, account_id)
     amount = top_up.amount_cents if top_up is not None else None
     words = "top_up" if top_up is not None else "offer"
     stale = prompts.latest_for(session, [account_id]).get(account_id)
@@ -367,8 +367,6 @@ def _offer_again(
             if given is not None:
                 return given
             prompts.cancel_pending(session, [account_id], now=now)  # its card is gone
-    account = session.get(Account, account_id)
-    assert account is not None
     fresh = offers.make_reply(
         session, account, effective_for_account(session, account), now=now, config=config,
         amount_cents=amount, words=words,
@@ -382,13 +380,18 @@ def _offer_again(
     return fresh.body
 
 
-def _lock_account(session: Session, account_id: int) -> None:
-    """PostgreSQL: hold the account's row while its offers are looked at and one is made. The
-    scan locks the row the same way before it checks for an open offer and makes one, so the
-    two never both make one (the second would break the one-open-offer index). SQLite's write
-    lock, taken at BEGIN, already holds every other writer off."""
+def _lock_account(session: Session, account_id: int) -> Account:
+    """The account, loaded to make an offer on. PostgreSQL: its row is held while its offers
+    are looked at and one is made. The scan locks the row the same way before it checks for an
+    open offer and makes one, so the two never both make one (the second would break the
+    one-open-offer index). SQLite's write lock, taken at BEGIN, already holds every other
+    writer off."""
     if on_postgresql(session):
-        session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+        return ledger.lock_account(session, account_id)
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} does not exist")
+    return account
 
 
 def _link_for(

@@ -24,7 +24,9 @@ from textpay.models import Account
 from textpay.policy import EffectiveSettings, effective_for_account
 
 
-class _Runway(Protocol):
+class RunwayAccount(Protocol):
+    """What the runway rule reads of an account: an `Account`, or a plain row of one."""
+
     @property
     def balance_cents(self) -> int: ...
     @property
@@ -39,14 +41,14 @@ class _Runway(Protocol):
     def usage_pace_until(self) -> datetime | None: ...
 
 
-def runway_days_left(account: _Runway, *, now: datetime) -> int | None:
+def runway_days_left(account: RunwayAccount, *, now: datetime) -> int | None:
     """Days of calls the account's balance buys at its stored usual pace, if known."""
     return runway.stored_days_left(account.balance_cents, account.usage_pace_cents,
                                    account.usage_pace_hours, account.usage_pace_until,
                                    now=now)  # fmt: skip
 
 
-def runway_low(account: _Runway, settings: EffectiveSettings, *, now: datetime) -> bool:
+def runway_low(account: RunwayAccount, settings: EffectiveSettings, *, now: datetime) -> bool:
     """Low by the runway rule: a TextPay account without AutoPay whose runway is known and
     under its `runway_days`."""
     if settings.runway_days is None or account.autopay_enabled or not account.textpay_enabled:
@@ -54,7 +56,7 @@ def runway_low(account: _Runway, settings: EffectiveSettings, *, now: datetime) 
     return runway.below(runway_days_left(account, now=now), settings.runway_days)
 
 
-def is_low(account: _Runway, settings: EffectiveSettings, *, now: datetime) -> bool:
+def is_low(account: RunwayAccount, settings: EffectiveSettings, *, now: datetime) -> bool:
     """Low by either rule: below its threshold, or short of runway. An episode lasts while
     this holds, and ends (re-arms) once it does not."""
     return account.balance_cents < settings.low_balance_threshold_cents or runway_low(
@@ -136,7 +138,7 @@ RECOVERED_RUNWAY_FACTOR = 2
 
 
 def recovered_without_money(
-    account: _Runway, settings: EffectiveSettings, *, now: datetime
+    account: RunwayAccount, settings: EffectiveSettings, *, now: datetime
 ) -> bool:
     """Whether an episode may end when no money came in (the scan's sweep, after an operator's
     change): back at the threshold, and the runway, if the rule applies and it is known, at

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import String, bindparam, func, literal, null
 from sqlmodel import Session, col, select
@@ -20,6 +20,8 @@ from textpay import consent, episodes, funding, labels, passcodes, prompts
 from textpay.accounts import payment_method_of
 from textpay.conversation import AccountFacts, Facts, OfferFacts
 from textpay.db import constant, core, text_in
+from textpay.episodes import RunwayAccount
+from textpay.funding import CardOnFile, ChargedAccount
 from textpay.models import (
     Account,
     AccountStatus,
@@ -30,7 +32,14 @@ from textpay.models import (
     Prompt,
     PromptStatus,
 )
-from textpay.policy import EffectiveSettings, effective_for_account, text_zone
+from textpay.passcodes import PasscodeHolder
+from textpay.policy import (
+    EffectiveSettings,
+    PlacedAccount,
+    SettledAccount,
+    effective_for_account,
+    text_zone,
+)
 
 DAY = timedelta(hours=24)
 # How long after an offer is funded a plain YES is taken for the same YES sent again
@@ -38,7 +47,91 @@ DAY = timedelta(hours=24)
 JUST_FUNDED = timedelta(minutes=10)
 
 
-def payable_by_text(account: Account) -> bool:
+class TextAccount(NamedTuple):
+    """What a text's turn reads of an account: a plain row of `gather_for_text`'s statement,
+    not an ORM object. Every webhook reads one per account on the phone, and loading ORM
+    objects (accounts, offers, cards) cost more than the statement itself did."""
+
+    id: int
+    account_number: str
+    phone: str
+    phone_state: str | None
+    phone_zones: str
+    nickname: str
+    language: str
+    timezone: str | None
+    facility_id: int | None
+    textpay_enabled: bool
+    autopay_enabled: bool
+    preset_amount_cents: int | None
+    threshold_cents: int | None
+    runway_days: int | None
+    usage_pace_cents: int | None
+    usage_pace_hours: int | None
+    usage_pace_until: datetime | None
+    status: str
+    balance_cents: int
+    balance_updated_at: datetime
+    phone_since: datetime
+    passcode_hash: str | None
+    passcode_failures: int
+    passcode_failed_at: datetime | None
+    passcode_locked_until: datetime | None
+    passcode_over_cents: int | None
+    passcode_new_phone_days: int | None
+
+
+class TextOffer(NamedTuple):
+    """What a text's turn reads of an account's newest offer (`offer_facts`): a plain row."""
+
+    id: int
+    account_id: int
+    status: str
+    amount_cents: int
+    fee_cents: int
+    expires_at: datetime
+    label: str | None
+    card_token: str | None
+    acceptable_after: datetime | None
+    passcode_requested_at: datetime | None
+    passcode_amount_cents: int | None
+    updated_at: datetime
+
+
+class TextCard(NamedTuple):
+    """What a text's turn reads of an account's card on file: a plain row."""
+
+    account_id: int
+    token: str
+    customer: str | None
+    brand: str
+    last4: str
+
+
+class KnownAccount(
+    PlacedAccount, SettledAccount, PasscodeHolder, RunwayAccount, ChargedAccount, Protocol
+):
+    """What `account_facts_from` reads of an account: an `Account`, or a plain row of one
+    (`TextAccount`)."""
+
+    @property
+    def nickname(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def balance_updated_at(self) -> datetime: ...
+    @property
+    def passcode_hash(self) -> str | None: ...
+
+
+class PayableAccount(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def textpay_enabled(self) -> bool: ...
+
+
+def payable_by_text(account: PayableAccount) -> bool:
     """Whether a text may charge this account: it is active and TextPay is on for it."""
     return account.status == AccountStatus.ACTIVE.value and account.textpay_enabled
 
@@ -71,9 +164,9 @@ def account_facts(
 
 
 def account_facts_from(
-    account: Account,
+    account: KnownAccount,
     effective: EffectiveSettings,
-    method: PaymentMethod | None,
+    method: CardOnFile | None,
     *,
     deposited_last_24h_cents: int,
     label: str | None = None,
@@ -139,7 +232,7 @@ def labels_on_phones(session: Session, phones: set[str]) -> dict[str, str]:
     return found
 
 
-def offer_facts(prompt: Prompt, *, now: datetime, card_token: str | None) -> OfferFacts:
+def offer_facts(prompt: TextOffer, *, now: datetime, card_token: str | None) -> OfferFacts:
     """An offer as the conversation sees it. It is live only while pending, unexpired and
     acceptable: its text has gone out (an offer still waiting in the outbox, or sent as a reply
     a moment ago, cannot be accepted by a YES the subscriber sent before reading it), and the
@@ -148,7 +241,7 @@ def offer_facts(prompt: Prompt, *, now: datetime, card_token: str | None) -> Off
     pending = prompt.status == PromptStatus.PENDING.value and prompt.expires_at > now and same_card
     live = pending and prompts.acceptable(prompt, now=now)
     return OfferFacts(
-        prompt_id=prompt.id or 0,
+        prompt_id=prompt.id,
         account_id=prompt.account_id,
         status=prompt.status,
         amount_cents=prompt.amount_cents,
@@ -171,8 +264,8 @@ class PhoneFacts:
     texts the number sent in the flood window."""
 
     facts: Facts
-    accounts: tuple[Account, ...]
-    cards: dict[int, PaymentMethod]
+    accounts: tuple[TextAccount, ...]
+    cards: dict[int, TextCard]
     seen_message_id: int | None = None
     recent_inbound: int = 0
 
@@ -202,10 +295,10 @@ def gather_for_text(
     )
     params = {"phone": phone, "sid": sid, "inbound_since": inbound_since,
               "deposits_since": now - DAY}  # fmt: skip
-    rows: list[Any] = list(session.exec(query, params=params))
-    opted_out, seen, recent = rows[0][3], rows[0][4], rows[0][5]
-    found = [(row[0], row[1], row[2], row[6]) for row in rows if row[0] is not None]
-    shown = sorted(found, key=lambda r: (r[0].status != AccountStatus.ACTIVE.value, r[0].id or 0))
+    rows = core(session).execute(query, params).all()
+    opted_out, seen, recent = rows[0][_PER_NUMBER : _PER_NUMBER + 3]
+    found = [_split(row) for row in rows if row[0] is not None]
+    shown = sorted(found, key=lambda r: (r[0].status != AccountStatus.ACTIVE.value, r[0].id))
     names = labels.unique_labels([account.account_number for account, *_ in shown])
     facts = Facts(
         accounts=tuple(
@@ -232,10 +325,30 @@ def gather_for_text(
     return PhoneFacts(
         facts=facts,
         accounts=tuple(account for account, *_ in shown),
-        cards={account.id or 0: card for account, _, card, _ in shown if card is not None},
+        cards={account.id: card for account, _, card, _ in shown if card is not None},
         seen_message_id=int(seen) if seen is not None else None,
         recent_inbound=int(recent or 0),
     )
+
+
+# Where each part of a row of `_phone_query` starts: the account, its newest offer, its card,
+# then the number's own values (consent, the SID, the count) and today's deposits.
+_OFFER = len(TextAccount._fields)
+_CARD = _OFFER + len(TextOffer._fields)
+_PER_NUMBER = _CARD + len(TextCard._fields)
+
+
+def _split(row: Any) -> tuple[TextAccount, TextOffer | None, TextCard | None, Any]:
+    """One account's row of `_phone_query` as its account, newest offer, card and deposits."""
+    offer = TextOffer._make(row[_OFFER:_CARD]) if row[_OFFER] is not None else None
+    card = TextCard._make(row[_CARD:_PER_NUMBER]) if row[_CARD] is not None else None
+    return TextAccount._make(row[:_OFFER]), offer, card, row[_PER_NUMBER + 3]
+
+
+def _columns(model: Any, row: type[Any]) -> list[Any]:
+    """The columns of `model`'s table that the named tuple `row` is made of, in its order."""
+    table = model.__table__
+    return [table.c[name] for name in row._fields]
 
 
 @cache
@@ -273,12 +386,12 @@ def _phone_query(*, with_deposits: bool, with_sid: bool, with_count: bool) -> An
     deposits = funding.deposited_since_column(bindparam("deposits_since")) if with_deposits \
         else null()  # fmt: skip
     one_row = select(literal(1).label("one")).subquery("one_row")
-    columns: list[Any] = [Account, Prompt, PaymentMethod, *per_number, deposits]
+    columns: list[Any] = [*_columns(Account, TextAccount), *_columns(Prompt, TextOffer),
+                          *_columns(PaymentMethod, TextCard), *per_number, deposits]  # fmt: skip
     query: Any = select(*columns)
     return (
         query.select_from(one_row)
         .outerjoin(Account, col(Account.phone) == phone)
         .outerjoin(Prompt, col(Prompt.id) == newest_offer)
         .outerjoin(PaymentMethod, col(PaymentMethod.account_id) == col(Account.id))
-        .execution_options(populate_existing=True)
     )

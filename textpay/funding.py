@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, literal, text, update
 from sqlmodel import Session, col, select
@@ -41,7 +41,6 @@ from textpay.models import (
     LedgerEntry,
     LedgerKind,
     PaymentAttempt,
-    PaymentMethod,
     fit,
 )
 from textpay.payments import (
@@ -58,6 +57,33 @@ METADATA_KEY = "textpay_key"
 
 # Crockford's base 32 without I, L, O, U: nothing to misread when a subscriber reads it out.
 _CONFIRMATION_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class ChargedAccount(Protocol):
+    """What `begin` reads of the account it charges: an `Account`, or a text's plain row of
+    one (`facts.TextAccount`)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def account_number(self) -> str: ...
+    @property
+    def phone(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+
+
+class CardOnFile(Protocol):
+    """What a charge reads of the card on file: a `PaymentMethod`, or a plain row of one."""
+
+    @property
+    def token(self) -> str: ...
+    @property
+    def customer(self) -> str | None: ...
+    @property
+    def brand(self) -> str: ...
+    @property
+    def last4(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +174,7 @@ def _deposited_since(account_id: Any, since: Any) -> Any:
 
 def begin(
     session: Session,
-    account: Account,
+    account: ChargedAccount,
     *,
     prompt_id: int | None,
     amount_cents: int,
@@ -156,13 +182,13 @@ def begin(
     initiator: Initiator,
     now: datetime,
     autopay_slot: str | None = None,
-    card: PaymentMethod | None = None,
+    card: CardOnFile | None = None,
 ) -> ChargeOrder:
     """Phase 1: record the attempt, with a fresh random idempotency key and the card on file
     now, which is the card this attempt will ever charge (`card`, when the caller read it in
     this transaction already). The caller commits before calling the gateway."""
     assert account.id is not None
-    method = card if card is not None else payment_method_of(session, account.id)
+    method: CardOnFile | None = card if card is not None else payment_method_of(session, account.id)
     if method is None:
         raise NotFound(f"account {account.id} has no card on file")
     idempotency_key = new_idempotency_key()

@@ -27,6 +27,7 @@ Owns the rules:
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlmodel import Session, col
@@ -41,6 +42,29 @@ NOTICE_FOR = timedelta(hours=24)  # four digits after that still hear that the r
 MAX_WRONG = 3  # wrong passcodes in a row that lock passcode payments
 LOCK_FOR = timedelta(hours=24)
 WRONG_FORGOTTEN_AFTER = timedelta(hours=24)  # a day without a wrong passcode starts afresh
+
+
+class PasscodeHolder(Protocol):
+    """What the passcode rules read of an account: an `Account`, or a text's plain row of one
+    (`facts.TextAccount`)."""
+
+    @property
+    def passcode_failures(self) -> int: ...
+    @property
+    def passcode_failed_at(self) -> datetime | None: ...
+    @property
+    def passcode_locked_until(self) -> datetime | None: ...
+    @property
+    def phone_since(self) -> datetime: ...
+
+
+class AskedOffer(Protocol):
+    """What `request_state` reads of an offer: a `Prompt`, or a text's plain row of one."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def passcode_requested_at(self) -> datetime | None: ...
 
 
 def matches(stored_hash: str | None, offered: str) -> bool:
@@ -85,13 +109,13 @@ def _unlock(account: Account, now: datetime) -> None:
     account.updated_at = now
 
 
-def locked_until(account: Account, *, now: datetime) -> datetime | None:
+def locked_until(account: PasscodeHolder, *, now: datetime) -> datetime | None:
     """When passcode payments on the account unlock, while they are locked."""
     until = account.passcode_locked_until
     return until if until is not None and until > now else None
 
 
-def tries_left(account: Account, *, now: datetime) -> int:
+def tries_left(account: PasscodeHolder, *, now: datetime) -> int:
     """Wrong passcodes the account may still send before the lock."""
     failed_at = account.passcode_failed_at
     if failed_at is None or failed_at <= now - WRONG_FORGOTTEN_AFTER:
@@ -99,13 +123,13 @@ def tries_left(account: Account, *, now: datetime) -> int:
     return max(0, MAX_WRONG - account.passcode_failures)
 
 
-def new_phone(account: Account, effective: EffectiveSettings, *, now: datetime) -> bool:
+def new_phone(account: PasscodeHolder, effective: EffectiveSettings, *, now: datetime) -> bool:
     """Whether the phone came to the account fewer than `passcode_new_phone_days` days ago."""
     days = effective.passcode_new_phone_days
     return days is not None and now - account.phone_since < timedelta(days=days)
 
 
-def request_state(prompt: Prompt, *, live: bool, now: datetime) -> str | None:
+def request_state(prompt: AskedOffer, *, live: bool, now: datetime) -> str | None:
     """Where the passcode a YES asked for on this offer stands (`conversation.OfferFacts`)."""
     asked = prompt.passcode_requested_at
     if asked is None or now - asked >= NOTICE_FOR:

@@ -158,7 +158,14 @@ def resolve(
     )
 
 
-def effective_for_account(session: Session, account: Account) -> EffectiveSettings:
+class SettledAccount(AccountOverrides, Protocol):
+    """What `effective_for_account` reads of an account: an `Account`, or a plain row of one."""
+
+    @property
+    def facility_id(self) -> int | None: ...
+
+
+def effective_for_account(session: Session, account: SettledAccount) -> EffectiveSettings:
     """The settings that apply to `account`, from the settings this process holds (at most a
     few seconds old: `textpay.settings_cache`)."""
     held = settings_cache.current(session, facility_id=account.facility_id)

@@ -25,6 +25,13 @@ from textpay.models import OPEN_PROMPT_STATUSES, Account, Prompt, PromptStatus
 from textpay.policy import EffectiveSettings
 
 
+class PresentedOffer(Protocol):
+    """What `acceptable` reads of an offer: a `Prompt`, or a text's plain row of one."""
+
+    @property
+    def acceptable_after(self) -> datetime | None: ...
+
+
 def latest_for(session: Session, account_ids: Iterable[int]) -> dict[int, Prompt]:
     """The newest prompt of each account that has one."""
     ids = list(account_ids)
@@ -41,7 +48,7 @@ def latest_for(session: Session, account_ids: Iterable[int]) -> dict[int, Prompt
     return {prompt.account_id: prompt for prompt in rows}
 
 
-def acceptable(prompt: Prompt, *, now: datetime) -> bool:
+def acceptable(prompt: PresentedOffer, *, now: datetime) -> bool:
     """Whether a YES received at `now` may accept this offer: its text has gone out (and, for an
     offer sent as a reply, the subscriber has had a moment to read it)."""
     return prompt.acceptable_after is not None and prompt.acceptable_after <= now

@@ -63,7 +63,7 @@ def test_the_flood_count_and_the_daily_sum_have_exact_edges(engine: Engine, zone
               "deposits_since": DAY_AGO.astimezone(zone)}  # fmt: skip
     with unit_of_work(engine) as session:
         row = session.exec(query, params=params).one()  # type: ignore[call-overload]
-        recent, deposited = row[5], row[6]
+        recent, deposited = row[facts._PER_NUMBER + 2], facts._split(row)[3]
         alone = funding.deposited_since(session, account_id, DAY_AGO.astimezone(zone))
     assert recent == 2
     assert deposited == 600
