@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import String, bindparam, func
 from sqlmodel import Session, select
 
 from textpay import (
@@ -70,8 +70,11 @@ FLOOD_WINDOW = timedelta(minutes=1)
 # and outbox locks on the same numbers (`consent.CONSENT_LOCK_CLASS`, `outbox.PHONE_LOCK_SPACE`).
 # A turn takes it before any consent lock, and nothing takes them the other way round.
 INBOUND_LOCK_SPACE = 0x5450494E
-# Built once, not parsed for its parameters again on every webhook.
-_LOCK_NUMBER = text("SELECT pg_advisory_xact_lock(:space, hashtext(:phone))")
+# Built once, as an expression rather than text: SQLAlchemy then knows its one result column
+# and does not read the cursor's description on every webhook.
+_LOCK_NUMBER = select(
+    func.pg_advisory_xact_lock(bindparam("space"), func.hashtext(bindparam("phone", type_=String)))
+)
 
 
 # Texts whose decision may move money, or offer to: they need the day's deposits.

@@ -12,10 +12,10 @@ import hmac
 import logging
 import re
 from functools import lru_cache
+from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
-from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.datastructures import MultiDict
 
 from textpay import engine, funding, metrics, outbox
@@ -119,10 +119,19 @@ def inbound() -> Response:
         " (replay)" if turn.replayed else "",
         len(sms.body),
     )
-    twiml = MessagingResponse()
-    if answer:
-        twiml.message(answer)
-    return Response(str(twiml), mimetype="text/xml")
+    return Response(reply_twiml(answer), mimetype="text/xml")
+
+
+_XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
+def reply_twiml(answer: str | None) -> str:
+    """The TwiML that answers a text with `answer` (no message for none or empty): the same
+    characters the SDK's `MessagingResponse` writes (tests/web/test_reply_twiml.py), written
+    directly: the SDK builds it through ElementTree, forty times the work (10 µs a reply)."""
+    if not answer:
+        return _XML_DECLARATION + "<Response />"
+    return f"{_XML_DECLARATION}<Response><Message>{escape(answer)}</Message></Response>"
 
 
 @bp.post("/status")
