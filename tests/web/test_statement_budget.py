@@ -31,7 +31,7 @@ from tests.web.conftest import MOM, app_engine, deposits
 from tests.web.twilio_client import TwilioClient
 from textpay import settings_cache
 from textpay.db import unit_of_work
-from textpay.models import Account, GlobalSettings, Prompt
+from textpay.models import Account, Facility, GlobalSettings, Message, PaymentMethod, Prompt
 from textpay.timeutil import utcnow
 
 BAL_BUDGET = 3
@@ -95,6 +95,30 @@ def test_a_text_that_moves_no_money_runs_at_most_three_statements(
     assert reply  # answered, and
     assert len(seen.ours) <= BAL_BUDGET, seen.listing()
     assert not seen.gateway
+
+
+@pytest.mark.parametrize("words", ["BAL", "HELP", "what is this"])
+def test_a_text_that_moves_no_money_builds_no_orm_object(
+    app: Flask, twilio: TwilioClient, two_accounts: dict[str, Any], words: str
+) -> None:
+    """The facts of a text are plain rows (`facts.TextAccount` and its kin): loading the
+    phone's accounts, offers and cards as ORM objects cost more than the query itself."""
+    twilio.text(MOM, "BAL")  # the process's copy of the settings is loaded by a first text
+    loaded: list[str] = []
+
+    def on_load(target: Any, _context: Any) -> None:
+        loaded.append(type(target).__name__)
+
+    models = (Account, Prompt, PaymentMethod, Message, GlobalSettings, Facility)
+    for model in models:
+        event.listen(model, "load", on_load)
+    try:
+        reply = twilio.text(MOM, words)
+    finally:
+        for model in models:
+            event.remove(model, "load", on_load)
+    assert reply
+    assert loaded == []
 
 
 def test_a_yes_runs_at_most_ten_statements_across_its_phases(
