@@ -159,10 +159,15 @@ def resolve(
 
 
 class SettledAccount(AccountOverrides, Protocol):
-    """What `effective_for_account` reads of an account: an `Account`, or a plain row of one."""
+    """What `effective_for_account` reads of an account: an `Account`, or a plain row of one,
+    with every override an account may have (`resolve` reads the passcode ones if present)."""
 
     @property
     def facility_id(self) -> int | None: ...
+    @property
+    def passcode_over_cents(self) -> int | None: ...
+    @property
+    def passcode_new_phone_days(self) -> int | None: ...
 
 
 def effective_for_account(session: Session, account: SettledAccount) -> EffectiveSettings:

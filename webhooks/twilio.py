@@ -131,7 +131,12 @@ def reply_twiml(answer: str | None) -> str:
     directly: the SDK builds it through ElementTree, forty times the work (10 µs a reply)."""
     if not answer:
         return _XML_DECLARATION + "<Response />"
-    return f"{_XML_DECLARATION}<Response><Message>{escape(answer)}</Message></Response>"
+    words = escape(answer)
+    if not words.isascii():
+        # As ElementTree encodes: what UTF-8 cannot hold (a lone surrogate) as a character
+        # reference, so that the reply can always be sent.
+        words = words.encode("utf-8", "xmlcharrefreplace").decode("utf-8")
+    return f"{_XML_DECLARATION}<Response><Message>{words}</Message></Response>"
 
 
 @bp.post("/status")

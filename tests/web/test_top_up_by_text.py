@@ -267,8 +267,8 @@ def test_adds_and_yeses_at_once_charge_one_offered_amount_once(
 
 def test_an_add_stays_lean(app: Flask, admin: AdminClient, twilio: TwilioClient) -> None:
     # Not the hot path's budget (tests/web/test_statement_budget.py), but held all the same: a
-    # fresh offer is 6 statements (8 on PostgreSQL, with the number's and the account's locks),
-    # replacing an open one 2 more.
+    # fresh offer is 7 statements (8 on PostgreSQL, with the number's lock, and the account's
+    # lock that also loads it), replacing an open one 2 more.
     admin.enrol()
     engine = app_engine(app)
     for text in ("ADD 20", "ADD 30", "ADD 30"):
