@@ -125,6 +125,8 @@ class KnownAccount(
 
 
 class PayableAccount(Protocol):
+    """What `payable_by_text` reads of an account: an `Account`, or a plain row of one."""
+
     @property
     def status(self) -> str: ...
     @property
