@@ -47,7 +47,7 @@ from textpay.conversation import (
 )
 from textpay.db import core, on_postgresql
 from textpay.engine_config import EngineConfig, voice
-from textpay.errors import NotFound, ValidationFailed
+from textpay.errors import ValidationFailed
 from textpay.models import (
     Account,
     ConsentKind,
@@ -356,7 +356,11 @@ def _offer_again(
     is, unless the top-up asks for another amount: then it is withdrawn and replaced, so only
     the amount last offered can be accepted. One that expired or failed, or that named a card
     no longer on file, is replaced by a fresh one."""
-    account = _lock_account(session, account_id)
+    # Its row held while its offers are looked at and one is made (PostgreSQL; on SQLite the
+    # write lock taken at BEGIN already holds every other writer off). The scan locks the row
+    # the same way before it checks for an open offer and makes one, so the two never both
+    # make one (the second would break the one-open-offer index).
+    account = ledger.lock_account(session, account_id)
     amount = top_up.amount_cents if top_up is not None else None
     words = "top_up" if top_up is not None else "offer"
     stale = prompts.latest_for(session, [account_id]).get(account_id)
@@ -381,20 +385,6 @@ def _offer_again(
         return replies.render(reply, facts, language=facts.account(account_id).language,
                               now=now, voice=spoken, link=link)  # fmt: skip
     return fresh.body
-
-
-def _lock_account(session: Session, account_id: int) -> Account:
-    """The account, loaded to make an offer on. PostgreSQL: its row is held while its offers
-    are looked at and one is made. The scan locks the row the same way before it checks for an
-    open offer and makes one, so the two never both make one (the second would break the
-    one-open-offer index). SQLite's write lock, taken at BEGIN, already holds every other
-    writer off."""
-    if on_postgresql(session):
-        return ledger.lock_account(session, account_id)
-    account = session.get(Account, account_id)
-    if account is None:
-        raise NotFound(f"account {account_id} does not exist")
-    return account
 
 
 def _link_for(
