@@ -285,6 +285,13 @@ def core(session: Session) -> Connection:
     return session.connection()
 
 
+def columns_of(model: type[SQLModel], row: type[tuple[Any, ...]]) -> list[Any]:
+    """The columns of `model`'s table that the named tuple `row` is made of, in its order: for
+    statements whose rows are read as plain tuples rather than ORM objects."""
+    table = model.__table__  # type: ignore[attr-defined]
+    return [table.c[name] for name in row._fields]  # type: ignore[attr-defined]
+
+
 def insert_returning_id(session: Session, row: SQLModel) -> int:
     """Insert `row` with one prepared Core `INSERT ... RETURNING id` and give it its id. The row
     stays out of the session (it is a record of what was written, not a thing to change): the

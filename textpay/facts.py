@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from textpay import consent, episodes, funding, labels, passcodes, prompts
 from textpay.accounts import payment_method_of
 from textpay.conversation import AccountFacts, Facts, OfferFacts
-from textpay.db import constant, core, text_in
+from textpay.db import columns_of, constant, core, text_in
 from textpay.episodes import RunwayAccount
 from textpay.funding import CardOnFile, ChargedAccount
 from textpay.models import (
@@ -347,12 +347,6 @@ def _split(row: Any) -> tuple[TextAccount, TextOffer | None, TextCard | None, An
     return TextAccount._make(row[:_OFFER]), offer, card, row[_PER_NUMBER + 3]
 
 
-def _columns(model: Any, row: type[Any]) -> list[Any]:
-    """The columns of `model`'s table that the named tuple `row` is made of, in its order."""
-    table = model.__table__
-    return [table.c[name] for name in row._fields]
-
-
 @cache
 def _phone_query(*, with_deposits: bool, with_sid: bool, with_count: bool) -> Any:
     """`gather_for_text`'s statement, built once per shape with bound parameters (`phone`,
@@ -388,8 +382,8 @@ def _phone_query(*, with_deposits: bool, with_sid: bool, with_count: bool) -> An
     deposits = funding.deposited_since_column(bindparam("deposits_since")) if with_deposits \
         else null()  # fmt: skip
     one_row = select(literal(1).label("one")).subquery("one_row")
-    columns: list[Any] = [*_columns(Account, TextAccount), *_columns(Prompt, TextOffer),
-                          *_columns(PaymentMethod, TextCard), *per_number, deposits]  # fmt: skip
+    columns: list[Any] = [*columns_of(Account, TextAccount), *columns_of(Prompt, TextOffer),
+                          *columns_of(PaymentMethod, TextCard), *per_number, deposits]  # fmt: skip
     query: Any = select(*columns)
     return (
         query.select_from(one_row)

@@ -37,7 +37,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from textpay import autopay, episodes
-from textpay.db import core, id_in, on_postgresql
+from textpay.db import columns_of, core, id_in, on_postgresql
 from textpay.models import (
     ACCOUNT_IN_EPISODE,
     OPEN_PROMPT_STATUSES,
@@ -95,8 +95,7 @@ class LowAccount(NamedTuple):
 
 def low_account_columns() -> list[Any]:
     """The account columns `LowAccount` is made of, in its order."""
-    table = Account.__table__  # type: ignore[attr-defined]
-    return [table.c[name] for name in LowAccount._fields]
+    return columns_of(Account, LowAccount)
 
 
 # `LowAccount`'s columns as SQL, and which of them are moments, for `_driver_rows`.
