@@ -119,12 +119,22 @@ preload_app = True
 
 
 def when_ready(server: Any) -> None:
-    """The app is loaded (above) and the workers are about to be forked from it: move every
-    object it made into the garbage collector's permanent generation (`gc.freeze`). A worker's
-    collector then never walks them: a full collection walked about 150,000 objects of the
-    loaded libraries and took about 110 ms, with every queued webhook waiting behind it (at
-    16 connections, the slowest 1% of texts). Frozen objects stay shared with the arbiter
-    instead of being copied into each worker when the collector touches them."""
+    """The app is loaded (above) and the workers are about to be forked from it.
+
+    First a YES and a BAL are rehearsed in a transaction that is rolled back
+    (`webhooks.rehearsal`): their statements are compiled here, once, instead of in each worker
+    on its first YES (30-70 ms with every queued text waiting; docs/performance.md).
+
+    Then every object the app made moves into the garbage collector's permanent generation
+    (`gc.freeze`). A worker's collector then never walks them: a full collection walked about
+    150,000 objects of the loaded libraries and took about 110 ms, with every queued webhook
+    waiting behind it (at 16 connections, the slowest 1% of texts). Frozen objects stay shared
+    with the arbiter instead of being copied into each worker when the collector touches them."""
+    app = server.app.wsgi() if server.cfg.preload_app else None
+    if "textpay" in getattr(app, "extensions", {}):  # not the benchmarks' floors
+        from webhooks.rehearsal import rehearse  # noqa: PLC0415 (loaded with the app already)
+
+        rehearse(app)
     gc.freeze()
 
 

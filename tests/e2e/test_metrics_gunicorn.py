@@ -52,6 +52,10 @@ def test_every_worker_s_requests_are_in_every_scrape(database_url: str, tmp_path
     try:
         wait_for(lambda: http("GET", base + "/readyz", timeout=10)[0] == 200, timeout=120,
                  what="gunicorn to answer /readyz")  # fmt: skip
+        # The arbiter listens from its start, so the first worker may answer before the second
+        # is forked (the arbiter rehearses a text first: webhooks/rehearsal.py).
+        wait_for(lambda: log_path.read_text().count("Booting worker") >= 2, timeout=120,
+                 what="gunicorn to fork its second worker")  # fmt: skip
         with ThreadPoolExecutor(max_workers=8) as pool:  # at once: both workers get some
             answers = list(pool.map(lambda _: http("GET", base + "/healthz")[0], range(REQUESTS)))
         assert answers == [200] * REQUESTS

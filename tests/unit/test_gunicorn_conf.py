@@ -121,12 +121,36 @@ def test_the_loaded_app_is_kept_out_of_the_workers_garbage_collections(
     app = create_app(Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/gc.db"))
     assert gc.get_freeze_count() == 0
     try:
-        namespace["when_ready"](SimpleNamespace())
+        namespace["when_ready"](_arbiter(app))
         assert gc.get_freeze_count() > 10_000  # the app and the libraries it loaded
         assert gc.is_tracked(app)
         assert not any(o is app for o in gc.get_objects())  # frozen, out of every walk
     finally:
         gc.unfreeze()
+
+
+def _arbiter(app: Flask) -> SimpleNamespace:
+    """What `when_ready` reads of gunicorn's arbiter: its config and the app it loaded."""
+    return SimpleNamespace(cfg=SimpleNamespace(preload_app=True),
+                           app=SimpleNamespace(wsgi=lambda: app))  # fmt: skip
+
+
+def test_the_arbiter_rehearses_a_text_before_forking_only_for_textpay(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`when_ready` hands TextPay's app to `webhooks.rehearsal` (tests/web/test_rehearsal.py:
+    a worker's first YES then compiles nothing), and a floor's plain Flask app to nobody."""
+    monkeypatch.chdir(tmp_path)
+    namespace = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    rehearsed: list[Flask] = []
+    monkeypatch.setattr("webhooks.rehearsal.rehearse", rehearsed.append)
+    app = create_app(Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/ready.db"))
+    try:
+        namespace["when_ready"](_arbiter(app))
+        namespace["when_ready"](_arbiter(Flask("floor")))
+    finally:
+        gc.unfreeze()
+    assert rehearsed == [app]
 
 
 def test_another_app_served_with_the_same_file_boots(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -92,3 +92,17 @@ def prompt_status(engine: Engine, prompt_id: int) -> str:
         prompt = session.get(Prompt, prompt_id)
         assert prompt is not None
         return prompt.status
+
+
+@pytest.fixture
+def two_accounts(admin: AdminClient, offer: Callable[[int], int], engine: Engine) -> dict[str, Any]:
+    """Mom's phone carries two accounts, each low and in a low-balance episode (the scan has
+    offered), each with a live offer: the texts read every account, card and offer."""
+    first = admin.enrol(account_number="ACCT-4821", phone="(212) 555-0147", nickname="Mom")
+    second = admin.enrol(account_number="ACCT-7730", phone="(212) 555-0147", nickname="Dad")
+    for account, key in ((first, "seed-4821"), (second, "seed-7730")):
+        assert admin.credit(account["id"], 310, key).status_code == 201
+        account["prompt_id"] = offer(account["id"])
+    with unit_of_work(engine) as session:
+        session.execute(update(Account).values(episode_prompts=1))
+    return {"first": first, "second": second}

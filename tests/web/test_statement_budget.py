@@ -13,7 +13,7 @@ HTTPS call and no SQL at all); its statements are counted separately and held to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -69,20 +69,6 @@ def counted(engine: Engine) -> Iterator[Statements]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", before)
-
-
-@pytest.fixture
-def two_accounts(admin: AdminClient, offer: Callable[[int], int], engine: Engine) -> dict[str, Any]:
-    """Mom's phone carries two accounts, each low and in a low-balance episode (the scan has
-    offered), each with a live offer: the texts below read every account, card and offer."""
-    first = admin.enrol(account_number="ACCT-4821", phone="(212) 555-0147", nickname="Mom")
-    second = admin.enrol(account_number="ACCT-7730", phone="(212) 555-0147", nickname="Dad")
-    for account, key in ((first, "seed-4821"), (second, "seed-7730")):
-        assert admin.credit(account["id"], 310, key).status_code == 201
-        account["prompt_id"] = offer(account["id"])
-    with unit_of_work(engine) as session:
-        session.execute(update(Account).values(episode_prompts=1))
-    return {"first": first, "second": second}
 
 
 @pytest.mark.parametrize("words", ["BAL", "SALDO", "HELP", "what is this"])
