@@ -29,6 +29,9 @@ Run from the repository root (wrk is preferred: `apt-get install -y wrk`):
     .venv/bin/python -m bench.webhook --database sqlite --workers 4 --worker-class gthread \
         --threads 4 --duration 20
 
+Where in a run its slowest 1% fell, second by second (the Python load generator keeps each
+request's own time; wrk does not): `--loader python --timeline`.
+
 SQLite files live in a temporary directory; PostgreSQL (127.0.0.1:5432, user postgres, trust
 auth) uses its own database `bench_webhook`, dropped and created afresh each run.
 """
@@ -55,7 +58,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -632,6 +635,8 @@ class LoadResult:
     statuses: dict[str, int]
     sent: dict[str, int]
     wrapped: int
+    # (seconds into the run the request was sent, its latency in ms), with the Python loader.
+    timeline: tuple[tuple[float, float], ...] = ()
 
     @property
     def per_second(self) -> float:
@@ -678,6 +683,7 @@ def _connection_loop(
 ) -> None:
     """One keep-alive connection sending `lines` in order until the deadline."""
     latencies: list[float] = out["latencies"]
+    sent_at: list[float] = out["sent_at"]
     statuses: Counter[str] = out["statuses"]
     sent: Counter[str] = out["sent"]
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
@@ -703,6 +709,7 @@ def _connection_loop(
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
             continue
         latencies.append((time.perf_counter() - began) * 1000)
+        sent_at.append(time.time() - start_at - (latencies[-1] / 1000))
         statuses[str(answer.status)] += 1
     connection.close()
 
@@ -724,8 +731,8 @@ def _python_load_process(
     outs: list[dict[str, Any]] = []
     threads = []
     for connection_id in connection_ids:
-        out: dict[str, Any] = {"latencies": [], "statuses": Counter(), "sent": Counter(),
-                               "socket_errors": 0, "wrapped": 0}  # fmt: skip
+        out: dict[str, Any] = {"latencies": [], "sent_at": [], "statuses": Counter(),
+                               "sent": Counter(), "socket_errors": 0, "wrapped": 0}  # fmt: skip
         outs.append(out)
         lines = all_lines[connection_id::connections]
         thread = threading.Thread(
@@ -739,6 +746,7 @@ def _python_load_process(
     results.put(
         {
             "latencies": [x for out in outs for x in out["latencies"]],
+            "sent_at": [x for out in outs for x in out["sent_at"]],
             "statuses": dict(sum((out["statuses"] for out in outs), Counter())),
             "sent": dict(sum((out["sent"] for out in outs), Counter())),
             "socket_errors": sum(out["socket_errors"] for out in outs),
@@ -798,6 +806,7 @@ def run_python_load(
         statuses=dict(statuses),
         sent=dict(sent),
         wrapped=sum(part["wrapped"] for part in parts),
+        timeline=tuple(zip((x for part in parts for x in part["sent_at"]), latencies, strict=True)),
     )
 
 
@@ -1084,6 +1093,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="load generator (auto: wrk when installed)")  # fmt: skip
     parser.add_argument("--load-threads", type=int, default=2,
                         help="wrk threads, or Python load processes")  # fmt: skip
+    parser.add_argument("--timeline", action="store_true",
+                        help="with --loader python: each second of every run, and how many of "
+                        "the run's slowest 1%% fell in it")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="random seed for the request mix")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
@@ -1099,6 +1111,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             )
     elif args.loader == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not installed: apt-get install -y wrk (or --loader python)")
+    if args.timeline and args.loader != "python":
+        parser.error("--timeline needs --loader python (wrk keeps no request's own time)")
     return args
 
 
@@ -1137,7 +1151,28 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> bool:
     ]
     print_backend(backend, results, textpay_outcome(backend.textpay_url))
     print(f"  (the persistence floor's table holds {floor_rows(backend.floor_url)} rows)\n")
+    if args.timeline:
+        for measured in results:
+            print_timeline(measured)
     return any(m.load.errors for m in results)
+
+
+def print_timeline(measured: Measured) -> None:
+    """Each second of a run: requests sent, their median and slowest latency, and how many of
+    the run's slowest 1% were among them. Slow requests bunched in one second point at an event
+    (a worker's start, a checkpoint, another process); spread evenly, at the queue itself."""
+    load = measured.load
+    print(f"{measured.spec.name}, second by second (the run's p99: {load.p99_ms:.1f} ms)")
+    print(f"{'second':>8}{'requests':>10}{'p50 ms':>8}{'max ms':>8}{'over p99':>10}")
+    by_second: dict[int, list[float]] = defaultdict(list)
+    for sent_at, latency in load.timeline:
+        by_second[max(0, int(sent_at))].append(latency)
+    for second in sorted(by_second):
+        latencies = by_second[second]
+        over = sum(latency > load.p99_ms for latency in latencies)
+        print(f"{second:>8}{len(latencies):>10}{percentile(latencies, 0.5):>8.1f}"
+              f"{max(latencies):>8.1f}{over:>10}")  # fmt: skip
+    print()
 
 
 def _history_note(weeks: int, rows: int) -> str:
