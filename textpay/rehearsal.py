@@ -2,18 +2,21 @@
 
 A statement runs only after SQLAlchemy has compiled it, once per engine, and a YES runs about
 ten that nothing else on a worker's way to its first webhook compiles. A fresh worker's first
-YES spent 30-70 ms compiling them, with every text queued behind it waiting (the slowest 1% of
-the webhook benchmark at 16 connections was mostly those few milliseconds after a worker
-started: `docs/performance.md`, eighth round). gunicorn's arbiter loads the app once and forks
-its workers from it (`gunicorn.conf.py`), so it rehearses here, once, and every worker is
-born with the statements compiled.
+YES spent 30-70 ms compiling them, with every text queued behind it waiting (`docs/
+performance.md`, eighth round). gunicorn's arbiter loads the app once and forks its workers
+from it (`gunicorn.conf.py`), so it rehearses here, once, and every worker is born with the
+statements of a YES that funds an offer, of a BAL and of words TextPay does not know compiled.
+Rarer turns (an offer made again, a declined card, a passcode, STOP) still compile theirs the
+first time a worker meets one.
 
 The rehearsal runs the real turns (`engine.receive` of a YES, `engine.finish` of its charge,
-and a BAL) on an account made up for it, in the caller's transaction, which the caller always
+and a BAL) on an account made up for it, on a number of the range set aside for fiction that
+no account and no consent record uses, in the caller's transaction, which the caller always
 rolls back. No card is charged: the charge's answer is given, not asked of any gateway, and the
 card is read from the sandbox's test cards whatever gateway is configured. Nothing is logged or
 counted, and nothing of it is kept but the ids its rows would have had (a sequence does not
-roll back).
+roll back). On SQLite its transaction holds the write lock for the while it runs (about 0.4 s
+the first time, compiling included), once per start of gunicorn.
 """
 
 from __future__ import annotations
@@ -21,18 +24,18 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from textpay import engine, ledger, prompts
 from textpay.accounts import Enrolment, create_account
 from textpay.engine_config import EngineConfig
-from textpay.models import LedgerKind
+from textpay.models import Account, LedgerKind, PhoneConsent
 from textpay.payments import ChargeResult, ChargeStatus, SandboxGateway
 from textpay.policy import effective_for_account
 from textpay.schemas import AccountCreate, PaymentMethodIn
 
-# A number no subscriber has: 555-0100 to 555-0199 are set aside for fiction in North America.
-REHEARSAL_PHONE = "+12025550142"
+# Numbers no subscriber has: 555-0100 to 555-0199 are set aside for fiction in North America.
+FICTIONAL_NUMBERS = tuple(f"+1202555{line:04d}" for line in range(100, 200))
 REHEARSAL_CARD = "tok_visa"  # a sandbox test card; never sent to any processor
 _LOW_BALANCE_CENTS = 310
 
@@ -40,11 +43,12 @@ _LOW_BALANCE_CENTS = 310
 def rehearse_texts(session: Session, config: EngineConfig, *, now: datetime) -> None:
     """A YES that funds an offer, its charge's success, and a BAL, on an account made up for
     them, in `session`'s transaction. The caller must roll it back."""
+    phone = unused_number(session)
     account = create_account(
         session,
         AccountCreate(
             account_number=f"REHEARSAL-{secrets.token_hex(4).upper()}",
-            phone=REHEARSAL_PHONE,
+            phone=phone,
             payment_method=PaymentMethodIn(token=REHEARSAL_CARD, exp_month=12, exp_year=2099),
         ),
         Enrolment(actor="rehearsal", gateway=SandboxGateway(session.get_bind())),  # type: ignore[arg-type]
@@ -61,13 +65,29 @@ def rehearse_texts(session: Session, config: EngineConfig, *, now: datetime) -> 
     )
     prompts.offer(session, account, effective_for_account(session, account), now=now,
                   acceptable_after=now)  # fmt: skip
-    turn = engine.receive(session, _text("YES"), now=now, config=config)
+    turn = engine.receive(session, _text(phone, "YES"), now=now, config=config)
     if turn.charge is None:
         raise RuntimeError(f"the rehearsed YES charged nothing ({turn.intent})")
     charged = ChargeResult(ChargeStatus.SUCCEEDED, charge_id="ch_rehearsal")
     engine.finish(session, turn, charged, now=now, config=config)
-    engine.receive(session, _text("BAL"), now=now, config=config)
+    engine.receive(session, _text(phone, "BAL"), now=now, config=config)
 
 
-def _text(body: str) -> engine.InboundSms:
-    return engine.InboundSms(sid="SM" + secrets.token_hex(16), sender=REHEARSAL_PHONE, body=body)
+def unused_number(session: Session) -> str:
+    """The first fictional number that no account and no consent record uses (a staging
+    database may have texted one, or opted one out)."""
+    taken = set(
+        session.exec(select(Account.phone).where(col(Account.phone).in_(FICTIONAL_NUMBERS)))
+    ) | set(
+        session.exec(
+            select(PhoneConsent.phone).where(col(PhoneConsent.phone).in_(FICTIONAL_NUMBERS))
+        )
+    )
+    free = next((number for number in FICTIONAL_NUMBERS if number not in taken), None)
+    if free is None:
+        raise RuntimeError("every fictional number 555-0100 to 555-0199 is in use")
+    return free
+
+
+def _text(phone: str, body: str) -> engine.InboundSms:
+    return engine.InboundSms(sid="SM" + secrets.token_hex(16), sender=phone, body=body)

@@ -142,15 +142,21 @@ def test_the_arbiter_rehearses_a_text_before_forking_only_for_textpay(
     a worker's first YES then compiles nothing), and a floor's plain Flask app to nobody."""
     monkeypatch.chdir(tmp_path)
     namespace = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    rehearsed: list[Flask] = []
-    monkeypatch.setattr("webhooks.rehearsal.rehearse", rehearsed.append)
+    rehearsed: list[tuple[Flask, int]] = []
+    # Before `gc.freeze`: what the rehearsal compiles is frozen with the rest of the app.
+    monkeypatch.setattr("webhooks.rehearsal.rehearse",
+                        lambda app: rehearsed.append((app, gc.get_freeze_count())))  # fmt: skip
     app = create_app(Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/ready.db"))
     try:
         namespace["when_ready"](_arbiter(app))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    try:
         namespace["when_ready"](_arbiter(Flask("floor")))
     finally:
         gc.unfreeze()
-    assert rehearsed == [app]
+    assert rehearsed == [(app, 0)]
 
 
 def test_another_app_served_with_the_same_file_boots(
