@@ -45,10 +45,6 @@ PING_AFTER_IDLE_SECONDS = 1.0
 # How long a SQLite writer waits for another writer before giving up. Long enough to ride out a
 # burst of webhooks, short enough to answer Twilio well inside its 15 s timeout.
 SQLITE_BUSY_TIMEOUT_MS = 5_000
-# How long a new PostgreSQL connection may take: a host that drops packets is given up on in
-# this time, not in the two minutes of TCP's own retries (a webhook's worker is killed at 12 s,
-# and the web's arbiter waits for its rehearsal before it forks: webhooks/rehearsal.py).
-CONNECT_TIMEOUT_SECONDS = 10
 # How often a SQLite transaction waiting for the write lock tries again: first after 0.1 ms,
 # doubling to 1 ms (`_begin_immediate`); once it has waited longer than a text's transaction
 # takes, after a tenth of the time it has waited, up to 25 ms.
@@ -151,16 +147,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def _psycopg_connect_args(url: str) -> dict[str, Any]:
-    """psycopg's connections get TextPay's cursor (`pg_cursor`: columns described on demand),
-    and give up connecting after `CONNECT_TIMEOUT_SECONDS` unless the URL says otherwise
-    (`?connect_timeout=`); another driver gets nothing of ours."""
-    parsed = make_url(url)
-    if parsed.get_driver_name() != "psycopg":
-        return {}
-    found: dict[str, Any] = {"cursor_factory": pg_cursor.Cursor}
-    if "connect_timeout" not in parsed.query:
-        found["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-    return found
+    """psycopg's connections get TextPay's cursor (`pg_cursor`: columns described on demand);
+    another driver gets nothing of ours."""
+    if make_url(url).get_driver_name() == "psycopg":
+        return {"cursor_factory": pg_cursor.Cursor}
+    return {}
 
 
 def _ping_after_idle(engine: Engine) -> None:

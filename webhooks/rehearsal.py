@@ -5,11 +5,11 @@ arbiter, and every worker forked from it starts with them. Here is the edge that
 one transaction that is always rolled back, then with the arbiter's connections closed, so that
 no worker inherits one. gunicorn listens and waits for this before it forks, so the wait is
 bounded: on PostgreSQL the transaction gives up on a lock after `LOCK_TIMEOUT` and on any
-statement after `STATEMENT_TIMEOUT` (a migration or a `VACUUM FULL` holding a table), and a
-connection attempt after `db.CONNECT_TIMEOUT_SECONDS`; on SQLite the wait for the write lock is
-the usual busy timeout. A rehearsal that fails (the database not there yet, its schema not
-made, a table locked) is logged and the web starts anyway: its workers then compile on first
-use, as before.
+statement after `STATEMENT_TIMEOUT` (a migration or a `VACUUM FULL` holding a table); a
+connection attempt waits as `DATABASE_URL`'s `connect_timeout` says (README: Deploying); on
+SQLite the wait for the write lock is the usual busy timeout. A rehearsal that fails (the
+database not there yet, its schema not made, a table locked) is logged and the web starts
+anyway: its workers then compile on first use, as before.
 """
 
 from __future__ import annotations
