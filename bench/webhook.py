@@ -379,12 +379,10 @@ def seed_textpay(database_url: str, count: int) -> list[str]:
     """`count` accounts, each on its own phone, with card tok_visa, $3.10 and a pending offer.
     Written with the domain functions, as the admin API and the scan would."""
     # TextPay is imported here only, so that the floors' gunicorn workers never load it.
-    from textpay import ledger, prompts  # noqa: PLC0415
-    from textpay.accounts import Enrolment, create_account  # noqa: PLC0415
+    from textpay.accounts import Enrolment  # noqa: PLC0415
     from textpay.db import make_engine, unit_of_work  # noqa: PLC0415
-    from textpay.models import LedgerKind  # noqa: PLC0415
     from textpay.payments import SandboxGateway  # noqa: PLC0415
-    from textpay.policy import effective_for_account  # noqa: PLC0415
+    from textpay.rehearsal import enrol_with_offer  # noqa: PLC0415
     from textpay.schemas import AccountCreate, PaymentMethodIn  # noqa: PLC0415
     from textpay.timeutil import utcnow  # noqa: PLC0415
 
@@ -401,18 +399,8 @@ def seed_textpay(database_url: str, count: int) -> list[str]:
                     nickname=f"Bench {number}",
                     payment_method=card,
                 )
-                account = create_account(session, data, context)
-                assert account.id is not None
-                ledger.post(
-                    session,
-                    account_id=account.id,
-                    kind=LedgerKind.CREDIT,
-                    amount_cents=SEED_BALANCE_CENTS,
-                    reference=f"credit:bench-{number}",
-                    memo="bench seed",
-                )
-                effective = effective_for_account(session, account)
-                prompts.offer(session, account, effective, now=utcnow(), acceptable_after=utcnow())
+                enrol_with_offer(session, data, context, balance_cents=SEED_BALANCE_CENTS,
+                                 memo="bench", now=utcnow())  # fmt: skip
     engine.dispose()
     return phones
 

@@ -44,7 +44,7 @@ def rehearse_texts(session: Session, config: EngineConfig, *, now: datetime) -> 
     """A YES that funds an offer, its charge's success, and a BAL, on an account made up for
     them, in `session`'s transaction. The caller must roll it back."""
     phone = unused_number(session)
-    account = create_account(
+    enrol_with_offer(
         session,
         AccountCreate(
             account_number=f"REHEARSAL-{secrets.token_hex(4).upper()}",
@@ -52,25 +52,44 @@ def rehearse_texts(session: Session, config: EngineConfig, *, now: datetime) -> 
             payment_method=PaymentMethodIn(token=REHEARSAL_CARD, exp_month=12, exp_year=2099),
         ),
         Enrolment(actor="rehearsal", gateway=SandboxGateway(session.get_bind())),  # type: ignore[arg-type]
-    )
-    assert account.id is not None
-    ledger.post(
-        session,
-        account_id=account.id,
-        kind=LedgerKind.CREDIT,
-        amount_cents=_LOW_BALANCE_CENTS,
-        reference=f"credit:rehearsal-{account.id}",
+        balance_cents=_LOW_BALANCE_CENTS,
         memo="rehearsal",
         now=now,
     )
-    prompts.offer(session, account, effective_for_account(session, account), now=now,
-                  acceptable_after=now)  # fmt: skip
     turn = engine.receive(session, _text(phone, "YES"), now=now, config=config)
     if turn.charge is None:
         raise RuntimeError(f"the rehearsed YES charged nothing ({turn.intent})")
     charged = ChargeResult(ChargeStatus.SUCCEEDED, charge_id="ch_rehearsal")
     engine.finish(session, turn, charged, now=now, config=config)
     engine.receive(session, _text(phone, "BAL"), now=now, config=config)
+
+
+def enrol_with_offer(
+    session: Session,
+    data: AccountCreate,
+    enrolment: Enrolment,
+    *,
+    balance_cents: int,
+    memo: str,
+    now: datetime,
+) -> Account:
+    """An account enrolled with `data` (its card included), credited `balance_cents`, with a
+    pending offer that a YES may accept at once: what a subscriber has when the scan's offer
+    has reached them. For the rehearsal, and for the benchmarks' seeding."""
+    account = create_account(session, data, enrolment)
+    assert account.id is not None
+    ledger.post(
+        session,
+        account_id=account.id,
+        kind=LedgerKind.CREDIT,
+        amount_cents=balance_cents,
+        reference=f"credit:{memo}-{account.id}",
+        memo=memo,
+        now=now,
+    )
+    prompts.offer(session, account, effective_for_account(session, account), now=now,
+                  acceptable_after=now)  # fmt: skip
+    return account
 
 
 def unused_number(session: Session) -> str:
