@@ -32,6 +32,12 @@ Run from the repository root (wrk is preferred: `apt-get install -y wrk`):
 Where in a run its slowest 1% fell, second by second (the Python load generator keeps each
 request's own time; wrk does not): `--loader python --timeline`.
 
+During each measured run a thread of this process times a small write made durable
+(`fdatasync`) every 20 ms on the database's filesystem (`bench/disk.py`), and the report says
+how long the slowest took: a commit that must survive a crash waits for the same disk, so a
+run in which the disk stalled has the disk's p99 as much as the server's. `--no-disk-probe`
+turns it off.
+
 SQLite files live in a temporary directory; PostgreSQL (127.0.0.1:5432, user postgres, trust
 auth) uses its own database `bench_webhook`, dropped and created afresh each run.
 """
@@ -83,6 +89,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from twilio.request_validator import RequestValidator
+
+from bench.disk import DiskProbe, DiskSamples, same_filesystem
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -347,18 +355,24 @@ class Backend:
     kind: str  # "sqlite" or "postgresql"
     textpay_url: str
     floor_url: str
+    data_directory: str | None  # where the database keeps its files (None: not known)
 
 
 def prepare_backend(kind: str, workdir: Path) -> Backend:
     if kind == "sqlite":
-        return Backend(kind, f"sqlite:///{workdir}/textpay.db", f"sqlite:///{workdir}/floor.db")
+        return Backend(kind, f"sqlite:///{workdir}/textpay.db", f"sqlite:///{workdir}/floor.db",
+                       str(workdir))  # fmt: skip
     import psycopg  # noqa: PLC0415  (only the PostgreSQL half needs it)
 
     assert PG_DATABASE != "test", "never touch the test suite's database"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
         connection.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
         connection.execute(f"CREATE DATABASE {PG_DATABASE}")
-    return Backend(kind, PG_URL, PG_URL)
+        try:  # a superuser's (or pg_read_all_settings') to see
+            found = connection.execute("SHOW data_directory").fetchone()
+        except psycopg.Error:
+            found = None
+    return Backend(kind, PG_URL, PG_URL, found[0] if found else None)
 
 
 def create_floor_table(url: str) -> None:
@@ -625,6 +639,7 @@ class LoadResult:
     wrapped: int
     # (seconds into the run the request was sent, its latency in ms), with the Python loader.
     timeline: tuple[tuple[float, float], ...] = ()
+    started_at: float = 0.0  # wall time the measured load began (the timeline's second 0)
 
     @property
     def per_second(self) -> float:
@@ -648,6 +663,7 @@ def run_wrk(
     command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "15s",
                "-s", str(LUA_SCRIPT), f"http://127.0.0.1:{port}{PATH}", "--",
                str(requests_file), str(threads)]  # fmt: skip
+    started_at = time.time()
     status, output = CHILDREN.run(command, timeout=duration + 60)
     line = next((x for x in output.splitlines() if x.startswith("BENCH_RESULT ")), None)
     if status != 0 or line is None:
@@ -663,6 +679,7 @@ def run_wrk(
         statuses=found["statuses"],
         sent=found["sent"],
         wrapped=found["wrapped"],
+        started_at=started_at,
     )
 
 
@@ -795,6 +812,7 @@ def run_python_load(
         sent=dict(sent),
         wrapped=sum(part["wrapped"] for part in parts),
         timeline=tuple(zip((x for part in parts for x in part["sent_at"]), latencies, strict=True)),
+        started_at=start_at,
     )
 
 
@@ -818,6 +836,7 @@ class Measured:
     recycled_workers: int
     log: Path
     worker_ms: list[int]  # time in the worker per request, from gunicorn's access log
+    disk: DiskSamples | None  # the disk's fdatasyncs during the measured load (--no-disk-probe)
 
 
 SERVERS = (
@@ -859,7 +878,8 @@ def measure(
         log_offset = log.stat().st_size
         server_cpu = group_cpu_seconds(server.pid)
         db_before = pg_backend_ticks() if backend.kind == "postgresql" else None
-        load = run_load(args, port, requests_file, duration=args.duration)
+        with DiskProbe(workdir) if args.disk_probe else contextlib.nullcontext() as probe:
+            load = run_load(args, port, requests_file, duration=args.duration)
         server_cpu = group_cpu_seconds(server.pid) - server_cpu
         db_cpu = None if db_before is None else pg_cpu_seconds_since(db_before)
     finally:
@@ -873,6 +893,7 @@ def measure(
         recycled_workers=log.read_text().count("Autorestarting worker"),
         log=log,
         worker_ms=worker_times(log, log_offset),
+        disk=probe.result() if probe is not None else None,
     )
 
 
@@ -999,6 +1020,7 @@ def print_backend(backend: Backend, results: list[Measured], outcome: dict[str, 
         + (" and of PostgreSQL's backends" if db_column else "")
         + " per request)"
     )
+    print_disk(backend, results)
     print()
     share_framework = textpay.load.per_second / max(floor.load.per_second, 1e-9)
     share_persistence = textpay.load.per_second / max(persistence.load.per_second, 1e-9)
@@ -1050,6 +1072,12 @@ def print_backend(backend: Backend, results: list[Measured], outcome: dict[str, 
     print("Targets:")
     for label, value, met in checks:
         print(f"  {label:<54} {value:>9}  {'met' if met else 'MISSED'}")
+    if textpay.disk is not None and textpay.disk.stalls():
+        print(
+            f"  (the disk took up to {textpay.disk.worst_ms:.0f} ms to make a write durable during "
+            "TextPay's run, and every\n  commit that waits for the disk waited with it: see "
+            "'The disk during each run')"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1084,6 +1112,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeline", action="store_true",
                         help="with --loader python: each second of every run, and how many of "
                         "the run's slowest 1%% fell in it")  # fmt: skip
+    parser.add_argument("--no-disk-probe", dest="disk_probe", action="store_false",
+                        help="do not sample the disk's fdatasync during each run "
+                        "(bench/disk.py)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="random seed for the request mix")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
@@ -1145,21 +1176,47 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> bool:
     return any(m.load.errors for m in results)
 
 
+def print_disk(backend: Backend, results: list[Measured]) -> None:
+    """What `bench.disk.DiskProbe` saw during each server's measured load."""
+    probed = [m for m in results if m.disk is not None]
+    if not probed:
+        return
+    directory = probed[0].log.parent
+    where = {
+        True: "the database's filesystem",
+        False: f"NOT the database's filesystem ({backend.data_directory})",
+        None: "the database's filesystem unknown",
+    }[same_filesystem(directory, backend.data_directory)]
+    print(
+        f"The disk during each run (4 KB written and fdatasync'd every 20 ms in {directory}, "
+        f"{where}):"
+    )
+    for m in probed:
+        assert m.disk is not None
+        print(f"  {m.spec.name:<19}{m.disk.summary()}")
+
+
 def print_timeline(measured: Measured) -> None:
     """Each second of a run: requests sent, their median and slowest latency, and how many of
-    the run's slowest 1% were among them. Slow requests bunched in one second point at an event
-    (a worker's start, a checkpoint, another process); spread evenly, at the queue itself."""
-    load = measured.load
+    the run's slowest 1% were among them, and (with the disk probe) the longest `fdatasync` under
+    way in it. Slow requests bunched in one second point at an event (a worker's start, the
+    disk, another process); spread evenly, at the queue itself."""
+    load, disk = measured.load, measured.disk
     print(f"{measured.spec.name}, second by second (the run's p99: {load.p99_ms:.1f} ms)")
-    print(f"{'second':>8}{'requests':>10}{'p50 ms':>8}{'max ms':>8}{'over p99':>10}")
+    print(f"{'second':>8}{'requests':>10}{'p50 ms':>8}{'max ms':>8}{'over p99':>10}"
+          + (f"{'disk ms':>9}" if disk else ""))  # fmt: skip
     by_second: dict[int, list[float]] = defaultdict(list)
     for sent_at, latency in load.timeline:
         by_second[max(0, int(sent_at))].append(latency)
     for second in sorted(by_second):
         latencies = by_second[second]
         over = sum(latency > load.p99_ms for latency in latencies)
-        print(f"{second:>8}{len(latencies):>10}{percentile(latencies, 0.5):>8.1f}"
-              f"{max(latencies):>8.1f}{over:>10}")  # fmt: skip
+        row = (f"{second:>8}{len(latencies):>10}{percentile(latencies, 0.5):>8.1f}"
+               f"{max(latencies):>8.1f}{over:>10}")  # fmt: skip
+        if disk:
+            begins = load.started_at + second
+            row += f"{disk.worst_between(begins, begins + 1):>9.1f}"
+        print(row)
     print()
 
 
