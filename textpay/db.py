@@ -202,6 +202,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if isinstance(dbapi_connection, writer_queue.QueuedConnection):
+            # It checkpoints after its turn (`writer_queue`); SQLite's own is the backstop.
+            pages = writer_queue.BACKSTOP_CHECKPOINT_PAGES
+            cursor.execute(f"PRAGMA wal_autocheckpoint={pages}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -425,3 +425,72 @@ def test_a_busy_timeout_of_zero_gives_up_at_once_in_the_main_thread(tmp_path: Pa
         release.cancel()
         other.close()
         mine.close()
+
+
+def _in_database_file(engine: Engine) -> int:
+    """Accounts in the database file itself, the write-ahead log left unread (`immutable`):
+    what a checkpoint has copied there."""
+    import sqlite3  # noqa: PLC0415
+
+    path = engine.url.database
+    reader = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(reader.execute("SELECT count(*) FROM account").fetchone()[0])
+    finally:
+        reader.close()
+
+
+def _add_account(engine: Engine, number: str) -> None:
+    with unit_of_work(engine) as session:
+        session.add(Account(account_number=number, phone="+12125550147"))
+
+
+def test_the_log_is_checkpointed_after_the_turn_is_handed_on_not_in_it(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint (two fsyncs, and the whole of a disk's stall) must not hold every other
+    writer back: the next writer can take the turn while it runs, and it does copy the log."""
+    monkeypatch.setattr(writer_queue, "CHECKPOINT_EVERY_COMMITS", 3)
+    queue_file = writer_queue.queue_path(sqlite_engine.url.database)
+    assert queue_file is not None
+    turn_free_during: list[bool] = []
+    real = writer_queue.QueuedConnection.checkpoint
+
+    def watched(connection: writer_queue.QueuedConnection) -> None:
+        with open(queue_file, "rb") as other_writer:
+            try:
+                fcntl.flock(other_writer.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                turn_free_during.append(True)
+                fcntl.flock(other_writer.fileno(), fcntl.LOCK_UN)
+            except BlockingIOError:
+                turn_free_during.append(False)
+        real(connection)
+
+    monkeypatch.setattr(writer_queue.QueuedConnection, "checkpoint", watched)
+    raw = sqlite_engine.raw_connection()  # outside any transaction: the log copied, emptied
+    raw.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw.close()
+    before = _in_database_file(sqlite_engine)
+    for number in range(3):
+        _add_account(sqlite_engine, f"CKPT-{number}")
+    assert turn_free_during == [True]
+    assert _in_database_file(sqlite_engine) == before + 3
+
+
+def test_sqlite_s_own_checkpoint_is_only_the_backstop(sqlite_engine: Engine) -> None:
+    with sqlite_engine.connect() as connection:
+        pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+    assert pages == writer_queue.BACKSTOP_CHECKPOINT_PAGES
+
+
+def test_the_log_stays_short_without_sqlite_s_own_checkpoint(sqlite_engine: Engine) -> None:
+    """Three hundred commits of about 7 pages each write some 9 MB of log, under SQLite's
+    backstop (16 MB), so SQLite would copy none of it: TextPay's writers do, every hundred
+    commits, and the log's file peaks near a hundred commits' worth."""
+    for number in range(300):
+        with unit_of_work(sqlite_engine) as session:
+            session.add(Account(account_number=f"LOG-{number}", phone="+12125550147",
+                                label="x" * 3000))  # fmt: skip
+    assert _in_database_file(sqlite_engine) >= 200
+    wal = Path(f"{sqlite_engine.url.database}-wal")
+    assert wal.stat().st_size < 6_000_000
