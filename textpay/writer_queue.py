@@ -19,14 +19,14 @@ A turn ends when the transaction does, and no later. SQLite copies the write-ahe
 the database (a checkpoint, with two `fsync`s) inside the `COMMIT` that finds the log past
 `wal_autocheckpoint` pages, and would so hold every other writer's turn for as long as the
 disk takes: 4-5 ms about every hundred texts on the 2-core machine measured, and the whole of
-a stall when the disk stalls (there, now and then, 100 ms to a second). So a connection of the
-queue checkpoints itself every `CHECKPOINT_EVERY_COMMITS` of its commits (`PASSIVE`: it never
-waits for a reader or a writer) right after its turn is handed on, while the next writer
-already writes. SQLite's own checkpoint stays as a backstop, at `BACKSTOP_CHECKPOINT_PAGES`,
-in a commit and so in a turn. The log's file starts over from its beginning only once a
-checkpoint has copied all of it and no writer has added to it since: where writers never
-pause (two web workers at full load) that is the backstop's checkpoint, so there the file
-grows to about 16 MB, and a quarter as many checkpoints as before hold a turn.
+a stall when the disk stalls (there, now and then, 100 ms to a second). So a process's
+connections of the queue checkpoint every `CHECKPOINT_EVERY_COMMITS` of their commits
+(`PASSIVE`: it never waits for a reader or a writer), right after the turn is handed on, while
+the next writer already writes. SQLite's own checkpoint stays as a backstop, at
+`BACKSTOP_CHECKPOINT_PAGES`, in a commit and so in a turn. The log's file starts over from its
+beginning only once a checkpoint has copied all of it and no writer has added to it since:
+where writers never pause (two web workers at full load) that is the backstop's checkpoint, so
+there the file grows to about 16 MB, and a quarter as many checkpoints as before hold a turn.
 
 A place in the queue is given up after the busy timeout (`db.SQLITE_BUSY_TIMEOUT_MS`), which
 the queue and `BEGIN IMMEDIATE` share: behind a transaction that takes longer (a ledger check,
@@ -47,6 +47,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 from queue import SimpleQueue
 from typing import IO, Any
 
@@ -225,7 +226,6 @@ class QueuedConnection(sqlite3.Connection):
         super().__init__(*args, **kwargs)
         self._turn_held_in: set[str] | None = None  # the taking thread's set, while a turn is held
         self._queue = _open(self.queue_path)
-        self._commits_since_checkpoint = 0
 
     def take_turn(self, timeout: float) -> bool:
         """Wait until no other TextPay writer of this database is in a transaction, and hold
@@ -294,21 +294,21 @@ class QueuedConnection(sqlite3.Connection):
             super().commit()
         finally:
             self.end_turn()
-        self._commits_since_checkpoint += 1
-        if self._commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS:
+        if _COMMITS.checkpoint_due(self.queue_path):
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Copy what it can of the write-ahead log into the database, outside any turn. A
-        failure (a disk error; `SQLITE_BUSY` while another connection checkpoints) is left
-        for the next one: the commit before it stands."""
-        self._commits_since_checkpoint = 0
+        """Copy what it can of the write-ahead log into the database, outside any turn,
+        waiting for nobody (`PASSIVE`: another connection's checkpoint under way makes this
+        one copy nothing). The commit before it stands whatever happens here: a failure (a
+        disk error, a statement of this connection still open) is logged, at most once a
+        minute, and left to the next checkpoint."""
         if self.in_transaction:
             return
         try:
             self.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as error:
-            log.debug("checkpoint left for later: %s", error)
+        except Exception as error:  # the commit succeeded: the caller must not hear otherwise
+            _COMMITS.report_failure(self.queue_path, error)
 
     def rollback(self) -> None:
         try:
@@ -332,6 +332,36 @@ class QueuedConnection(sqlite3.Connection):
         held_in = getattr(self, "_turn_held_in", None)
         if held_in is not None:
             held_in.discard(self.queue_path)
+
+
+class _CommitCount:
+    """Per database and process, the commits since its last checkpoint, whichever of the
+    process's connections made them (`textpay serve` pools up to fifteen): a count per
+    connection would let each of them wait for its own hundred, and the log outgrow them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: dict[str, int] = {}
+        self._warned_at: dict[str, float] = {}
+
+    def checkpoint_due(self, path: str) -> bool:
+        with self._lock:
+            count = self._since.get(path, 0) + 1
+            due = count >= CHECKPOINT_EVERY_COMMITS
+            self._since[path] = 0 if due else count
+            return due
+
+    def report_failure(self, path: str, error: Exception) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._warned_at.get(path, -60.0) < 60:
+                return
+            self._warned_at[path] = now
+        log.warning("SQLite's write-ahead log could not be checkpointed (left to the next "
+                    "checkpoint): %s", error)  # fmt: skip
+
+
+_COMMITS = _CommitCount()
 
 
 def queue_path(database: str | None) -> str | None:

@@ -11,6 +11,7 @@ import fcntl
 import gc
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -451,6 +452,7 @@ def test_the_log_is_checkpointed_after_the_turn_is_handed_on_not_in_it(
     """A checkpoint (two fsyncs, and the whole of a disk's stall) must not hold every other
     writer back: the next writer can take the turn while it runs, and it does copy the log."""
     monkeypatch.setattr(writer_queue, "CHECKPOINT_EVERY_COMMITS", 3)
+    monkeypatch.setattr(writer_queue, "_COMMITS", writer_queue._CommitCount())
     queue_file = writer_queue.queue_path(sqlite_engine.url.database)
     assert queue_file is not None
     turn_free_during: list[bool] = []
@@ -494,3 +496,42 @@ def test_the_log_stays_short_without_sqlite_s_own_checkpoint(sqlite_engine: Engi
     assert _in_database_file(sqlite_engine) >= 200
     wal = Path(f"{sqlite_engine.url.database}-wal")
     assert wal.stat().st_size < 6_000_000
+
+
+def test_a_checkpoint_waits_for_no_writer(
+    sqlite_engine: Engine, holding: Callable[[float], threading.Thread]
+) -> None:
+    """Outside the turn, a checkpoint that waited for writers (FULL, RESTART) would hold up
+    the text that made it for as long as the next writer's transaction: it must not wait."""
+    holder = holding(3.0)
+    connection = sqlite_engine.raw_connection()
+    raw = connection.dbapi_connection
+    assert isinstance(raw, writer_queue.QueuedConnection)
+    started = time.monotonic()
+    raw.checkpoint()
+    waited = time.monotonic() - started
+    connection.close()
+    holder.join(DEADLINE)
+    assert waited < 1.5
+
+
+def test_a_commit_stands_when_its_checkpoint_fails(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(writer_queue, "CHECKPOINT_EVERY_COMMITS", 1)
+    monkeypatch.setattr(writer_queue, "_COMMITS", writer_queue._CommitCount())
+    real_execute = sqlite3.Connection.execute
+
+    def failing_checkpoint(self: sqlite3.Connection, sql: str, *args: Any) -> Any:
+        if "wal_checkpoint" in sql:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_execute(self, sql, *args)
+
+    monkeypatch.setattr(writer_queue.QueuedConnection, "execute", failing_checkpoint)
+    with caplog.at_level("WARNING", logger="textpay.writer_queue"):
+        _add_account(sqlite_engine, "STANDS-1")  # no error: it was committed
+        _add_account(sqlite_engine, "STANDS-2")
+    assert _count_accounts(sqlite_engine) == 2
+    warnings = [r for r in caplog.records if "could not be checkpointed" in r.getMessage()]
+    assert len(warnings) == 1  # once a minute, not once a text
+    assert "disk I/O error" in warnings[0].getMessage()
