@@ -1034,7 +1034,9 @@ def print_backend(backend: Backend, results: list[Measured], outcome: dict[str, 
         + (" and of PostgreSQL's backends" if db_column else "")
         + " per request)"
     )
-    print_disk(backend, results)
+    # Whether the probe's directory (the run's, as every server's log) is on the database's disk.
+    on_its_disk = same_filesystem(textpay.log.parent, backend.log_directory)
+    print_disk(backend, results, on_its_disk)
     print()
     share_framework = textpay.load.per_second / max(floor.load.per_second, 1e-9)
     share_persistence = textpay.load.per_second / max(persistence.load.per_second, 1e-9)
@@ -1087,10 +1089,10 @@ def print_backend(backend: Backend, results: list[Measured], outcome: dict[str, 
     for label, value, met in checks:
         print(f"  {label:<54} {value:>9}  {'met' if met else 'MISSED'}")
     p99_missed = textpay.load.p99_ms >= TARGET_P99_MS
-    on_its_disk = same_filesystem(textpay.log.parent, backend.log_directory) is not False
-    if p99_missed and on_its_disk and textpay.disk is not None and textpay.disk.stalls():
+    disk = textpay.disk
+    if p99_missed and on_its_disk is not False and disk is not None and disk.stalls():
         print(
-            f"  (the disk took up to {textpay.disk.worst_ms:.0f} ms to make a write durable during "
+            f"  (the disk took up to {disk.worst_ms:.0f} ms to make a write durable during "
             "TextPay's run, and every\n  commit that waits for the disk waited with it: see "
             "'The disk during each run')"
         )
@@ -1192,8 +1194,9 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> bool:
     return any(m.load.errors for m in results)
 
 
-def print_disk(backend: Backend, results: list[Measured]) -> None:
-    """What `bench.disk.DiskProbe` saw during each server's measured load."""
+def print_disk(backend: Backend, results: list[Measured], on_its_disk: bool | None) -> None:
+    """What `bench.disk.DiskProbe` saw during each server's measured load; `on_its_disk`:
+    whether it probed the filesystem of the database's log (None: not known)."""
     probed = [m for m in results if m.disk is not None]
     if not probed:
         return
@@ -1202,7 +1205,7 @@ def print_disk(backend: Backend, results: list[Measured]) -> None:
         True: "the filesystem of the database's log",
         False: f"NOT the filesystem of the database's log, {backend.log_directory}: not its disk",
         None: "the database's own disk not known",
-    }[same_filesystem(directory, backend.log_directory)]
+    }[on_its_disk]
     print(
         f"The disk during each run (4 KB written and fdatasync'd every 20 ms in {directory}, "
         f"{where}):"
